@@ -1,0 +1,14 @@
+"""The `actorflow` command and project-wide tooling.
+
+- `cli`: the `actorflow` console script and its subcommands.
+- `protogen`: regenerates (or checks) the gRPC code generated from `proto/`.
+- `smoke`: the wire smoke check of the real Dapr SDK against a no-engine TaskHub server.
+
+The services live in their own top-level packages: `placement`, `reminders`, `sidecar`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

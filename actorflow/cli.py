@@ -1,0 +1,55 @@
+"""The `actorflow` console script.
+
+Subcommands appear here as they become real; each one is a thin entry into the module
+that owns the behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from actorflow import __version__
+
+Runner = Callable[[list[str]], int]
+
+
+def _protogen(argv: list[str]) -> int:
+    from actorflow import protogen
+
+    return protogen.main(argv)
+
+
+def _smoke(argv: list[str]) -> int:
+    from actorflow import smoke
+
+    argparse.ArgumentParser(prog="actorflow smoke", description=smoke.__doc__).parse_args(argv)
+    return smoke.main()
+
+
+COMMANDS: dict[str, tuple[Runner, str]] = {
+    "protogen": (_protogen, "regenerate (or --check) the gRPC code generated from proto/"),
+    "smoke": (_smoke, "drive a no-engine TaskHub server with the real Dapr SDK client"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="actorflow",
+        description="Durable workflows on a Raft-backed virtual-actor cluster.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n"
+        + "\n".join(f"  {name:<10} {help_}" for name, (_, help_) in COMMANDS.items()),
+    )
+    parser.add_argument("--version", action="version", version=f"actorflow {__version__}")
+    parser.add_argument("command", choices=sorted(COMMANDS), metavar="command")
+    parser.add_argument("args", nargs=argparse.REMAINDER)
+    ns = parser.parse_args(args[:1] if args and not args[0].startswith("-") else args)
+    runner, _ = COMMANDS[ns.command]
+    return runner(args[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
