@@ -1,8 +1,67 @@
 """Raft plumbing shared by the placement and reminders services (pysyncobj underneath).
 
 Kept separate so that `reminders` never imports `placement`.
+
+- `config`: `RaftConfig`, the validated node configuration, and its `SyncObjConf`.
+- `node`: `RaftNode` (start/close, term, leadership, quorum, term fencing, asyncio
+  `propose` and `wait_for`) around a service's pure `StateMachine`.
+- `codec`: msgpack encodings of commands (`Command`), snapshots and full dumps.
+- `journal`: `DurableJournal`, a Raft log that is fsynced (group commit) before any
+  acknowledgement; how it hooks into pysyncobj is in its docstring.
+- `transport`: pysyncobj's TCP transport holding acknowledgements until the journal is
+  synced, with optional HMAC frame authentication (`auth`).
+- `replicated_log`: the pysyncobj `SyncObj` subclass (one msgpack entry point, msgpack
+  dumps).
+- `errors`: `RaftError` and its subclasses.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from raftkit.codec import (
+    Command,
+    decode_command,
+    decode_snapshot,
+    encode_command,
+    encode_snapshot,
+)
+from raftkit.config import RaftConfig, Security
+from raftkit.errors import (
+    CodecError,
+    CommandRejectedError,
+    ConfigError,
+    JournalError,
+    LeadershipLostError,
+    NotLeaderError,
+    QueueFullError,
+    RaftError,
+    RaftTimeoutError,
+    UnknownOutcomeError,
+)
+from raftkit.journal import DurableJournal
+from raftkit.node import Entry, RaftNode, RaftStatus, Role, StateMachine
+
+__all__ = [
+    "CodecError",
+    "Command",
+    "CommandRejectedError",
+    "ConfigError",
+    "DurableJournal",
+    "Entry",
+    "JournalError",
+    "LeadershipLostError",
+    "NotLeaderError",
+    "QueueFullError",
+    "RaftConfig",
+    "RaftError",
+    "RaftNode",
+    "RaftStatus",
+    "RaftTimeoutError",
+    "Role",
+    "Security",
+    "StateMachine",
+    "UnknownOutcomeError",
+    "decode_command",
+    "decode_snapshot",
+    "encode_command",
+    "encode_snapshot",
+]

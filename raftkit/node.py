@@ -1,0 +1,450 @@
+"""`RaftNode`: the thin shell a service puts around its pure state machine.
+
+A service writes a `StateMachine` (pure: `apply(command, entry)` reads no clock and makes
+no id, the proposer stamps `now_ms` and ids into the command body; `snapshot`/`restore`
+exchange msgpack bytes) and drives it through a `RaftNode`:
+
+    node = RaftNode(config, machine)
+    node.start()                                  # binds the port, starts the tick thread
+    result = await node.propose(Command("put", {"k": 1, "now_ms": now}), timeout=2.0)
+    term = node.leader_term()                     # leader with a recent quorum, else None
+    node.ensure_leader(term)                      # fence before a leader-only action
+
+Threads: pysyncobj runs everything on its own tick thread. `StateMachine.apply`, the
+snapshot hooks and `add_listener` callbacks run there; they must not block. The
+properties can be read from any thread (each is a plain read of pysyncobj's fields).
+`propose` and `wait_for` bridge to asyncio with `loop.call_soon_threadsafe`.
+
+Proposals: by default only the leader proposes, and the command is fenced with the term
+it leads: if the entry ends up appended in another term (leadership lost and the command
+forwarded or re-queued), every replica rejects it alike and the proposer gets
+`LeadershipLostError`. With `leader_only=False` a follower forwards to the leader
+(pysyncobj's behaviour) and returns what its own replica's `apply` returned.
+
+`apply` also receives the entry's `Entry(index, term)`, identical on every replica:
+a deterministic source for versions (the log index) and for the term a decision was
+taken in, e.g. a placement table stamped with the term that produced it.
+
+Outcomes: the value `apply` returned; `NotLeaderError` (not applied, retry on the hint);
+`RaftTimeoutError` / `UnknownOutcomeError` (may have been applied: make commands
+idempotent); `CommandRejectedError` (every replica refused it); `QueueFullError`.
+
+`has_quorum` means: this node leads and heard an answer from a majority (itself
+included) within `min(leader_fallback_timeout, election_timeout_min)`. It narrows the
+window in which a deposed leader believes it leads; it does not close it (no clock
+bounds), so consumers of leader-only decisions also check the Raft term they carry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from raftkit.auth import HmacSealer
+from raftkit.codec import Command, decode_command, encode_command
+from raftkit.config import RaftConfig, Security
+from raftkit.errors import (
+    CodecError,
+    CommandRejectedError,
+    LeadershipLostError,
+    NotLeaderError,
+    QueueFullError,
+    RaftError,
+    RaftTimeoutError,
+    UnknownOutcomeError,
+)
+from raftkit.journal import DurableJournal, SyncFn
+from raftkit.replicated_log import ReplicatedLog
+
+__all__ = ["Entry", "RaftNode", "RaftStatus", "Role", "StateMachine"]
+
+logger = logging.getLogger(__name__)
+
+# pysyncobj.FAIL_REASON values
+_SUCCESS, _QUEUE_FULL, _MISSING_LEADER, _DISCARDED = 0, 1, 2, 3
+_NOT_LEADER, _LEADER_CHANGED, _REQUEST_DENIED, _UNKNOWN_OUTCOME = 4, 5, 6, 7
+
+
+class Role(enum.Enum):
+    FOLLOWER = 0
+    CANDIDATE = 1
+    LEADER = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """Where a command sits in the log: the same on every replica."""
+
+    index: int
+    term: int
+
+
+@dataclass(frozen=True, slots=True)
+class RaftStatus:
+    self_address: str
+    role: Role
+    term: int
+    leader: str | None
+    has_quorum: bool
+    commit_index: int
+    last_applied: int
+    ready: bool
+
+
+class StateMachine(Protocol):
+    def apply(self, command: Command, entry: Entry) -> object:
+        """Apply one committed command. Pure and deterministic; runs on the tick thread.
+        Raising makes every replica reject the command alike (so do it before mutating)."""
+        ...
+
+    def snapshot(self) -> bytes:
+        """The whole state as msgpack bytes (see `raftkit.codec.encode_snapshot`)."""
+        ...
+
+    def restore(self, data: bytes) -> None:
+        """Replace the whole state with a `snapshot()` result."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejected:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Fenced:
+    fence_term: int
+    entry_term: int
+
+
+class RaftNode:
+    def __init__(
+        self,
+        config: RaftConfig,
+        state_machine: StateMachine,
+        *,
+        sync_fn: SyncFn | None = None,
+    ) -> None:
+        """`sync_fn` replaces the journal's `os.fdatasync` (tests count calls; benchmarks
+        measure the cost of syncing). Nothing starts until `start()`."""
+        self._config = config
+        self._machine = state_machine
+        self._sync_fn = sync_fn
+        self._log: ReplicatedLog | None = None
+        self._journal: DurableJournal | None = None
+        self._quorum_window_s = min(config.leader_fallback_timeout_s, config.election_timeout_min_s)
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[RaftStatus], None]] = []
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._inflight: set[asyncio.Future[object]] = set()
+        self._last_status: RaftStatus | None = None
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the journal, bind the Raft port and start the tick thread. Blocks until
+        the port is bound (at most `bind_retries * bind_retry_s`); raises RaftError.
+        A node starts once: after `close()`, build a new one (with a fresh state
+        machine, since the log is applied again from the data directory)."""
+        if self._started:
+            raise RaftError("a RaftNode starts only once")
+        self._started = True
+        cfg = self._config
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.durable_journal:
+            self._journal = DurableJournal(cfg.journal_path, sync_fn=self._sync_fn)
+        sealer = None
+        if cfg.password is not None and cfg.security is Security.HMAC:
+            sealer = HmacSealer(cfg.password)
+        try:
+            log = ReplicatedLog(
+                cfg,
+                apply_entry=self._apply_entry,
+                snapshot=self._machine.snapshot,
+                restore=self._machine.restore,
+                journal=self._journal,
+                sealer=sealer,
+            )
+        except BaseException:
+            self.close()
+            raise
+        self._log = log
+        try:
+            log.waitBinded()
+        except Exception as exc:
+            self.close()
+            raise RaftError(f"cannot bind the Raft port {cfg.self_address}: {exc!r}") from None
+        log.addOnTickCallback(self._on_tick)
+
+    def close(self) -> None:
+        """Stop the tick thread and close the journal. Pending proposals fail."""
+        log, self._log = self._log, None
+        if log is not None:
+            log.destroy_synchronous()
+        if self._journal is not None:
+            self._journal.close()  # no-op when pysyncobj's destroy already closed it
+        with self._lock:
+            inflight = list(self._inflight)
+        for fut in inflight:
+            _settle_threadsafe(fut, error=RaftError("raft node closed"))
+
+    # -- reading state (any thread) ----------------------------------------------------
+
+    @property
+    def config(self) -> RaftConfig:
+        return self._config
+
+    @property
+    def journal(self) -> DurableJournal | None:
+        return self._journal
+
+    @property
+    def healthy(self) -> bool:
+        """The tick thread runs and the journal has not failed (for health checks)."""
+        log = self._log
+        if log is None or not log.tick_thread_alive():
+            return False
+        return self._journal is None or self._journal.failed is None
+
+    @property
+    def term(self) -> int:
+        return self._require().raftCurrentTerm
+
+    @property
+    def role(self) -> Role:
+        return Role(self._require()._SyncObj__raftState)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._require()._isLeader()
+
+    @property
+    def leader_address(self) -> str | None:
+        return _leader_address(self._require())
+
+    @property
+    def has_quorum(self) -> bool:
+        return self._has_quorum(self._require())
+
+    @property
+    def last_applied(self) -> int:
+        return self._require().raftLastApplied
+
+    @property
+    def commit_index(self) -> int:
+        return self._require().raftCommitIndex
+
+    @property
+    def ready(self) -> bool:
+        """Caught up with the leader's commit index once since start."""
+        return self._require().isReady()
+
+    def status(self) -> RaftStatus:
+        return self._status(self._require())
+
+    def _status(self, log: ReplicatedLog) -> RaftStatus:
+        return RaftStatus(
+            self_address=self._config.self_address,
+            role=Role(log._SyncObj__raftState),
+            term=log.raftCurrentTerm,
+            leader=_leader_address(log),
+            has_quorum=self._has_quorum(log),
+            commit_index=log.raftCommitIndex,
+            last_applied=log.raftLastApplied,
+            ready=log.isReady(),
+        )
+
+    def _has_quorum(self, log: ReplicatedLog) -> bool:
+        if not log._isLeader():
+            return False
+        partners = log.otherNodes
+        deadline = time.monotonic() - self._quorum_window_s
+        heard = dict(log._SyncObj__lastResponseTime)  # copy: the tick thread mutates it
+        fresh = sum(1 for node in partners if heard.get(node, float("-inf")) > deadline)
+        return (fresh + 1) * 2 > len(partners) + 1
+
+    # -- fencing -----------------------------------------------------------------------
+
+    def leader_term(self) -> int | None:
+        """The current term if this node leads it with a recent quorum, else None."""
+        term = self.term
+        if self.is_leader and self.has_quorum and self.term == term:
+            return term
+        return None
+
+    def ensure_leader(self, term: int) -> None:
+        """Raise LeadershipLostError unless still leader of `term` with a recent quorum.
+        Call it right before every leader-only action taken on behalf of `term`."""
+        if self.leader_term() != term:
+            raise LeadershipLostError(term, self.term, self.leader_address)
+
+    # -- proposing ---------------------------------------------------------------------
+
+    async def propose(
+        self, command: Command, *, timeout: float, leader_only: bool = True
+    ) -> object:
+        """Replicate `command` and return what `StateMachine.apply` returned for it."""
+        log = self._require()
+        if leader_only:
+            term = self.term
+            if not self.is_leader or self.term != term:
+                raise NotLeaderError(self.leader_address)
+            if command.fence_term is None:
+                command = Command(command.kind, command.body, fence_term=term)
+        payload = encode_command(command)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[object] = loop.create_future()
+        with self._lock:
+            self._inflight.add(fut)
+
+        def on_result(result: object, error: int | None) -> None:  # tick thread
+            with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting
+                loop.call_soon_threadsafe(self._settle, fut, result, error)
+
+        try:
+            log.submit(payload, on_result)
+            async with asyncio.timeout(timeout):
+                return await fut
+        except TimeoutError:
+            raise RaftTimeoutError(
+                f"no outcome within {timeout}s (the command may still commit)"
+            ) from None
+        finally:
+            with self._lock:
+                self._inflight.discard(fut)
+
+    def _settle(self, fut: asyncio.Future[object], result: object, error: int | None) -> None:
+        if fut.done():
+            return
+        if error == _SUCCESS:
+            match result:
+                case _Rejected(reason):
+                    fut.set_exception(CommandRejectedError(reason))
+                case _Fenced(fence_term, entry_term):
+                    fut.set_exception(LeadershipLostError(fence_term, entry_term, self._hint()))
+                case _:
+                    fut.set_result(result)
+            return
+        fut.set_exception(self._failure(error))
+
+    def _failure(self, error: int | None) -> RaftError:
+        hint = self._hint()
+        if error in (_MISSING_LEADER, _NOT_LEADER):
+            return NotLeaderError(hint)
+        if error == _DISCARDED:
+            return NotLeaderError(hint, "a new leader discarded the command; not applied")
+        if error in (_LEADER_CHANGED, _UNKNOWN_OUTCOME):
+            return UnknownOutcomeError(f"leader changed with the command in flight ({error})")
+        if error == _QUEUE_FULL:
+            return QueueFullError("pysyncobj command queue full")
+        return RaftError(f"pysyncobj refused the command (reason {error})")
+
+    def _hint(self) -> str | None:
+        log = self._log
+        return _leader_address(log) if log is not None else None
+
+    # -- applying (tick thread) --------------------------------------------------------
+
+    def _apply_entry(self, payload: bytes, index: int, term: int) -> object:
+        try:
+            command = decode_command(payload)
+        except CodecError as exc:
+            logger.error("raft entry %d: undecodable command: %s", index, exc)
+            return _Rejected(str(exc))
+        if command.fence_term is not None and command.fence_term != term:
+            return _Fenced(command.fence_term, term)
+        try:
+            return self._machine.apply(command, Entry(index, term))
+        except Exception as exc:
+            logger.exception(
+                "raft entry %d: state machine refused %r",
+                index,
+                command.kind,
+                extra={"raft_index": index, "raft_term": term},
+            )
+            return _Rejected(f"{type(exc).__name__}: {exc}")
+
+    # -- watching ----------------------------------------------------------------------
+
+    def add_listener(self, callback: Callable[[RaftStatus], None]) -> Callable[[], None]:
+        """Call `callback(status)` on the tick thread whenever the status changes (role,
+        term, leader, quorum, commit or apply progress). Returns an unsubscribe function."""
+        with self._lock:
+            self._listeners.append(callback)
+
+        def remove() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._listeners.remove(callback)
+
+        return remove
+
+    async def wait_for(
+        self, predicate: Callable[[RaftStatus], bool], *, timeout: float
+    ) -> RaftStatus:
+        """Wait until `predicate(status)` holds; re-checked on every status change."""
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.add(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    waiter[1].clear()
+                    status = self.status()
+                    if predicate(status):
+                        return status
+                    await waiter[1].wait()
+        except TimeoutError:
+            raise RaftTimeoutError(f"condition not reached within {timeout}s") from None
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
+
+    def _on_tick(self) -> None:
+        log = self._log
+        if log is None:
+            return
+        status = self._status(log)
+        if status == self._last_status:
+            return
+        self._last_status = status
+        with self._lock:
+            listeners = list(self._listeners)
+            waiters = list(self._waiters)
+        for callback in listeners:
+            try:
+                callback(status)
+            except Exception:
+                logger.exception("raft status listener failed")
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(event.set)
+
+    def _require(self) -> ReplicatedLog:
+        log = self._log
+        if log is None:
+            raise RaftError("raft node not started (or closed)")
+        return log
+
+
+def _leader_address(log: ReplicatedLog) -> str | None:
+    leader = log._getLeader()
+    if leader is None:
+        return None
+    return str(getattr(leader, "address", None) or leader.id)
+
+
+def _settle_threadsafe(fut: asyncio.Future[object], *, error: BaseException) -> None:
+    def settle() -> None:
+        if not fut.done():
+            fut.set_exception(error)
+
+    with contextlib.suppress(RuntimeError):
+        fut.get_loop().call_soon_threadsafe(settle)
