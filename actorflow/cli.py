@@ -28,7 +28,28 @@ def _smoke(argv: list[str]) -> int:
     return smoke.main()
 
 
+def _placement(argv: list[str]) -> int:
+    from placement import cli
+
+    return cli.main(argv)
+
+
+def _reminders(argv: list[str]) -> int:
+    from reminders import cli
+
+    return cli.main(argv)
+
+
+def _bench(argv: list[str]) -> int:
+    from bench import cli
+
+    return cli.main(argv)
+
+
 COMMANDS: dict[str, tuple[Runner, str]] = {
+    "placement": (_placement, "run one placement node (Raft-replicated actor placement)"),
+    "reminders": (_reminders, "run one reminders node (Raft-replicated durable timers)"),
+    "bench": (_bench, "run a benchmark scenario and write its JSON result"),
     "protogen": (_protogen, "regenerate (or --check) the gRPC code generated from proto/"),
     "smoke": (_smoke, "drive a no-engine TaskHub server with the real Dapr SDK client"),
 }

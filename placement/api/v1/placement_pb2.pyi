@@ -72,19 +72,35 @@ class PlacementTable(_message.Message):
     api_level: int
     def __init__(self, version: _Optional[int] = ..., term: _Optional[int] = ..., hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., virtual_nodes: _Optional[int] = ..., api_level: _Optional[int] = ...) -> None: ...
 
+class TableDelta(_message.Message):
+    __slots__ = ("base_version", "upserts", "removed", "virtual_nodes", "api_level")
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPSERTS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    VIRTUAL_NODES_FIELD_NUMBER: _ClassVar[int]
+    API_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    base_version: int
+    upserts: _containers.RepeatedCompositeFieldContainer[Host]
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    virtual_nodes: int
+    api_level: int
+    def __init__(self, base_version: _Optional[int] = ..., upserts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., removed: _Optional[_Iterable[str]] = ..., virtual_nodes: _Optional[int] = ..., api_level: _Optional[int] = ...) -> None: ...
+
 class PlacementOrder(_message.Message):
-    __slots__ = ("operation", "version", "term", "table", "not_leader")
+    __slots__ = ("operation", "version", "term", "table", "not_leader", "delta")
     OPERATION_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     TERM_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
     NOT_LEADER_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
     operation: Operation
     version: int
     term: int
     table: PlacementTable
     not_leader: NotLeader
-    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., version: _Optional[int] = ..., term: _Optional[int] = ..., table: _Optional[_Union[PlacementTable, _Mapping]] = ..., not_leader: _Optional[_Union[NotLeader, _Mapping]] = ...) -> None: ...
+    delta: TableDelta
+    def __init__(self, operation: _Optional[_Union[Operation, str]] = ..., version: _Optional[int] = ..., term: _Optional[int] = ..., table: _Optional[_Union[PlacementTable, _Mapping]] = ..., not_leader: _Optional[_Union[NotLeader, _Mapping]] = ..., delta: _Optional[_Union[TableDelta, _Mapping]] = ...) -> None: ...
 
 class NotLeader(_message.Message):
     __slots__ = ("leader_address",)

@@ -1,0 +1,68 @@
+"""What every bench scenario shares: machine facts, percentiles, the JSON result file
+(DESIGN.md section 7) and the human-readable table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version()}
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return float(ordered[rank - 1])
+
+
+def result(
+    scenario: str, params: Mapping[str, Any], metrics: Mapping[str, Any], started_at: str
+) -> dict[str, Any]:
+    return {
+        "scenario": scenario,
+        "params": dict(params),
+        "machine": machine(),
+        "started_at": started_at,
+        "metrics": dict(metrics),
+    }
+
+
+def emit(data: Mapping[str, Any], json_path: Path | None, quiet: bool = False) -> None:
+    if not quiet:
+        m = data["machine"]
+        print(
+            f"scenario {data['scenario']}  ({m['cores']} cores, {m['cpu']}, "
+            f"Python {m['python']}, {data['started_at']})"
+        )
+        print("  params: " + ", ".join(f"{k}={v}" for k, v in data["params"].items()))
+        for key, value in data["metrics"].items():
+            shown = f"{value:,.2f}" if isinstance(value, float) else f"{value}"
+            print(f"  {key:<28} {shown}")
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(data, indent=2) + "\n")
+        if not quiet:
+            print(f"  wrote {json_path}", file=sys.stderr)

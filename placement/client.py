@@ -1,0 +1,274 @@
+"""Placement client for sidecars: one stream to the leader, rounds applied, lookups.
+
+`PlacementClient` connects to any placement node and follows `not_leader` redirects to
+the leader. It reports its host at once and then as a heartbeat, applies every LOCK,
+UPDATE and UNLOCK through a `TableView` (which refuses stale orders) and acknowledges
+each. While the table is locked, `lookup` waits, at most `lookup_wait_s`.
+
+Fencing: a host cut off from placement for `disconnect_lock_after_s` locks its own table
+and tells its runtime (`on_lost`) to deactivate every actor, because by the time the
+leader evicts it (the host timeout, which must be longer) others may take its actors.
+The next round from a leader unlocks it again.
+
+`on_update(old, new)` is awaited on UPDATE before the acknowledgement: the actor runtime
+uses it to drain and deactivate the actors the new table moves elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+
+from placement.api.v1 import placement_pb2 as pb
+from placement.api.v1 import placement_pb2_grpc as pb_grpc
+from placement.dissemination import Operation
+from placement.errors import LookupTimeoutError
+from placement.ring import DEFAULT_VNODES
+from placement.table import Accepted, Table, TableHost, TableView
+
+log = logging.getLogger(__name__)
+
+UpdateHook = Callable[[Table | None, Table], Awaitable[None]]
+LostHook = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    addresses: tuple[str, ...]
+    heartbeat_interval_s: float = 1.0
+    lookup_wait_s: float = 5.0
+    disconnect_lock_after_s: float = 2.0
+    reconnect_min_s: float = 0.05
+    reconnect_max_s: float = 1.0
+
+
+def host_to_proto(host: TableHost) -> pb.Host:
+    return pb.Host(
+        name=host.name,
+        address=host.address,
+        app_id=host.app_id,
+        namespace=host.namespace,
+        actor_types=list(host.actor_types),
+        api_level=host.api_level,
+    )
+
+
+def table_from_proto(table: pb.PlacementTable) -> Table:
+    hosts = [
+        TableHost(h.name, h.address, h.app_id, h.namespace, tuple(h.actor_types), h.api_level)
+        for h in table.hosts
+    ]
+    return Table.build(table.version, table.term, hosts, table.virtual_nodes or DEFAULT_VNODES)
+
+
+def table_from_delta(base: Table | None, order: pb.PlacementOrder) -> Table | None:
+    """The table of `order.version`, from the held table and the order's delta; None
+    when the held table is not the delta's base (the order is then refused)."""
+    delta = order.delta
+    if base is None or base.version != delta.base_version:
+        return None
+    hosts = {h.name: h for h in base.hosts}
+    for name in delta.removed:
+        hosts.pop(name, None)
+    for h in delta.upserts:
+        hosts[h.name] = TableHost(
+            h.name, h.address, h.app_id, h.namespace, tuple(h.actor_types), h.api_level
+        )
+    vnodes = delta.virtual_nodes or DEFAULT_VNODES
+    return Table.build(order.version, order.term, list(hosts.values()), vnodes)
+
+
+class PlacementClient:
+    def __init__(
+        self,
+        config: ClientConfig,
+        host: TableHost,
+        *,
+        on_update: UpdateHook | None = None,
+        on_lost: LostHook | None = None,
+    ) -> None:
+        if not config.addresses:
+            raise ValueError("at least one placement address is needed")
+        self._config = config
+        self._host = host
+        self._on_update = on_update
+        self._on_lost = on_lost
+        self._view = TableView()
+        self._changed = asyncio.Condition()
+        self._connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._outbox: asyncio.Queue[pb.HostReport] | None = None
+        self.leader: str | None = None
+
+    # ---- public
+
+    @property
+    def table(self) -> Table | None:
+        return self._view.table
+
+    @property
+    def locked(self) -> bool:
+        return self._view.locked
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"placement-client-{self._host.name}")
+
+    async def stop(self, timeout: float = 2.0) -> None:
+        """Leave on purpose: placement removes the host at once and rebalances."""
+        self._stopping = True
+        task = self._task
+        if task is None:
+            return
+        if self._outbox is not None and self._connected.is_set():
+            self._outbox.put_nowait(pb.HostReport(leave=pb.Leave()))
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def stop_without_leaving(self) -> None:
+        """Stop as a crash would: no Leave, so placement removes the host only after
+        its grace period (used by tests and by fault injection)."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def wait_connected(self, timeout: float) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def wait_for_version(self, version: int, timeout: float) -> Table:
+        """Wait until an unlocked table at `version` or newer is held."""
+
+        def ready() -> bool:
+            return not self._view.locked and self._view.version >= version
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(ready), timeout)
+        assert self._view.table is not None
+        return self._view.table
+
+    async def lookup(
+        self, actor_type: str, actor_id: str, namespace: str | None = None
+    ) -> TableHost:
+        """The host that owns the actor under the current table, waiting (bounded) while
+        the table is locked. Raises `NoHostsError` when no host supports the type."""
+        table = self._view.table if not self._view.locked else None
+        if table is None:
+            try:
+                table = await self.wait_for_version(0, self._config.lookup_wait_s)
+            except TimeoutError as exc:
+                raise LookupTimeoutError(
+                    f"placement table locked or absent for {self._config.lookup_wait_s}s"
+                ) from exc
+        ns = self._host.namespace if namespace is None else namespace
+        name = table.rings.lookup(ns, actor_type, actor_id)
+        for h in table.hosts:
+            if h.name == name:
+                return h
+        raise AssertionError(f"ring returned {name!r}, which is not in table v{table.version}")
+
+    # ---- the connection loop
+
+    async def _run(self) -> None:
+        backoff = self._config.reconnect_min_s
+        index = 0
+        lock_task: asyncio.Task[None] | None = None
+        while not self._stopping:
+            target = self.leader or self._config.addresses[index % len(self._config.addresses)]
+            index += 1
+            try:
+                redirected = await self._session(target)
+            except (grpc.aio.AioRpcError, OSError) as exc:
+                log.debug("placement stream to %s ended: %s", target, exc)
+                redirected = None
+            if self._connected.is_set():
+                self._connected.clear()
+                lock_task = asyncio.create_task(self._lock_if_still_cut_off())
+            if redirected:
+                self.leader = redirected
+                backoff = self._config.reconnect_min_s
+                continue
+            self.leader = None
+            await asyncio.sleep(backoff)  # reconnect backoff, not a wait for an event
+            backoff = min(backoff * 2, self._config.reconnect_max_s)
+        if lock_task is not None:
+            lock_task.cancel()
+
+    async def _lock_if_still_cut_off(self) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), self._config.disconnect_lock_after_s)
+        except TimeoutError:
+            log.warning("cut off from placement: locking the table and deactivating actors")
+            async with self._changed:
+                self._view.lock_out()
+                self._changed.notify_all()
+            if self._on_lost is not None:
+                await self._on_lost()
+
+    async def _session(self, target: str) -> str | None:
+        """One stream; returns a leader address when redirected, None when it ends."""
+        outbox: asyncio.Queue[pb.HostReport] = asyncio.Queue()
+        self._outbox = outbox
+        outbox.put_nowait(pb.HostReport(status=host_to_proto(self._host)))
+
+        async def reports() -> AsyncIterator[pb.HostReport]:
+            while True:
+                yield await outbox.get()
+
+        async with grpc.aio.insecure_channel(target) as channel:
+            call = pb_grpc.PlacementStub(channel).ReportHost(reports())
+            heartbeat = asyncio.create_task(self._heartbeat(outbox))
+            try:
+                async for order in call:
+                    if order.HasField("not_leader"):
+                        hint = order.not_leader.leader_address
+                        return hint if hint and hint != target else None
+                    self._connected.set()
+                    await self._apply(order, outbox)
+            finally:
+                heartbeat.cancel()
+        return None
+
+    async def _heartbeat(self, outbox: asyncio.Queue[pb.HostReport]) -> None:
+        while True:
+            await asyncio.sleep(self._config.heartbeat_interval_s)  # periodic, by design
+            outbox.put_nowait(pb.HostReport(status=host_to_proto(self._host)))
+
+    async def _apply(self, order: pb.PlacementOrder, outbox: asyncio.Queue[pb.HostReport]) -> None:
+        op = Operation(order.operation)
+        old_table = self._view.table
+        new_table = None
+        if op is Operation.UPDATE:
+            if order.HasField("delta"):
+                new_table = table_from_delta(old_table, order)
+            else:
+                new_table = table_from_proto(order.table)
+        async with self._changed:
+            outcome = self._view.apply(op, order.version, order.term, new_table)
+            self._changed.notify_all()
+        if not isinstance(outcome, Accepted):
+            log.warning(
+                "refused placement order %s v%d term %d: %s",
+                op.name,
+                order.version,
+                order.term,
+                outcome.reason,
+            )
+            return
+        if new_table is not None and self._on_update is not None:
+            await self._on_update(old_table, new_table)
+        ack = pb.RoundAck(operation=order.operation, version=order.version, term=order.term)
+        outbox.put_nowait(pb.HostReport(ack=ack))
