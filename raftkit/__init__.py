@@ -28,6 +28,7 @@ from raftkit.config import RaftConfig, Security
 from raftkit.errors import (
     CodecError,
     CommandRejectedError,
+    CommandTooLargeError,
     ConfigError,
     JournalError,
     LeadershipLostError,
@@ -44,6 +45,7 @@ __all__ = [
     "CodecError",
     "Command",
     "CommandRejectedError",
+    "CommandTooLargeError",
     "ConfigError",
     "DurableJournal",
     "Entry",

@@ -48,6 +48,10 @@ from raftkit.errors import ConfigError
 
 __all__ = ["RaftConfig", "Security", "parse_address"]
 
+# Largest encoded command RaftNode.propose accepts; see appendEntriesBatchSizeBytes.
+MAX_COMMAND_BYTES = 8 * 1024 * 1024
+CHUNK_MARGIN_BYTES = 64 * 1024
+
 JOURNAL_FILE = "raft.journal"
 PYSYNCOBJ_JOURNAL_FILE = "pysyncobj.journal"
 DUMP_FILE = "raft.dump"
@@ -240,6 +244,11 @@ class RaftConfig:
             connectionRetryTime=self.connection_retry_s,
             leaderFallbackTimeout=self.leader_fallback_timeout_s,
             appendEntriesUseBatch=False,
+            # pysyncobj 0.3.17 splits an entry at least this long into chunks and marks the
+            # last chunk by comparing offsets in the pickled entry with the length of the
+            # raw command, so a follower can take a truncated entry and stop following.
+            # Keep every entry below it: RaftNode.propose refuses longer commands.
+            appendEntriesBatchSizeBytes=MAX_COMMAND_BYTES + CHUNK_MARGIN_BYTES,
             # pysyncobj would bind 0.0.0.0 when given no bind address.
             bindAddress=self.bind_address or self.self_address,
             logCompactionMinEntries=self.log_compaction_min_entries,

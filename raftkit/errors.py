@@ -64,3 +64,13 @@ class CommandRejectedError(RaftError):
     def __init__(self, reason: str) -> None:
         super().__init__(f"command rejected by the state machine: {reason}")
         self.reason = reason
+
+
+class CommandTooLargeError(RaftError, ValueError):
+    """The encoded command is larger than one Raft entry may be; nothing was proposed.
+    Split it (batches are cut by encoded size)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"command of {size} bytes exceeds the {limit}-byte entry limit")
+        self.size = size
+        self.limit = limit

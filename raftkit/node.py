@@ -49,10 +49,11 @@ from typing import Protocol
 
 from raftkit.auth import HmacSealer
 from raftkit.codec import Command, decode_command, encode_command
-from raftkit.config import RaftConfig, Security
+from raftkit.config import MAX_COMMAND_BYTES, RaftConfig, Security
 from raftkit.errors import (
     CodecError,
     CommandRejectedError,
+    CommandTooLargeError,
     LeadershipLostError,
     NotLeaderError,
     QueueFullError,
@@ -300,6 +301,8 @@ class RaftNode:
             if command.fence_term is None:
                 command = Command(command.kind, command.body, fence_term=term)
         payload = encode_command(command)
+        if len(payload) > MAX_COMMAND_BYTES:
+            raise CommandTooLargeError(len(payload), MAX_COMMAND_BYTES)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[object] = loop.create_future()
         with self._lock:

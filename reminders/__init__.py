@@ -1,8 +1,23 @@
 """Reminders service: durable timers replicated with Raft, fired at least once.
 
+- `durations`, `schedule`: pure parsing and schedule math (`plan`, `after_fire`,
+  `DueQueue`), time passed in.
+- `machine`: the pure replicated table (`ReminderTable`): create / delete / progress /
+  lead commands, generations, change list per command.
+- `replica`: the `raftkit.StateMachine` around it (lock, change feed to asyncio).
+- `firing`: the leader's firing loop (`Dispatcher`): due queue, subscribers, in-flight
+  firings, retries with backoff, progress recorded through Raft in batches, term fencing.
+- `server`: one node (`RemindersNode`): Raft, group-committed registration, gRPC edge
+  (the only place mapping errors to status codes).
+- `convert`: request validation and protobuf conversion.
+- `client`: `RemindersClient` (API, follows the leader, folds concurrent creates) and
+  `TriggerSubscriber` (a sidecar's trigger stream; refuses batches of an older term).
+- `config`, `cli` (`python -m reminders`), `testing` (`LocalCluster` of real processes).
 - `api/v1/`: generated protobuf/gRPC code for the reminders API (from `proto/reminders/`).
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from reminders.errors import InvalidReminderError, NotLeaderError, RemindersError
+
+__all__ = ["InvalidReminderError", "NotLeaderError", "RemindersError"]

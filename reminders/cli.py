@@ -1,0 +1,109 @@
+"""`python -m reminders` / `actorflow reminders`: run one node of the reminders cluster.
+
+    python -m reminders --node-id r1 --api-address 127.0.0.1:7101 \
+        --raft-address 127.0.0.1:7201 --peer 127.0.0.1:7202=127.0.0.1:7102 \
+        --peer 127.0.0.1:7203=127.0.0.1:7103 --data-dir ./data/r1 --raft-password SECRET
+
+The Raft password may come from `ACTORFLOW_RAFT_PASSWORD` instead of the flag (flags are
+visible in `ps`). `--insecure-raft` runs without one, for throwaway tests only. Once
+serving, the node prints one line `READY {json}` on stdout (node id, API and Raft
+addresses). SIGINT or SIGTERM stops it cleanly: the API stops accepting, streams drain
+for up to a second, Raft closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from raftkit.errors import ConfigError, RaftError
+from reminders.config import RemindersConfig, parse_peer
+
+__all__ = ["main"]
+
+log = logging.getLogger("reminders")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="reminders", description="Run one reminders node.")
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--api-address", required=True, help="gRPC host:port")
+    p.add_argument("--raft-address", required=True, help="Raft host:port (peers only)")
+    p.add_argument(
+        "--peer", action="append", default=[], metavar="RAFT=API", help="another node (repeat)"
+    )
+    p.add_argument("--data-dir", required=True, type=Path)
+    p.add_argument("--raft-password", default=None, help="or ACTORFLOW_RAFT_PASSWORD")
+    p.add_argument("--insecure-raft", action="store_true", help="no Raft password (tests only)")
+    p.add_argument("--ack-timeout", type=float, default=5.0, help="seconds before a resend")
+    p.add_argument("--log-level", default="INFO")
+    return p
+
+
+def _config(ns: argparse.Namespace) -> RemindersConfig:
+    peers: dict[str, str] = {}
+    for text in ns.peer:
+        raft, api = parse_peer(text)
+        if raft in peers:
+            raise ConfigError(f"peer {raft} given twice")
+        peers[raft] = api
+    password = ns.raft_password or os.environ.get("ACTORFLOW_RAFT_PASSWORD") or None
+    return RemindersConfig(
+        node_id=ns.node_id,
+        api_address=ns.api_address,
+        raft_address=ns.raft_address,
+        peers=peers,
+        data_dir=ns.data_dir,
+        raft_password=password,
+        allow_insecure_raft=ns.insecure_raft,
+        ack_timeout_s=ns.ack_timeout,
+    )
+
+
+async def _serve(config: RemindersConfig) -> None:
+    from reminders.server import RemindersNode
+
+    node = RemindersNode(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    ready = {"node_id": config.node_id, "api": config.api_address, "raft": config.raft_address}
+    print("READY " + json.dumps(ready), flush=True)
+    try:
+        await stop.wait()
+    finally:
+        log.info("reminders node %s stopping", config.node_id)
+        await node.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=ns.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = _config(ns)
+    except ConfigError as exc:
+        print(f"reminders: {exc}", file=sys.stderr)
+        return 2
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    try:
+        asyncio.run(_serve(config))
+    except (ConfigError, RaftError) as exc:
+        print(f"reminders: {exc}", file=sys.stderr)
+        return 1
+    return 0

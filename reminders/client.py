@@ -1,0 +1,359 @@
+"""Clients of the reminders service: the API (`RemindersClient`) and the trigger stream
+(`TriggerSubscriber`), both following the Raft leader across a list of node addresses.
+
+Leader following. Every node knows the others' API addresses. A follower answers API
+calls with FAILED_PRECONDITION and the leader's address in the `actorflow-leader`
+trailing metadata, and a trigger stream with one `not_leader` batch; the clients go
+there next. UNAVAILABLE (no leader yet, node down) moves on to the next address after a
+short backoff, until the call's deadline.
+
+Term fencing. `TriggerSubscriber` remembers the highest Raft term of any batch it
+accepted and sends it in `subscribe.known_term`; it refuses (does not deliver nor
+acknowledge) a batch from an older term, counting it in `refused_batches` and
+`refused_triggers`. A deposed leader that still believes it leads can therefore not
+reach the actors once the subscriber has heard from its successor.
+
+Delivery. `handler(term, triggers)` is awaited once per batch; it returns None (all
+delivered) or one boolean per trigger (False: failed, the service retries it with
+backoff); raising fails the whole batch. The acknowledgement follows at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import grpc
+
+from reminders.api.v1 import reminders_pb2 as pb
+
+__all__ = ["RemindersClient", "SubscriberStats", "TriggerHandler", "TriggerSubscriber"]
+
+log = logging.getLogger(__name__)
+
+SERVICE = "actorflow.reminders.v1.Reminders"
+LEADER_METADATA_KEY = "actorflow-leader"
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+]
+
+R = TypeVar("R")
+TriggerHandler = Callable[[int, list[pb.Trigger]], Awaitable[Sequence[bool] | None]]
+
+
+def _leader_hint(error: grpc.aio.AioRpcError) -> str | None:
+    for key, value in error.trailing_metadata() or ():
+        if key == LEADER_METADATA_KEY:
+            return value if isinstance(value, str) else value.decode()
+    return None
+
+
+class _Channels:
+    """One channel per node address, and which node is believed to lead."""
+
+    def __init__(self, addresses: Sequence[str]) -> None:
+        if not addresses:
+            raise ValueError("at least one reminders node address is needed")
+        self.addresses = list(addresses)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._rotation = itertools.cycle(self.addresses)
+        self.leader: str | None = None
+
+    def get(self, address: str) -> grpc.aio.Channel:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            self._channels[address] = channel
+        return channel
+
+    def next_address(self) -> str:
+        return self.leader or next(self._rotation)
+
+    def moved(self, hint: str | None) -> None:
+        self.leader = hint
+
+    async def close(self) -> None:
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            await channel.close()
+
+
+class RemindersClient:
+    """Create, get, list and delete reminders on whichever node leads."""
+
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        *,
+        timeout_s: float = 10.0,
+        retry_min_s: float = 0.05,
+        retry_max_s: float = 0.5,
+        max_batch: int = 1000,
+    ) -> None:
+        self._channels = _Channels(addresses)
+        self._timeout_s = timeout_s
+        self._max_batch = max_batch
+        self._creates: list[tuple[pb.CreateReminderRequest, asyncio.Future[pb.Reminder]]] = []
+        self._creating = False
+        self._retry_min_s = retry_min_s
+        self._retry_max_s = retry_max_s
+
+    async def close(self) -> None:
+        await self._channels.close()
+
+    async def __aenter__(self) -> RemindersClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def create(
+        self,
+        key: pb.ReminderKey,
+        *,
+        due_time: str = "",
+        period: str = "",
+        ttl: str = "",
+        data: bytes = b"",
+    ) -> pb.Reminder:
+        """Create (or replace) one reminder. Concurrent calls are folded into one
+        CreateReminders call while another is in flight (client-side group commit)."""
+        request = pb.CreateReminderRequest(
+            key=key, due_time=due_time, period=period, ttl=ttl, data=data
+        )
+        fut: asyncio.Future[pb.Reminder] = asyncio.get_running_loop().create_future()
+        self._creates.append((request, fut))
+        if not self._creating:
+            self._creating = True
+            asyncio.get_running_loop().create_task(self._drain_creates())
+        return await fut
+
+    async def _drain_creates(self) -> None:
+        try:
+            while self._creates:
+                batch = self._creates[: self._max_batch]
+                del self._creates[: self._max_batch]
+                await self._send_creates(batch)
+        finally:
+            self._creating = False
+
+    async def _send_creates(
+        self, batch: list[tuple[pb.CreateReminderRequest, asyncio.Future[pb.Reminder]]]
+    ) -> None:
+        try:
+            if len(batch) == 1:
+                reply = await self._call("CreateReminder", batch[0][0], pb.CreateReminderResponse)
+                results = [reply.reminder]
+            else:
+                results = await self.create_many([request for request, _ in batch])
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.INVALID_ARGUMENT and len(batch) > 1:
+                # One bad request must not fail its neighbours: send each on its own.
+                await asyncio.gather(*(self._send_creates([entry]) for entry in batch))
+                return
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), reminder in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(reminder)
+
+    async def create_many(self, requests: Sequence[pb.CreateReminderRequest]) -> list[pb.Reminder]:
+        message = pb.CreateRemindersRequest(reminders=list(requests))
+        reply = await self._call("CreateReminders", message, pb.CreateRemindersResponse)
+        return list(reply.reminders)
+
+    async def get(self, key: pb.ReminderKey) -> pb.Reminder:
+        return await self._call("GetReminder", pb.GetReminderRequest(key=key), pb.Reminder)
+
+    async def list_page(self, request: pb.ListRemindersRequest) -> pb.ListRemindersResponse:
+        return await self._call("ListReminders", request, pb.ListRemindersResponse)
+
+    async def list_all(
+        self, namespace: str, app_id: str, actor_type: str = "", actor_id: str = ""
+    ) -> AsyncIterator[pb.Reminder]:
+        token = ""
+        while True:
+            page = await self.list_page(
+                pb.ListRemindersRequest(
+                    namespace=namespace,
+                    app_id=app_id,
+                    actor_type=actor_type,
+                    actor_id=actor_id,
+                    page_size=1000,
+                    continuation_token=token,
+                )
+            )
+            for reminder in page.reminders:
+                yield reminder
+            token = page.continuation_token
+            if not token:
+                return
+
+    async def delete(self, key: pb.ReminderKey) -> bool:
+        reply = await self._call(
+            "DeleteReminder", pb.DeleteReminderRequest(key=key), pb.DeleteReminderResponse
+        )
+        return reply.existed
+
+    async def info(self, address: str, timeout_s: float = 2.0) -> pb.RemindersInfo:
+        """One node's view (no leader following)."""
+        method = self._channels.get(address).unary_unary(
+            f"/{SERVICE}/GetRemindersInfo",
+            request_serializer=pb.GetRemindersInfoRequest.SerializeToString,
+            response_deserializer=pb.RemindersInfo.FromString,
+        )
+        reply: pb.RemindersInfo = await method(pb.GetRemindersInfoRequest(), timeout=timeout_s)
+        return reply
+
+    async def _call(self, name: str, request: Any, response_type: type[R]) -> R:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout_s
+        delay_s = self._retry_min_s
+        while True:
+            address = self._channels.next_address()
+            method = self._channels.get(address).unary_unary(
+                f"/{SERVICE}/{name}",
+                request_serializer=type(request).SerializeToString,
+                response_deserializer=response_type.FromString,  # type: ignore[attr-defined]
+            )
+            remaining = deadline - loop.time()
+            try:
+                reply: R = await method(request, timeout=max(0.05, remaining))
+                return reply
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+                retryable = code in (
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    grpc.StatusCode.UNAVAILABLE,
+                )
+                if not retryable or loop.time() >= deadline:
+                    raise
+                hint = _leader_hint(exc) if code is grpc.StatusCode.FAILED_PRECONDITION else None
+                self._channels.moved(hint)
+                if hint is not None:
+                    continue  # straight to the leader
+            # Retry pacing while no leader is known: a deliberate backoff, not a wait.
+            await asyncio.sleep(min(delay_s, max(0.0, deadline - loop.time())))
+            delay_s = min(self._retry_max_s, delay_s * 2)
+
+
+@dataclass(slots=True)
+class SubscriberStats:
+    batches: int = 0
+    triggers: int = 0
+    refused_batches: int = 0
+    refused_triggers: int = 0
+    connects: int = 0
+    terms: dict[int, int] = field(default_factory=dict)  # triggers delivered per term
+
+
+class TriggerSubscriber:
+    """A sidecar's trigger stream: subscribe on the leader, deliver, acknowledge."""
+
+    def __init__(
+        self,
+        addresses: Sequence[str],
+        *,
+        host: str,
+        namespace: str,
+        app_id: str,
+        actor_types: Sequence[str] = (),
+        handler: TriggerHandler,
+        retry_min_s: float = 0.05,
+        retry_max_s: float = 1.0,
+    ) -> None:
+        self._channels = _Channels(addresses)
+        self._subscribe = pb.Subscribe(
+            host=host, namespace=namespace, app_id=app_id, actor_types=list(actor_types)
+        )
+        self._handler = handler
+        self._retry_min_s = retry_min_s
+        self._retry_max_s = retry_max_s
+        self.highest_term = 0
+        self.stats = SubscriberStats()
+        self.address: str | None = None
+
+    async def run(self) -> None:
+        """Stay subscribed until cancelled."""
+        delay_s = self._retry_min_s
+        try:
+            while True:
+                address = self._channels.next_address()
+                self.address = address
+                try:
+                    delivered = await self._session(address)
+                except grpc.aio.AioRpcError as exc:
+                    log.debug("trigger stream to %s ended: %s", address, exc.code())
+                    self._channels.moved(None)
+                    delivered = False
+                if delivered:
+                    delay_s = self._retry_min_s
+                if self._channels.leader is not None and self._channels.leader != address:
+                    continue  # redirected: go at once
+                # Reconnect pacing: a deliberate backoff between attempts, not a wait.
+                await asyncio.sleep(delay_s)
+                delay_s = min(self._retry_max_s, delay_s * 2)
+        finally:
+            await self._channels.close()
+
+    async def _session(self, address: str) -> bool:
+        """One stream; True if it delivered anything."""
+        call = self._channels.get(address).stream_stream(
+            f"/{SERVICE}/WatchTriggers",
+            request_serializer=pb.TriggerStreamRequest.SerializeToString,
+            response_deserializer=pb.TriggerBatch.FromString,
+        )()
+        delivered = False
+        try:
+            subscribe = pb.Subscribe()
+            subscribe.CopyFrom(self._subscribe)
+            subscribe.known_term = self.highest_term
+            await call.write(pb.TriggerStreamRequest(subscribe=subscribe))
+            self.stats.connects += 1
+            while True:
+                batch = await call.read()
+                if batch is grpc.aio.EOF:
+                    self._channels.moved(None)
+                    return delivered
+                assert isinstance(batch, pb.TriggerBatch)
+                if batch.HasField("not_leader"):
+                    self._channels.moved(batch.not_leader.leader_address or None)
+                    return delivered
+                self._channels.moved(address)
+                if await self._deliver(call, batch):
+                    delivered = True
+        finally:
+            call.cancel()
+
+    async def _deliver(self, call: Any, batch: pb.TriggerBatch) -> bool:
+        triggers = list(batch.triggers)
+        if batch.term < self.highest_term:
+            self.stats.refused_batches += 1
+            self.stats.refused_triggers += len(triggers)
+            return False
+        self.highest_term = batch.term
+        try:
+            outcome = await self._handler(batch.term, triggers)
+        except Exception:
+            log.exception("trigger handler failed; %d triggers fail", len(triggers))
+            outcome = [False] * len(triggers)
+        if outcome is None:
+            delivered, failed = [t.fire_id for t in triggers], []
+        else:
+            delivered = [t.fire_id for t, ok in zip(triggers, outcome, strict=True) if ok]
+            failed = [t.fire_id for t, ok in zip(triggers, outcome, strict=True) if not ok]
+        self.stats.batches += 1
+        self.stats.triggers += len(delivered)
+        self.stats.terms[batch.term] = self.stats.terms.get(batch.term, 0) + len(delivered)
+        ack = pb.TriggerAck(term=batch.term, delivered=delivered, failed=failed)
+        with contextlib.suppress(asyncio.InvalidStateError):
+            await call.write(pb.TriggerStreamRequest(ack=ack))
+        return True

@@ -1,0 +1,99 @@
+"""Configuration of one reminders node, validated up front (`raftkit.ConfigError`).
+
+Like a placement node, a reminders node has a Raft address (pysyncobj, peers only) and an
+API address (gRPC: the API and the trigger streams). Peers are `RAFT=API` pairs so that
+a follower can point clients at the leader's API address when pysyncobj names the
+leader by its Raft address.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raftkit.config import RaftConfig, parse_address
+from raftkit.errors import ConfigError
+
+__all__ = ["RemindersConfig", "parse_peer"]
+
+
+@dataclass(frozen=True, slots=True)
+class RemindersConfig:
+    node_id: str
+    api_address: str
+    raft_address: str
+    peers: dict[str, str]  # raft address -> API address, other nodes only
+    data_dir: Path
+    raft_password: str | None = None
+    allow_insecure_raft: bool = False
+    # Triggers per TriggerBatch message.
+    batch_size: int = 1000
+    # Firings sent and not yet acknowledged, per subscriber (flow control).
+    max_in_flight: int = 20_000
+    # An unacknowledged firing is retried after this long.
+    ack_timeout_s: float = 5.0
+    # Retry backoff after a failed or timed out firing: min * 2**(attempt-1), capped.
+    retry_min_s: float = 0.1
+    retry_max_s: float = 10.0
+    # Acknowledged firings recorded per Raft command, at most.
+    progress_batch: int = 5000
+    # Creates per Raft command, at most (group commit).
+    create_batch: int = 5000
+    proposal_timeout_s: float = 5.0
+    # Kept well below the Raft command size limit (see reminders.sizing).
+    max_data_bytes: int = 32 * 1024
+    max_key_part_length: int = 256
+    raft_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.node_id:
+            raise ConfigError("node_id must not be empty")
+        parse_address(self.api_address, "api_address")
+        parse_address(self.raft_address, "raft_address")
+        for raft, api in self.peers.items():
+            parse_address(raft, "peer raft address")
+            parse_address(api, "peer API address")
+        if self.raft_address in self.peers:
+            raise ConfigError("the node's own raft address is listed among its peers")
+        for name in ("ack_timeout_s", "retry_min_s", "retry_max_s", "proposal_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.retry_max_s < self.retry_min_s:
+            raise ConfigError("retry_max_s must be at least retry_min_s")
+        for name in ("batch_size", "max_in_flight", "progress_batch", "create_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if self.raft_password is None and not self.allow_insecure_raft:
+            raise ConfigError(
+                "no Raft password: set --raft-password or ACTORFLOW_RAFT_PASSWORD "
+                "(or allow an insecure Raft port for throwaway tests)"
+            )
+
+    def raft_config(self) -> RaftConfig:
+        values: dict[str, Any] = {
+            "self_address": self.raft_address,
+            "partners": sorted(self.peers),
+            "data_dir": str(self.data_dir / "raft"),
+            "password": self.raft_password,
+            "allow_insecure": self.allow_insecure_raft,
+            **self.raft_overrides,
+        }
+        return RaftConfig.from_mapping(values)
+
+    def api_address_of(self, raft_address: str | None) -> str | None:
+        if raft_address is None:
+            return None
+        if raft_address == self.raft_address:
+            return self.api_address
+        return self.peers.get(raft_address)
+
+
+def parse_peer(text: str) -> tuple[str, str]:
+    """`RAFT_HOST:PORT=API_HOST:PORT` -> (raft, api)."""
+    raft, sep, api = text.partition("=")
+    if not sep:
+        raise ConfigError(f"peer must be RAFT_ADDRESS=API_ADDRESS, got {text!r}")
+    parse_address(raft, "peer raft address")
+    parse_address(api, "peer API address")
+    return raft, api

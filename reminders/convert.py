@@ -1,0 +1,121 @@
+"""Requests in, protobuf out: validation of API input and conversion of stored reminders.
+
+Pure apart from protobuf: the caller passes `now_ms`. Every rejection is an
+`InvalidReminderError` naming the request field ("key.actor_id", "data", "page_size",
+"due_time", ...), which the gRPC edge maps to INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from raftkit.codec import pack, unpack
+from reminders.api.v1 import reminders_pb2 as pb
+from reminders.errors import InvalidReminderError
+from reminders.machine import Key, Stored, create_item, key_from_wire
+from reminders.schedule import plan
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "decode_page_token",
+    "encode_page_token",
+    "key_to_proto",
+    "plan_create",
+    "stored_to_proto",
+    "validate_key",
+    "validate_name",
+]
+
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+_KEY_PARTS = ("namespace", "app_id", "actor_type", "actor_id", "name")
+
+
+def validate_name(value: str, field: str, max_length: int) -> str:
+    if not value:
+        raise InvalidReminderError(field, f"{field} must not be empty")
+    if len(value) > max_length:
+        raise InvalidReminderError(field, f"{field} is longer than {max_length} characters")
+    if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+        raise InvalidReminderError(field, f"{field} must not contain control characters")
+    return value
+
+
+def validate_key(key: pb.ReminderKey, max_length: int, prefix: str = "key") -> Key:
+    ns, app, actor_type, actor_id, name = (
+        validate_name(getattr(key, part), f"{prefix}.{part}", max_length) for part in _KEY_PARTS
+    )
+    return (ns, app, actor_type, actor_id, name)
+
+
+def plan_create(
+    request: pb.CreateReminderRequest,
+    now_ms: int,
+    *,
+    max_data_bytes: int,
+    max_key_part_length: int,
+    prefix: str = "",
+) -> tuple[Key, dict[str, Any]]:
+    """Validate one create and plan its schedule: the key and the `create` command item."""
+    if not request.HasField("key"):
+        raise InvalidReminderError(f"{prefix}key", f"{prefix}key is required")
+    key = validate_key(request.key, max_key_part_length, f"{prefix}key")
+    if len(request.data) > max_data_bytes:
+        raise InvalidReminderError(
+            f"{prefix}data", f"{prefix}data is larger than {max_data_bytes} bytes"
+        )
+    try:
+        schedule = plan(request.due_time, request.period, request.ttl, now_ms)
+    except InvalidReminderError as exc:
+        if not prefix:
+            raise
+        raise InvalidReminderError(prefix + exc.field, f"{prefix.rstrip('.')}: {exc}") from None
+    item = create_item(
+        key,
+        due_time=request.due_time,
+        period=request.period,
+        ttl=request.ttl,
+        data=request.data,
+        schedule=schedule,
+    )
+    return key, item
+
+
+def key_to_proto(key: Key) -> pb.ReminderKey:
+    ns, app, actor_type, actor_id, name = key
+    return pb.ReminderKey(
+        namespace=ns, app_id=app, actor_type=actor_type, actor_id=actor_id, name=name
+    )
+
+
+def stored_to_proto(stored: Stored) -> pb.Reminder:
+    s = stored.schedule
+    return pb.Reminder(
+        key=key_to_proto(stored.key),
+        due_time=stored.due_time,
+        period=stored.period,
+        ttl=stored.ttl,
+        data=stored.data,
+        next_due_ms=s.next_due_ms,
+        remaining=-1 if s.remaining is None else s.remaining,
+        expires_ms=s.expires_ms or 0,
+        created_ms=stored.created_ms,
+    )
+
+
+def encode_page_token(last: Key) -> str:
+    return base64.urlsafe_b64encode(pack(list(last))).decode("ascii")
+
+
+def decode_page_token(token: str) -> Key | None:
+    if not token:
+        return None
+    try:
+        return key_from_wire(unpack(base64.urlsafe_b64decode(token.encode("ascii"))))
+    except (ValueError, binascii.Error, UnicodeEncodeError):
+        raise InvalidReminderError(
+            "continuation_token", "continuation_token is not one this service issued"
+        ) from None

@@ -1,0 +1,248 @@
+"""The replicated reminder table: a pure function of the Raft log.
+
+`ReminderTable` holds every reminder keyed by `Key` = (namespace, app id, actor type,
+actor id, name). `apply(kind, body)` is deterministic: it reads no clock and makes no id;
+the proposer stamps `now_ms` and the already planned schedule into the command. Each
+apply returns its result and the list of `Change`s (key, new due time or None when the
+reminder is gone) that the shell's firing loop consumes.
+
+Commands (msgpack bodies; keys travel as 5-element lists):
+
+- `create` `{"now_ms", "items": [{"key", "due_time", "period", "ttl", "data",
+  "due_ms", "remaining", "interval_ms", "expires_ms"}]}`: a batch (group commit). Each
+  item stores a reminder under a new `generation`, replacing any other reminder of that
+  key, *unless* the stored one has the same request fields (`due_time`, `period`,
+  `ttl`, `data`): then nothing changes. That makes create idempotent by key: a client
+  retrying after a lost reply does not reset the schedule (nor restart a relative
+  `due_time`). Returns the list of `Stored` values (existing or new).
+- `delete` `{"keys": [...]}`: returns a list of booleans (existed).
+- `progress` `{"items": [[key, generation, due_ms, fired_at_ms], ...]}`: a batch of
+  acknowledged firings. Applied with `schedule.after_fire` only if the reminder still
+  has that generation and is still due at `due_ms`, so a late or repeated record (an
+  older generation after a replace, a retried proposal whose first attempt did commit)
+  is ignored. Finished reminders are deleted. Returns the number applied.
+- `lead` `{"term"}`: a no-op the new leader commits (fenced by its term) before firing,
+  so its table has applied everything committed by earlier terms.
+
+The generation is a counter in the replicated state (never a clock or a random id), so
+every replica numbers reminders alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from reminders.schedule import ScheduleState, after_fire
+
+__all__ = [
+    "Change",
+    "Key",
+    "ReminderTable",
+    "Stored",
+    "create_item",
+    "key_from_wire",
+]
+
+Key = tuple[str, str, str, str, str]
+Change = tuple[Key, int | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """One reminder as replicated: the request fields, the schedule and its generation."""
+
+    key: Key
+    due_time: str
+    period: str
+    ttl: str
+    data: bytes
+    created_ms: int
+    generation: int
+    schedule: ScheduleState
+
+    def same_request(self, due_time: str, period: str, ttl: str, data: bytes) -> bool:
+        return (self.due_time, self.period, self.ttl, self.data) == (due_time, period, ttl, data)
+
+    def to_wire(self) -> list[Any]:
+        s = self.schedule
+        return [
+            list(self.key),
+            self.due_time,
+            self.period,
+            self.ttl,
+            self.data,
+            self.created_ms,
+            self.generation,
+            [s.next_due_ms, s.remaining, s.interval_ms, s.expires_ms],
+        ]
+
+    @classmethod
+    def from_wire(cls, raw: list[Any]) -> Stored:
+        key, due_time, period, ttl, data, created_ms, generation, sched = raw
+        return cls(
+            key=key_from_wire(key),
+            due_time=due_time,
+            period=period,
+            ttl=ttl,
+            data=bytes(data),
+            created_ms=created_ms,
+            generation=generation,
+            schedule=ScheduleState(*sched),
+        )
+
+
+def key_from_wire(raw: Any) -> Key:
+    if not isinstance(raw, (list, tuple)) or len(raw) != 5:
+        raise ValueError(f"a reminder key has 5 parts, got {raw!r}")
+    ns, app, actor_type, actor_id, name = (str(p) for p in raw)
+    return (ns, app, actor_type, actor_id, name)
+
+
+def create_item(
+    key: Key, *, due_time: str, period: str, ttl: str, data: bytes, schedule: ScheduleState
+) -> dict[str, Any]:
+    """One item of a `create` command body, as the proposer builds it."""
+    return {
+        "key": list(key),
+        "due_time": due_time,
+        "period": period,
+        "ttl": ttl,
+        "data": data,
+        "due_ms": schedule.next_due_ms,
+        "remaining": schedule.remaining,
+        "interval_ms": schedule.interval_ms,
+        "expires_ms": schedule.expires_ms,
+    }
+
+
+class ReminderTable:
+    """All reminders of the cluster. Not thread-safe: the shell serialises access."""
+
+    def __init__(self) -> None:
+        self.reminders: dict[Key, Stored] = {}
+        self.generation = 0
+
+    def __len__(self) -> int:
+        return len(self.reminders)
+
+    def get(self, key: Key) -> Stored | None:
+        return self.reminders.get(key)
+
+    # -- apply ---------------------------------------------------------------------------
+
+    def apply(self, kind: str, body: Any) -> tuple[object, list[Change]]:
+        """Apply one command; raise (before mutating anything) on a malformed one."""
+        if not isinstance(body, dict):
+            raise TypeError(f"reminder command body must be a map, got {type(body).__name__}")
+        match kind:
+            case "create":
+                return self._create(body)
+            case "delete":
+                return self._delete(body)
+            case "progress":
+                return self._progress(body)
+            case "lead":
+                return int(body["term"]), []
+            case _:
+                raise ValueError(f"unknown reminder command {kind!r}")
+
+    def _create(self, body: dict[str, Any]) -> tuple[object, list[Change]]:
+        now_ms = int(body["now_ms"])
+        # Decode everything first: a malformed item rejects the whole command unchanged.
+        parsed = [_parse_create_item(item) for item in body["items"]]
+        results: list[Stored] = []
+        changes: list[Change] = []
+        for key, due_time, period, ttl, data, schedule in parsed:
+            current = self.reminders.get(key)
+            if current is not None and current.same_request(due_time, period, ttl, data):
+                results.append(current)
+                continue
+            self.generation += 1
+            stored = Stored(key, due_time, period, ttl, data, now_ms, self.generation, schedule)
+            self.reminders[key] = stored
+            results.append(stored)
+            changes.append((key, schedule.next_due_ms))
+        return results, changes
+
+    def _delete(self, body: dict[str, Any]) -> tuple[object, list[Change]]:
+        keys = [key_from_wire(k) for k in body["keys"]]
+        existed: list[bool] = []
+        changes: list[Change] = []
+        for key in keys:
+            found = self.reminders.pop(key, None) is not None
+            existed.append(found)
+            if found:
+                changes.append((key, None))
+        return existed, changes
+
+    def _progress(self, body: dict[str, Any]) -> tuple[object, list[Change]]:
+        items = [(key_from_wire(k), int(g), int(d), int(f)) for k, g, d, f in body["items"]]
+        changes: list[Change] = []
+        for key, generation, due_ms, fired_at_ms in items:
+            current = self.reminders.get(key)
+            if (
+                current is None
+                or current.generation != generation
+                or current.schedule.next_due_ms != due_ms
+            ):
+                continue  # replaced, deleted, or this firing was already recorded
+            nxt = after_fire(current.schedule, fired_at_ms)
+            if nxt is None:
+                del self.reminders[key]
+                changes.append((key, None))
+            else:
+                self.reminders[key] = Stored(
+                    key,
+                    current.due_time,
+                    current.period,
+                    current.ttl,
+                    current.data,
+                    current.created_ms,
+                    current.generation,
+                    nxt,
+                )
+                changes.append((key, nxt.next_due_ms))
+        return len(changes), changes
+
+    # -- snapshot --------------------------------------------------------------------------
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "generation": self.generation,
+            "reminders": [r.to_wire() for r in self.reminders.values()],
+        }
+
+    @classmethod
+    def from_wire(cls, raw: Any) -> ReminderTable:
+        table = cls()
+        if not raw:
+            return table
+        table.generation = int(raw["generation"])
+        for row in raw["reminders"]:
+            stored = Stored.from_wire(row)
+            table.reminders[stored.key] = stored
+        return table
+
+    def due_times(self) -> Iterable[tuple[Key, int]]:
+        return ((k, r.schedule.next_due_ms) for k, r in self.reminders.items())
+
+
+def _parse_create_item(item: Any) -> tuple[Key, str, str, str, bytes, ScheduleState]:
+    if not isinstance(item, dict):
+        raise TypeError("a create item must be a map")
+    schedule = ScheduleState(
+        next_due_ms=int(item["due_ms"]),
+        remaining=item["remaining"],
+        interval_ms=item["interval_ms"],
+        expires_ms=item["expires_ms"],
+    )
+    return (
+        key_from_wire(item["key"]),
+        str(item["due_time"]),
+        str(item["period"]),
+        str(item["ttl"]),
+        bytes(item["data"]),
+        schedule,
+    )
