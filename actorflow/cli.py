@@ -40,6 +40,24 @@ def _reminders(argv: list[str]) -> int:
     return cli.main(argv)
 
 
+def _sidecar(argv: list[str]) -> int:
+    from sidecar import cli
+
+    return cli.main(argv)
+
+
+def _up(argv: list[str]) -> int:
+    from actorflow import up
+
+    return up.main(argv)
+
+
+def _scale(argv: list[str]) -> int:
+    from actorflow import up
+
+    return up.scale_main(argv)
+
+
 def _bench(argv: list[str]) -> int:
     from bench import cli
 
@@ -49,6 +67,9 @@ def _bench(argv: list[str]) -> int:
 COMMANDS: dict[str, tuple[Runner, str]] = {
     "placement": (_placement, "run one placement node (Raft-replicated actor placement)"),
     "reminders": (_reminders, "run one reminders node (Raft-replicated durable timers)"),
+    "sidecar": (_sidecar, "run one sidecar (actor runtime, app-facing Durable Task API)"),
+    "up": (_up, "run a whole local cluster in the foreground (see --help)"),
+    "scale": (_scale, "add or remove a sidecar of a running `actorflow up`"),
     "bench": (_bench, "run a benchmark scenario and write its JSON result"),
     "protogen": (_protogen, "regenerate (or --check) the gRPC code generated from proto/"),
     "smoke": (_smoke, "drive a no-engine TaskHub server with the real Dapr SDK client"),

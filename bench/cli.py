@@ -9,6 +9,7 @@ import importlib
 SCENARIOS: dict[str, str] = {
     "placement": "bench.placement_bench",
     "reminders": "bench.reminders_bench",
+    "checkpoint": "bench.checkpoint_bench",
 }
 
 

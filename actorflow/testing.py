@@ -1,0 +1,108 @@
+"""Run `actorflow up` as a subprocess (tests, benches) and read its cluster.json."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def free_port_block(count: int) -> int:
+    """A base port such that base..base+count-1 are free right now."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            base = int(s.getsockname()[1])
+        if base + count >= 65000:
+            continue
+        ok = True
+        for p in range(base, base + count):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port block")
+
+
+@dataclass
+class UpCluster:
+    data_dir: Path
+    args: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout_s: float = 90.0) -> dict[str, Any]:
+        log = (self.data_dir.parent / f"{self.data_dir.name}-up.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "actorflow", "up", f"--data-dir={self.data_dir}", *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        return self.wait_cluster_json(timeout_s)
+
+    def wait_cluster_json(self, timeout_s: float) -> dict[str, Any]:
+        path = self.data_dir / "cluster.json"
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if path.exists():
+                return dict(json.loads(path.read_text()))
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"actorflow up exited {self.proc.returncode}: {self.log()}")
+            time.sleep(0.1)  # polling another process's output file, bounded
+        raise TimeoutError(f"no cluster.json after {timeout_s}s: {self.log()}")
+
+    def cluster(self) -> dict[str, Any]:
+        return dict(json.loads((self.data_dir / "cluster.json").read_text()))
+
+    def log(self) -> str:
+        path = self.data_dir.parent / f"{self.data_dir.name}-up.log"
+        return path.read_text(errors="replace")[-6000:] if path.exists() else ""
+
+    def stop(self, timeout_s: float = 60.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+
+    async def scale(self, *args: str) -> dict[str, Any]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "actorflow",
+            "scale",
+            f"--data-dir={self.data_dir}",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        return dict(json.loads(out.decode().strip().splitlines()[-1]))
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"

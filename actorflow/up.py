@@ -1,0 +1,395 @@
+"""`actorflow up`: a whole cluster on loopback, as separate processes, in the foreground.
+
+3 placement nodes, 3 reminders nodes, the state store (one SQLite file shared by the
+sidecars, or a 3-member etcd cluster with `--store etcd` unless `--etcd-endpoints` names
+one), and N sidecars. Everything lives under `--data-dir` (default `./.actorflow`):
+
+    DIR/cluster.json     written once every sidecar answers healthz (DESIGN.md 3.3)
+    DIR/ports.json       control-plane ports chosen on first start, reused on restart
+    DIR/secret           the Raft shared secret, made on first start (mode 0600)
+    DIR/placement/pN  DIR/reminders/rN  DIR/etcd/eN  DIR/state.db
+    DIR/logs/*.log       one log per process
+    DIR/control.sock     `actorflow scale` talks to the running `up` through it
+
+A restart with the same directory recovers every workflow and reminder. SIGINT or
+SIGTERM stops the sidecars first (they leave placement and drain their actors), then
+reminders, placement and etcd. A process that dies is reported and not restarted.
+
+Scaling while it runs: `actorflow scale --add [--app-id ID]` starts one more sidecar,
+`actorflow scale --remove NAME` stops one (graceful: it leaves placement, its actors
+move). Both update cluster.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from actorflow.procs import Proc
+
+CONTROL_SOCKET = "control.sock"
+ETCD_MAX_TXN_OPS = 10_000
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class SidecarSpec:
+    index: int
+    app_id: str
+    grpc: str
+    http: str
+
+    @property
+    def name(self) -> str:
+        return f"sidecar-{self.index}"
+
+
+@dataclass
+class UpOptions:
+    data_dir: Path
+    sidecars: int = 2
+    app_ids: list[str] = field(default_factory=list)
+    store: str = "sqlite"
+    etcd_endpoints: list[str] = field(default_factory=list)
+    base_grpc_port: int = 50001
+    base_http_port: int = 3500
+    test_actors: bool = False
+    ready_timeout_s: float = 60.0
+
+
+class Cluster:
+    def __init__(self, opts: UpOptions) -> None:
+        self.opts = opts
+        self.dir = opts.data_dir.resolve()
+        self.logs = self.dir / "logs"
+        self.procs: dict[str, Proc] = {}
+        self.sidecars: dict[str, SidecarSpec] = {}
+        self.ports: dict[str, list[int]] = {}
+        self.secret = ""
+        self.store_url = ""
+        self.etcd_endpoints: list[str] = []
+        self._next_index = 0
+
+    # ---- layout
+
+    def _prepare(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        secret_path = self.dir / "secret"
+        if not secret_path.exists():
+            secret_path.write_text(secrets.token_hex(24))
+            secret_path.chmod(0o600)
+        self.secret = secret_path.read_text().strip()
+        ports_path = self.dir / "ports.json"
+        if ports_path.exists():
+            self.ports = json.loads(ports_path.read_text())
+        else:
+            free = _free_ports(18)
+            self.ports = {
+                "placement_api": free[0:3], "placement_raft": free[3:6],
+                "reminders_api": free[6:9], "reminders_raft": free[9:12],
+                "etcd_client": free[12:15], "etcd_peer": free[15:18],
+            }  # fmt: skip
+            ports_path.write_text(json.dumps(self.ports, indent=2))
+
+    def _addr(self, kind: str) -> list[str]:
+        return [f"127.0.0.1:{p}" for p in self.ports[kind]]
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "ACTORFLOW_RAFT_PASSWORD": self.secret, "PYTHONUNBUFFERED": "1"}
+
+    # ---- control plane
+
+    def _raft_args(self, module: str, prefix: str, i: int) -> list[str]:
+        apis, rafts = self._addr(f"{module}_api"), self._addr(f"{module}_raft")
+        peers = [f"--peer={rafts[j]}={apis[j]}" for j in range(3) if j != i]
+        return [
+            sys.executable, "-m", module, f"--node-id={prefix}{i}",
+            f"--api-address={apis[i]}", f"--raft-address={rafts[i]}",
+            f"--data-dir={self.dir / module / f'{prefix}{i}'}", *peers,
+        ]  # fmt: skip
+
+    def _etcd_args(self, i: int) -> list[str]:
+        clients, peers = self._addr("etcd_client"), self._addr("etcd_peer")
+        initial = ",".join(f"e{j}=http://{peers[j]}" for j in range(3))
+        return [
+            "etcd", f"--name=e{i}", f"--data-dir={self.dir / 'etcd' / f'e{i}'}",
+            f"--listen-client-urls=http://{clients[i]}",
+            f"--advertise-client-urls=http://{clients[i]}",
+            f"--listen-peer-urls=http://{peers[i]}",
+            f"--initial-advertise-peer-urls=http://{peers[i]}",
+            f"--initial-cluster={initial}", "--initial-cluster-state=new",
+            "--initial-cluster-token=actorflow-up", f"--max-txn-ops={ETCD_MAX_TXN_OPS}",
+            "--quota-backend-bytes=8589934592",
+        ]  # fmt: skip
+
+    async def _start(self, name: str, argv: list[str], ready_line: bool) -> Proc:
+        proc = Proc(name, argv, self._env(), self.logs / f"{name}.log")
+        self.procs[name] = proc
+        await proc.start(ready_line=ready_line, timeout_s=self.opts.ready_timeout_s)
+        return proc
+
+    async def start_control_plane(self) -> None:
+        starts = []
+        if self.opts.store == "etcd" and not self.opts.etcd_endpoints:
+            starts += [self._start(f"etcd-{i}", self._etcd_args(i), False) for i in range(3)]
+            self.etcd_endpoints = self._addr("etcd_client")
+        else:
+            self.etcd_endpoints = list(self.opts.etcd_endpoints)
+        starts += [
+            self._start(f"placement-{i}", self._raft_args("placement", "p", i), True)
+            for i in range(3)
+        ]
+        starts += [
+            self._start(f"reminders-{i}", self._raft_args("reminders", "r", i), True)
+            for i in range(3)
+        ]
+        await asyncio.gather(*starts)
+        if self.opts.store == "etcd":
+            self.store_url = "etcd://" + ",".join(self.etcd_endpoints)
+            if not self.opts.etcd_endpoints:  # ours: started with a raised --max-txn-ops
+                self.store_url += f"?max_txn_ops={ETCD_MAX_TXN_OPS}"
+        else:
+            self.store_url = f"sqlite://{self.dir / 'state.db'}"
+
+    # ---- sidecars
+
+    def _sidecar_spec(self, app_id: str) -> SidecarSpec:
+        i = self._next_index
+        self._next_index += 1
+        return SidecarSpec(
+            i,
+            app_id,
+            f"127.0.0.1:{self.opts.base_grpc_port + i}",
+            f"127.0.0.1:{self.opts.base_http_port + i}",
+        )
+
+    async def add_sidecar(self, app_id: str) -> SidecarSpec:
+        spec = self._sidecar_spec(app_id)
+        argv = [
+            sys.executable, "-m", "sidecar", f"--app-id={app_id}",
+            f"--grpc-address={spec.grpc}", f"--http-address={spec.http}",
+            "--placement=" + ",".join(self._addr("placement_api")),
+            "--reminders=" + ",".join(self._addr("reminders_api")),
+            f"--store={self.store_url}",
+        ]  # fmt: skip
+        if self.opts.test_actors:
+            argv += ["--test-actors", f"--turn-log={self.logs / f'{spec.name}.turns'}"]
+        await self._start(spec.name, argv, True)
+        self.sidecars[spec.name] = spec
+        await self.wait_healthy([spec])
+        return spec
+
+    async def remove_sidecar(self, name: str) -> None:
+        spec = self.sidecars.pop(name)
+        await self.procs.pop(spec.name).stop()
+
+    async def wait_healthy(self, specs: list[SidecarSpec]) -> None:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(self.opts.ready_timeout_s):
+            for spec in specs:
+                while True:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.get(f"http://{spec.http}/v1.0/healthz") as resp:
+                            if resp.status == 204:
+                                break
+                    proc = self.procs[spec.name]
+                    if not proc.alive:
+                        raise RuntimeError(f"{spec.name} exited: {proc.tail()}")
+                    await asyncio.sleep(0.1)  # polling another process's health, bounded
+
+    def write_cluster_json(self) -> None:
+        store: dict[str, Any] = {"kind": self.opts.store, "url": self.store_url}
+        if self.opts.store == "etcd":
+            store["endpoints"] = self.etcd_endpoints
+        data = {
+            "sidecars": [
+                {"name": s.name, "app_id": s.app_id, "grpc": s.grpc, "http": f"http://{s.http}",
+                 "pid": self.procs[s.name].pid}
+                for s in self.sidecars.values()
+            ],
+            "placement": self._addr("placement_api"),
+            "reminders": self._addr("reminders_api"),
+            "store": store,
+            "pids": {name: p.pid for name, p in self.procs.items()},
+            "control": str(self.dir / CONTROL_SOCKET),
+        }  # fmt: skip
+        tmp = self.dir / "cluster.json.tmp"
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(self.dir / "cluster.json")
+
+    async def stop(self) -> None:
+        order = [
+            [p for n, p in self.procs.items() if n.startswith("sidecar-")],
+            [p for n, p in self.procs.items() if n.startswith("reminders-")],
+            [p for n, p in self.procs.items() if n.startswith("placement-")],
+            [p for n, p in self.procs.items() if n.startswith("etcd-")],
+        ]
+        for group in order:
+            await asyncio.gather(*(p.stop() for p in group))
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / "cluster.json").unlink()
+
+    # ---- control socket
+
+    async def handle_control(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            request = json.loads(await reader.readline())
+            if request.get("op") == "add":
+                spec = await self.add_sidecar(str(request.get("app_id") or self.default_app()))
+                reply: dict[str, Any] = {"ok": True, "added": spec.name}
+            elif request.get("op") == "remove":
+                name = str(request.get("name") or next(reversed(self.sidecars), ""))
+                if name not in self.sidecars:
+                    reply = {"ok": False, "error": f"no sidecar named {name!r}"}
+                else:
+                    await self.remove_sidecar(name)
+                    reply = {"ok": True, "removed": name}
+            else:
+                reply = {"ok": False, "error": f"unknown op {request.get('op')!r}"}
+            self.write_cluster_json()
+        except Exception as exc:
+            reply = {"ok": False, "error": repr(exc)}
+        writer.write((json.dumps(reply) + "\n").encode())
+        await writer.drain()
+        writer.close()
+
+    def default_app(self) -> str:
+        return self.opts.app_ids[0] if self.opts.app_ids else "app"
+
+
+async def run_up(opts: UpOptions) -> int:
+    cluster = Cluster(opts)
+    cluster._prepare()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    control = None
+    try:
+        await cluster.start_control_plane()
+        apps = opts.app_ids or ["app"] * opts.sidecars
+        for app_id in apps:
+            await cluster.add_sidecar(app_id)
+        sock = cluster.dir / CONTROL_SOCKET
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()
+        control = await asyncio.start_unix_server(cluster.handle_control, path=str(sock))
+        cluster.write_cluster_json()
+        print(
+            f"actorflow up: {len(cluster.sidecars)} sidecars ready; {cluster.dir / 'cluster.json'}",
+            flush=True,
+        )
+        for s in cluster.sidecars.values():
+            print(f"  {s.name}: app {s.app_id}  grpc {s.grpc}  http http://{s.http}", flush=True)
+        await _watch(cluster, stop)
+    finally:
+        if control is not None:
+            control.close()
+        await cluster.stop()
+    return 0
+
+
+async def _watch(cluster: Cluster, stop: asyncio.Event) -> None:
+    """Wait for a stop signal; report (never restart) processes that die meanwhile."""
+    reported: set[str] = set()
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        for name, proc in list(cluster.procs.items()):
+            if not proc.alive and name not in reported:
+                reported.add(name)
+                print(
+                    f"actorflow up: {name} exited with code {proc.returncode}; "
+                    f"not restarting (log: {proc.log_path})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="actorflow up",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--data-dir", type=Path, default=Path(".actorflow"))
+    p.add_argument("--sidecars", type=int, default=2)
+    p.add_argument("--app-ids", default="", help="one sidecar per app id, comma-separated")
+    p.add_argument("--store", choices=("sqlite", "etcd"), default="sqlite")
+    p.add_argument("--etcd-endpoints", default="", help="use this etcd cluster (host:port,...)")
+    p.add_argument("--base-grpc-port", type=int, default=50001)
+    p.add_argument("--base-http-port", type=int, default=3500)
+    p.add_argument("--test-actors", action="store_true", help="sidecars host `counter` actors")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.sidecars < 1 and not args.app_ids:
+        print("actorflow up: --sidecars must be at least 1", file=sys.stderr)
+        return 2
+    opts = UpOptions(
+        data_dir=args.data_dir,
+        sidecars=args.sidecars,
+        app_ids=[a for a in args.app_ids.split(",") if a],
+        store=args.store,
+        etcd_endpoints=[e for e in args.etcd_endpoints.split(",") if e],
+        base_grpc_port=args.base_grpc_port,
+        base_http_port=args.base_http_port,
+        test_actors=args.test_actors,
+    )
+    from placement.cli import run_event_loop
+
+    code = 0
+
+    async def run() -> None:
+        nonlocal code
+        code = await run_up(opts)
+
+    run_event_loop(run())
+    return code
+
+
+def scale_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="actorflow scale", description="Add or remove a sidecar of a running `actorflow up`."
+    )
+    p.add_argument("--data-dir", type=Path, default=Path(".actorflow"))
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--add", action="store_true")
+    group.add_argument("--remove", metavar="NAME", nargs="?", const="")
+    p.add_argument("--app-id", default="")
+    args = p.parse_args(argv)
+    request = (
+        {"op": "add", "app_id": args.app_id} if args.add else {"op": "remove", "name": args.remove}
+    )
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(args.data_dir / CONTROL_SOCKET))
+        s.sendall((json.dumps(request) + "\n").encode())
+        reply = json.loads(s.makefile().readline())
+    print(json.dumps(reply))
+    return 0 if reply.get("ok") else 1

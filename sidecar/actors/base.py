@@ -1,0 +1,60 @@
+"""What an actor is to the runtime, and the errors of actor calls."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NewType, Protocol
+
+ActorType = NewType("ActorType", str)
+ActorId = NewType("ActorId", str)
+ActorKey = tuple[str, str]  # (actor type, actor id)
+
+REMINDER_METHOD = "__reminder__"
+
+
+class Actor(Protocol):
+    """One activation. The runtime calls these one at a time (turn-based)."""
+
+    async def on_activate(self) -> None: ...
+
+    async def invoke(self, method: str, payload: bytes) -> bytes: ...
+
+    async def on_deactivate(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ActorContext:
+    actor_type: str
+    actor_id: str
+    sidecar: str  # this sidecar's host name
+    services: Any  # what the sidecar offers its actors (store, router, ...)
+
+
+ActorFactory = Callable[[ActorContext], Actor]
+Invoke = Callable[[str, str, str, bytes], Awaitable[bytes]]
+
+
+class ActorRuntimeError(Exception):
+    """Base of the actor runtime's errors."""
+
+
+class NotOwnerError(ActorRuntimeError):
+    """This sidecar does not own the actor under its current table."""
+
+    def __init__(self, actor_type: str, actor_id: str, table_version: int) -> None:
+        super().__init__(f"{actor_type}/{actor_id} is not hosted here at table v{table_version}")
+        self.table_version = table_version
+
+
+class UnknownActorTypeError(ActorRuntimeError):
+    def __init__(self, actor_type: str) -> None:
+        super().__init__(f"actor type {actor_type!r} is not hosted by this sidecar")
+
+
+class ActorCallError(ActorRuntimeError):
+    """The actor's own code raised; the message says what."""
+
+
+class ActorUnavailableError(ActorRuntimeError):
+    """The call could not reach an owner before its deadline."""

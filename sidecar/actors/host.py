@@ -1,0 +1,183 @@
+"""Local activations: turn-based actors with a mailbox each, idle and moved-away
+deactivation.
+
+An activation is one asyncio task that owns its actor object and consumes its mailbox
+one message at a time, so an actor never runs two turns at once and needs no lock. The
+task activates the actor first (`on_activate`), deactivates it when the mailbox stays
+empty for `idle_timeout_s`, or when told to (a new placement table moved it away): then
+it finishes the turn in progress, fails what is still queued with `NotOwnerError` (the
+callers retry at the new owner) and calls `on_deactivate`.
+
+`owns(actor_type, actor_id)` is asked before a message is queued: a sidecar never
+activates an actor the current table gives to another host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sidecar.actors.base import (
+    Actor,
+    ActorCallError,
+    ActorContext,
+    ActorFactory,
+    ActorKey,
+    NotOwnerError,
+    UnknownActorTypeError,
+)
+
+log = logging.getLogger(__name__)
+
+Owns = Callable[[str, str], int | None]  # table version when owned, None when not
+
+
+@dataclass(eq=False, slots=True)
+class _Message:
+    method: str
+    payload: bytes
+    reply: asyncio.Future[bytes]
+
+
+@dataclass(eq=False, slots=True)
+class Activation:
+    key: ActorKey
+    mailbox: asyncio.Queue[_Message | None] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+    leaving: bool = False
+    turns: int = 0
+
+
+class ActorHost:
+    def __init__(
+        self,
+        factories: dict[str, ActorFactory],
+        *,
+        sidecar: str,
+        services: Any,
+        owns: Owns,
+        idle_timeout_s: float = 60.0,
+        drain_timeout_s: float = 10.0,
+    ) -> None:
+        self._factories = dict(factories)
+        self._sidecar = sidecar
+        self.services = services  # handed to every actor's context
+        self._owns = owns
+        self._idle = idle_timeout_s
+        self._drain = drain_timeout_s
+        self._active: dict[ActorKey, Activation] = {}
+        self.activations = 0
+        self.deactivations = 0
+
+    @property
+    def actor_types(self) -> tuple[str, ...]:
+        return tuple(sorted(self._factories))
+
+    @property
+    def active(self) -> frozenset[ActorKey]:
+        return frozenset(self._active)
+
+    async def invoke(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+        if actor_type not in self._factories:
+            raise UnknownActorTypeError(actor_type)
+        key = (actor_type, actor_id)
+        activation = self._active.get(key)
+        if activation is None or activation.leaving:
+            version = self._owns(actor_type, actor_id)
+            if version is None:
+                raise NotOwnerError(actor_type, actor_id, 0)
+            if activation is None:
+                activation = self._activate(key)
+            else:
+                raise NotOwnerError(actor_type, actor_id, version)
+        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        activation.mailbox.put_nowait(_Message(method, payload, reply))
+        return await reply
+
+    def _activate(self, key: ActorKey) -> Activation:
+        activation = Activation(key)
+        self._active[key] = activation
+        activation.task = asyncio.create_task(
+            self._run(activation), name=f"actor {key[0]}/{key[1]}"
+        )
+        self.activations += 1
+        return activation
+
+    async def _run(self, activation: Activation) -> None:
+        actor_type, actor_id = activation.key
+        ctx = ActorContext(actor_type, actor_id, self._sidecar, self.services)
+        actor: Actor | None = None
+        try:
+            actor = self._factories[actor_type](ctx)
+            await actor.on_activate()
+            await self._turns(activation, actor)
+        except Exception as exc:
+            log.exception("actor %s/%s failed", actor_type, actor_id)
+            self._fail_queued(activation, ActorCallError(f"activation failed: {exc!r}"))
+        finally:
+            activation.leaving = True
+            if self._active.get(activation.key) is activation:
+                del self._active[activation.key]
+            self._fail_queued(activation, NotOwnerError(actor_type, actor_id, 0))
+            if actor is not None:
+                with contextlib.suppress(Exception):
+                    await actor.on_deactivate()
+            self.deactivations += 1
+
+    async def _turns(self, activation: Activation, actor: Actor) -> None:
+        while True:
+            try:
+                message = await asyncio.wait_for(activation.mailbox.get(), self._idle)
+            except TimeoutError:
+                if activation.mailbox.empty():
+                    return  # idle: deactivate
+                continue
+            if message is None:
+                return  # told to leave
+            if message.reply.done():
+                continue  # the caller gave up
+            activation.turns += 1
+            try:
+                result = await actor.invoke(message.method, message.payload)
+            except Exception as exc:
+                if not message.reply.done():
+                    message.reply.set_exception(ActorCallError(f"{type(exc).__name__}: {exc}"))
+            else:
+                if not message.reply.done():
+                    message.reply.set_result(result)
+
+    def _fail_queued(self, activation: Activation, error: Exception) -> None:
+        while not activation.mailbox.empty():
+            message = activation.mailbox.get_nowait()
+            if message is not None and not message.reply.done():
+                message.reply.set_exception(error)
+
+    async def deactivate(self, keys: Iterable[ActorKey]) -> None:
+        """Finish each actor's turn in progress, then deactivate it; give up waiting after
+        the drain timeout (the turns still complete, but the caller moves on)."""
+        tasks = []
+        for key in keys:
+            activation = self._active.get(key)
+            if activation is None or activation.task is None:
+                continue
+            activation.leaving = True
+            # Queued messages go back to their callers now; the turn in progress finishes.
+            self._fail_queued(activation, NotOwnerError(key[0], key[1], 0))
+            activation.mailbox.put_nowait(None)
+            tasks.append(activation.task)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=self._drain)
+            if pending:
+                log.warning(
+                    "%d actors still in a turn after %ss of draining", len(pending), self._drain
+                )
+
+    async def deactivate_unowned(self) -> None:
+        await self.deactivate([k for k in self._active if self._owns(*k) is None])
+
+    async def deactivate_all(self) -> None:
+        await self.deactivate(list(self._active))

@@ -1,0 +1,230 @@
+"""One sidecar process: wires the store, placement, reminders, the actor runtime and the
+servers together, and stops them in order.
+
+Start: open the store; serve gRPC (the app-facing Durable Task API and the peer API on
+one port) and HTTP; join placement with this sidecar's actor types; subscribe to
+reminder triggers. Stop (SIGINT/SIGTERM), in the order uvicorn uses: stop accepting
+(leave placement, so others take over our actors at once), drain (deactivate every
+actor, finishing turns in progress within the drain timeout), cancel the rest, flush
+(close the store).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import msgpack
+
+from placement.client import ClientConfig, PlacementClient
+from placement.errors import NoHostsError
+from placement.table import Table, TableHost
+from reminders.api.v1 import reminders_pb2 as rpb
+from reminders.client import RemindersClient, TriggerSubscriber
+from sidecar.actors.base import REMINDER_METHOD, ActorFactory
+from sidecar.actors.host import ActorHost
+from sidecar.actors.peer import PeerPool, PeerService
+from sidecar.actors.router import ActorRouter
+from sidecar.config import SidecarConfig
+from sidecar.counter import ACTOR_TYPE as COUNTER_TYPE
+from sidecar.counter import CounterActor, open_turn_log
+from sidecar.store import StateStore, open_store
+from sidecar.taskhub_wire import taskhub_generic_handler, unknown_method_handler
+
+log = logging.getLogger(__name__)
+
+API_LEVEL = 1
+HEALTH_CACHE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ActorServices:
+    """What actors of this sidecar may use."""
+
+    store: StateStore
+    router: ActorRouter
+    app_id: str
+    namespace: str
+    turn_log: Any
+
+
+class Sidecar:
+    def __init__(self, config: SidecarConfig) -> None:
+        self.config = config
+        self.store: StateStore | None = None
+        self.factories: dict[str, ActorFactory] = {}
+        if config.test_actors:
+            self.factories[COUNTER_TYPE] = CounterActor
+        self.placement: PlacementClient | None = None
+        self.host: ActorHost | None = None
+        self.router: ActorRouter | None = None
+        self.peers = PeerPool()
+        self.reminders: RemindersClient | None = None
+        self._subscriber_task: asyncio.Task[None] | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._turn_log: Any = None
+        self._health: tuple[float, bool] = (0.0, False)
+        self.grpc_port = 0
+
+    # ---- lifecycle
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.store = await open_store(cfg.store_url)
+        self._turn_log = open_turn_log(cfg.turn_log)
+        me = TableHost(
+            cfg.name, cfg.name, cfg.app_id, cfg.namespace, tuple(sorted(self.factories)), API_LEVEL
+        )
+        self.placement = PlacementClient(
+            ClientConfig(tuple(cfg.placement)),
+            me,
+            on_update=self._on_table,
+            on_lost=self._on_placement_lost,
+        )
+        self.host = ActorHost(
+            self.factories,
+            sidecar=cfg.name,
+            services=None,
+            owns=self._owns,
+            idle_timeout_s=cfg.idle_timeout_s,
+            drain_timeout_s=cfg.drain_timeout_s,
+        )
+        self.router = ActorRouter(
+            self.placement, self.host, self.peers, cfg.name, default_timeout_s=cfg.call_timeout_s
+        )
+        self.host.services = ActorServices(
+            self.store, self.router, cfg.app_id, cfg.namespace, self._turn_log
+        )
+        await self._serve_grpc()
+        if self.factories:
+            await self.placement.start()
+        if cfg.reminders:
+            self.reminders = RemindersClient(cfg.reminders)
+            subscriber = TriggerSubscriber(
+                cfg.reminders,
+                host=cfg.name,
+                namespace=cfg.namespace,
+                app_id=cfg.app_id,
+                actor_types=sorted(self.factories),
+                handler=self._on_triggers,
+            )
+            self._subscriber_task = asyncio.create_task(subscriber.run(), name="reminders")
+        log.info("sidecar %s (app %s) serving on %s", cfg.name, cfg.app_id, cfg.grpc_address)
+
+    async def _serve_grpc(self) -> None:
+        assert self.placement is not None and self.host is not None
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", self.config.max_payload_bytes),
+                ("grpc.max_send_message_length", self.config.max_payload_bytes),
+            ]
+        )
+        peer = PeerService(self.host.invoke, self._wait_unlocked)
+        server.add_generic_rpc_handlers(
+            (
+                peer.handler(),
+                taskhub_generic_handler(object(), aio=True),
+                unknown_method_handler(aio=True),
+            )
+        )
+        self.grpc_port = server.add_insecure_port(self.config.grpc_address)
+        await server.start()
+        self._grpc = server
+
+    async def stop(self) -> None:
+        if self.placement is not None:
+            await self.placement.stop()
+        if self.host is not None:
+            await self.host.deactivate_all()
+        if self._subscriber_task is not None:
+            self._subscriber_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._subscriber_task
+        if self._grpc is not None:
+            await self._grpc.stop(grace=1.0)
+        await self.peers.close()
+        if self.reminders is not None:
+            await self.reminders.close()
+        if self.store is not None:
+            await self.store.close()
+        if self._turn_log is not None:
+            self._turn_log.close()
+
+    # ---- placement hooks
+
+    def _owns(self, actor_type: str, actor_id: str) -> int | None:
+        table = self.placement.table if self.placement else None
+        if table is None:
+            return None
+        try:
+            owner = table.rings.lookup(self.config.namespace, actor_type, actor_id)
+        except NoHostsError:
+            return None
+        return table.version if owner == self.config.name else None
+
+    async def _on_table(self, old: Table | None, new: Table) -> None:
+        assert self.host is not None
+        await self.host.deactivate_unowned()
+
+    async def _on_placement_lost(self) -> None:
+        assert self.host is not None
+        await self.host.deactivate_all()
+
+    async def _wait_unlocked(self) -> int:
+        assert self.placement is not None
+        table = await self.placement.wait_for_version(0, 5.0)
+        return table.version
+
+    # ---- reminders
+
+    async def _on_triggers(self, term: int, triggers: list[rpb.Trigger]) -> list[bool]:
+        assert self.router is not None
+        router = self.router
+
+        async def deliver(t: rpb.Trigger) -> bool:
+            payload = msgpack.packb({"name": t.key.name, "data": t.data, "due_ms": t.due_ms})
+            try:
+                await router.call(
+                    t.key.actor_type, t.key.actor_id, REMINDER_METHOD, payload, timeout_s=10.0
+                )
+            except Exception as exc:
+                log.warning(
+                    "reminder %s for %s/%s not delivered: %s",
+                    t.key.name,
+                    t.key.actor_type,
+                    t.key.actor_id,
+                    exc,
+                )
+                return False
+            return True
+
+        return list(await asyncio.gather(*(deliver(t) for t in triggers)))
+
+    # ---- health
+
+    async def healthy(self) -> bool:
+        """Connected to placement (when hosting actors) and a reminders leader answers."""
+        at, ok = self._health
+        now = time.monotonic()
+        if now - at < HEALTH_CACHE_S:
+            return ok
+        ok = await self._check_health()
+        self._health = (now, ok)
+        return ok
+
+    async def _check_health(self) -> bool:
+        if self.factories and (self.placement is None or not self.placement.connected):
+            return False
+        if self.reminders is None:
+            return True
+        for address in self.config.reminders:
+            with contextlib.suppress(grpc.aio.AioRpcError, TimeoutError):
+                info = await self.reminders.info(address, timeout_s=0.5)
+                if info.is_leader and info.has_quorum:
+                    return True
+        return False

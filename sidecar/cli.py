@@ -1,0 +1,117 @@
+"""`python -m sidecar` / `actorflow sidecar`: run one sidecar.
+
+Flags fall back to environment variables (`ACTORFLOW_SIDECAR_*`, and Dapr's own
+`DAPR_API_TOKEN`), the usual way for containers and systemd units. Runs until SIGINT or
+SIGTERM, then leaves placement, drains its actors and stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from placement.cli import run_event_loop
+from raftkit.errors import ConfigError
+from sidecar.app import Sidecar
+from sidecar.config import SidecarConfig
+from sidecar.http import serve_http
+
+log = logging.getLogger("sidecar")
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"ACTORFLOW_SIDECAR_{name}", default)
+
+
+def _addresses(text: str | None) -> tuple[str, ...]:
+    return tuple(a.strip() for a in (text or "").split(",") if a.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="actorflow sidecar", description=__doc__)
+    p.add_argument("--app-id", default=_env("APP_ID", "app"))
+    p.add_argument("--namespace", default=_env("NAMESPACE", "default"))
+    p.add_argument("--grpc-address", default=_env("GRPC_ADDRESS", "127.0.0.1:50001"))
+    p.add_argument("--http-address", default=_env("HTTP_ADDRESS", "127.0.0.1:3500"))
+    p.add_argument(
+        "--advertise-address",
+        default=_env("ADVERTISE_ADDRESS"),
+        help="address other sidecars dial (default: --grpc-address)",
+    )
+    p.add_argument("--placement", default=_env("PLACEMENT"), help="comma-separated API addresses")
+    p.add_argument("--reminders", default=_env("REMINDERS"), help="comma-separated API addresses")
+    p.add_argument(
+        "--store",
+        default=_env("STORE", "sqlite://.actorflow/state.db"),
+        help="memory://, sqlite://PATH or etcd://HOST:PORT,...",
+    )
+    p.add_argument(
+        "--api-token",
+        default=os.environ.get("DAPR_API_TOKEN"),
+        help="required on every app call when set (env DAPR_API_TOKEN)",
+    )
+    p.add_argument("--test-actors", action="store_true", help="host the `counter` test actor")
+    p.add_argument("--turn-log", type=Path, default=None, help="counter actors' turn log")
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SidecarConfig:
+    return SidecarConfig(
+        app_id=args.app_id,
+        namespace=args.namespace,
+        grpc_address=args.grpc_address,
+        http_address=args.http_address,
+        advertise_address=args.advertise_address,
+        placement=_addresses(args.placement),
+        reminders=_addresses(args.reminders),
+        store_url=args.store,
+        api_token=args.api_token or None,
+        test_actors=args.test_actors,
+        turn_log=args.turn_log,
+    )
+
+
+async def serve(config: SidecarConfig) -> None:
+    sidecar = Sidecar(config)
+    await sidecar.start()
+    runner = await serve_http(sidecar)
+    print(
+        "READY "
+        + json.dumps(
+            {
+                "app_id": config.app_id,
+                "grpc": config.grpc_address,
+                "http": f"http://{config.http_address}",
+            }
+        ),
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("sidecar %s stopping", config.name)
+    await runner.cleanup()
+    await sidecar.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"actorflow sidecar: {exc}", file=sys.stderr)
+        return 2
+    run_event_loop(serve(config))
+    return 0

@@ -1,0 +1,57 @@
+"""Configuration of one sidecar, validated up front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from raftkit.config import parse_address
+from raftkit.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class SidecarConfig:
+    app_id: str = "app"
+    namespace: str = "default"
+    # The app-facing Durable Task API and the peer API share this gRPC address.
+    grpc_address: str = "127.0.0.1:50001"
+    http_address: str = "127.0.0.1:3500"
+    # What other sidecars dial; also this sidecar's name in placement.
+    advertise_address: str | None = None
+    placement: tuple[str, ...] = ()
+    reminders: tuple[str, ...] = ()
+    store_url: str = "sqlite://.actorflow/state.db"
+    api_token: str | None = None
+    test_actors: bool = False
+    turn_log: Path | None = None
+    idle_timeout_s: float = 60.0
+    drain_timeout_s: float = 10.0
+    call_timeout_s: float = 30.0
+    max_payload_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not self.app_id or "||" in self.app_id:
+            raise ConfigError("app_id must be non-empty and must not contain '||'")
+        if not self.namespace:
+            raise ConfigError("namespace must not be empty")
+        parse_address(self.grpc_address, "grpc_address")
+        parse_address(self.http_address, "http_address")
+        if self.advertise_address is not None:
+            parse_address(self.advertise_address, "advertise_address")
+        if not self.placement:
+            raise ConfigError("at least one placement address is needed")
+        for address in (*self.placement, *self.reminders):
+            parse_address(address, "placement/reminders address")
+        if self.api_token is not None and not self.api_token:
+            raise ConfigError("api_token must not be empty when set")
+        for name in ("idle_timeout_s", "drain_timeout_s", "call_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+
+    @property
+    def name(self) -> str:
+        return self.advertise_address or self.grpc_address
+
+    def actor_type(self, kind: str) -> str:
+        """The internal actor types of the workflow engine: dapr.internal.{ns}.{app}.{kind}."""
+        return f"dapr.internal.{self.namespace}.{self.app_id}.{kind}"

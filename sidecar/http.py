@@ -1,0 +1,97 @@
+"""The sidecar's HTTP server (aiohttp): health, metrics and actor invocation.
+
+- `GET /v1.0/healthz`: 204 once connected to placement and a reminders leader, 500 with
+  a JSON error otherwise.
+- `GET /metrics`: Prometheus text format.
+- `POST|PUT /v1.0/actors/{actorType}/{actorId}/method/{method}`: invoke an actor method
+  (Dapr's actor API): the body is the payload, the answer the method's result (200);
+  404 for an actor type no sidecar hosts, 500 when the actor raised, 503 when no owner
+  answered in time, 413 over the payload limit.
+
+Errors are JSON `{"errorCode": ..., "message": ...}`; this module alone maps the
+runtime's exceptions to HTTP codes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
+
+if TYPE_CHECKING:
+    from sidecar.app import Sidecar
+
+SIDECAR: web.AppKey[Sidecar] = web.AppKey("sidecar")
+
+
+def error(status: int, code: str, message: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps({"errorCode": code, "message": message}),
+        content_type="application/json",
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    if await request.app[SIDECAR].healthy():
+        return web.Response(status=204)
+    return error(500, "ERR_HEALTH_NOT_READY", "not connected to placement and reminders")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    sidecar = request.app[SIDECAR]
+    host, router = sidecar.host, sidecar.router
+    table = sidecar.placement.table if sidecar.placement else None
+    values = {
+        "actorflow_actor_activations_total": ("counter", host.activations if host else 0),
+        "actorflow_actor_deactivations_total": ("counter", host.deactivations if host else 0),
+        "actorflow_actors_active": ("gauge", len(host.active) if host else 0),
+        "actorflow_placement_table_version": ("gauge", table.version if table else 0),
+        "actorflow_actor_call_retries_total": ("counter", router.retries if router else 0),
+    }
+    lines = []
+    for name, (kind, value) in values.items():
+        lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
+    return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
+
+async def invoke_actor(request: web.Request) -> web.Response:
+    router = request.app[SIDECAR].router
+    if router is None:
+        return error(503, "ERR_NOT_READY", "the sidecar is starting")
+    info = request.match_info
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "ERR_PAYLOAD_TOO_LARGE", "payload over the configured limit")
+    try:
+        result = await router.call(info["type"], info["id"], info["method"], body)
+    except UnknownActorTypeError as exc:
+        return error(404, "ERR_ACTOR_TYPE_UNKNOWN", str(exc))
+    except ActorCallError as exc:
+        return error(500, "ERR_ACTOR_INVOKE_METHOD", str(exc))
+    except ActorUnavailableError as exc:
+        return error(503, "ERR_ACTOR_UNAVAILABLE", str(exc))
+    return web.Response(body=result, content_type="application/octet-stream")
+
+
+def build_app(sidecar: Sidecar) -> web.Application:
+    app = web.Application(client_max_size=sidecar.config.max_payload_bytes)
+    app[SIDECAR] = sidecar
+    app.router.add_get("/v1.0/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    for method in ("POST", "PUT"):
+        app.router.add_route(method, "/v1.0/actors/{type}/{id}/method/{method}", invoke_actor)
+    return app
+
+
+async def serve_http(sidecar: Sidecar) -> web.AppRunner:
+    runner = web.AppRunner(build_app(sidecar), access_log=None)
+    await runner.setup()
+    host, _, port = sidecar.config.http_address.rpartition(":")
+    site = web.TCPSite(runner, host, int(port))
+    await site.start()
+    return runner

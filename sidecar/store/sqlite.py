@@ -1,0 +1,322 @@
+"""`SqliteStore`: the default state store, one database file shared by every sidecar of a
+machine.
+
+Layout: table `kv (key TEXT PRIMARY KEY, value BLOB, version INTEGER) WITHOUT ROWID`
+plus a one-row table `kv_revision` holding the last revision handed out. Versions are
+revisions, as in etcd: a transaction takes the next revision of the whole database and
+stamps it on every key it puts, so a key deleted and created again never gets an old
+version back (a per-key counter would restart at 1 and let a stale `expect` pass).
+
+Threads: sqlite calls block, so none runs on the event loop.
+- One writer thread owns the write connection (WAL, `synchronous=FULL`, so a returned
+  `transact` survives power loss). It group-commits: whatever `transact` calls queued
+  while the previous commit ran go into one `BEGIN IMMEDIATE ... COMMIT` (one fsync),
+  each checked and applied in order, so each still sees the ones before it and a
+  conflicting one is skipped alone (its checks run before any of its writes).
+- One reader thread with its own connection serves `get_many` and `scan_prefix`; WAL
+  lets it read while the writer writes. A read spanning several statements runs inside
+  one read transaction, so it sees one snapshot.
+Several processes may open the same file: `BEGIN IMMEDIATE` takes the write lock up
+front and `busy_timeout` makes the others wait for it instead of failing; a writer still
+locked out after that raises `StoreUnavailableError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from sidecar.store.base import (
+    NO_EXPECT,
+    ConflictError,
+    StoreConfigError,
+    StoreLimits,
+    StoreUnavailableError,
+    Versioned,
+    check_transaction,
+    prefix_upper_bound,
+)
+
+__all__ = ["SqliteConfig", "SqliteStore"]
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS kv ("
+    " key TEXT PRIMARY KEY, value BLOB NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS kv_revision ("
+    " id INTEGER PRIMARY KEY CHECK (id = 0), revision INTEGER NOT NULL)",
+    "INSERT OR IGNORE INTO kv_revision (id, revision) VALUES (0, 0)",
+)
+_PUT = "INSERT OR REPLACE INTO kv (key, value, version) VALUES (?, ?, ?)"
+_DELETE = "DELETE FROM kv WHERE key = ?"
+_VERSION = "SELECT version FROM kv WHERE key = ?"
+_RESERVE = "UPDATE kv_revision SET revision = revision + ? WHERE id = 0 RETURNING revision"
+_READ_CHUNK = 500  # bound parameters per SELECT ... IN (...)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteConfig:
+    path: Path
+    busy_timeout_ms: int = 10_000
+    max_txn_ops: int = 100_000
+    max_txn_bytes: int = 64 << 20
+    # Group commit folds queued transactions into one commit up to this many writes.
+    max_batch_ops: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.busy_timeout_ms < 0:
+            raise StoreConfigError(f"busy_timeout_ms must be >= 0, got {self.busy_timeout_ms}")
+        if self.max_batch_ops < 1:
+            raise StoreConfigError(f"max_batch_ops must be >= 1, got {self.max_batch_ops}")
+
+
+def _connect(config: SqliteConfig) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+    conn = sqlite3.connect(config.path, timeout=config.busy_timeout_ms / 1000, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout_ms)}")
+    return conn
+
+
+@dataclass(eq=False, slots=True)
+class _Job:
+    writes: dict[str, bytes | None]
+    expect: dict[str, int]
+    future: asyncio.Future[int]
+    outcome: int | BaseException = field(default=0)
+
+
+def _deliver(jobs: list[_Job]) -> None:
+    for job in jobs:
+        if job.future.done():  # the caller gave up (cancelled); the outcome stands
+            continue
+        if isinstance(job.outcome, BaseException):
+            job.future.set_exception(job.outcome)
+        else:
+            job.future.set_result(job.outcome)
+
+
+class _Writer(threading.Thread):
+    """Owns the write connection; group-commits queued jobs (see the module docstring)."""
+
+    def __init__(self, config: SqliteConfig, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name=f"sqlite-writer:{config.path.name}", daemon=True)
+        self.config = config
+        self.loop = loop
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self.ready: asyncio.Future[None] = loop.create_future()
+
+    def run(self) -> None:
+        try:
+            conn = _connect(self.config)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            err = StoreUnavailableError(f"cannot open sqlite store {self.config.path}: {exc}")
+            self._call(self.ready.set_exception, err)
+            return
+        self._call(self.ready.set_result, None)
+        try:
+            self._serve(conn)
+        finally:
+            conn.close()
+
+    def _call(self, fn: Callable[..., object], *args: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            self.loop.call_soon_threadsafe(fn, *args)
+
+    def _serve(self, conn: sqlite3.Connection) -> None:
+        stopping = False
+        while not stopping:
+            job = self.jobs.get()
+            if job is None:
+                return
+            batch, ops = [job], len(job.writes)
+            while ops < self.config.max_batch_ops:
+                try:
+                    nxt = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+                ops += len(nxt.writes)
+            self._commit(conn, batch)
+            self._call(_deliver, batch)
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._apply(conn, batch)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            for job in batch:
+                job.outcome = StoreUnavailableError(
+                    f"sqlite transaction on {self.config.path} failed, nothing written: {exc}"
+                )
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        # Reserve one revision per job up front (one statement); a job that conflicts or
+        # writes nothing leaves a gap, harmless since versions are only compared.
+        (end,) = conn.execute(_RESERVE, (len(batch),)).fetchone()
+        revision: int = end - len(batch)
+        for job in batch:
+            conflict = _find_conflict(conn, job.expect)
+            if conflict is not None:
+                job.outcome = conflict
+                continue
+            revision += 1
+            if not job.writes:
+                job.outcome = 0
+                continue
+            puts = [(k, v, revision) for k, v in job.writes.items() if v is not None]
+            if puts:
+                conn.executemany(_PUT, puts)
+            if len(puts) != len(job.writes):
+                conn.executemany(_DELETE, [(k,) for k, v in job.writes.items() if v is None])
+            job.outcome = revision
+
+
+def _find_conflict(conn: sqlite3.Connection, expect: Mapping[str, int]) -> ConflictError | None:
+    for key, expected in expect.items():
+        row = conn.execute(_VERSION, (key,)).fetchone()
+        actual = row[0] if row is not None else 0
+        if actual != expected:
+            return ConflictError(key, expected, actual)
+    return None
+
+
+class SqliteStore:
+    """Open with `await SqliteStore.open(SqliteConfig(path))`; see the module docstring."""
+
+    def __init__(self, config: SqliteConfig, writer: _Writer) -> None:
+        self._config = config
+        self._limits = StoreLimits(config.max_txn_ops, config.max_txn_bytes)
+        self._writer = writer
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-reader:{config.path}")
+        self._closed = False
+
+    @classmethod
+    async def open(cls, config: SqliteConfig) -> SqliteStore:
+        writer = _Writer(config, asyncio.get_running_loop())
+        writer.start()
+        await writer.ready
+        return cls(config, writer)
+
+    @property
+    def limits(self) -> StoreLimits:
+        return self._limits
+
+    @property
+    def path(self) -> Path:
+        return self._config.path
+
+    # -- reads (reader thread) ------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self._config)
+            self._local.conn = conn
+            self._readers.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreUnavailableError(f"sqlite store {self._config.path} is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._reader, self._run_read, fn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailableError(f"sqlite read on {self._config.path}: {exc}") from exc
+
+    def _run_read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn()
+        conn.execute("BEGIN")  # one snapshot for every statement of this read
+        try:
+            return fn(conn)
+        finally:
+            conn.execute("COMMIT")
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Versioned]:
+        wanted = list(dict.fromkeys(keys))
+
+        def read(conn: sqlite3.Connection) -> dict[str, Versioned]:
+            found: dict[str, Versioned] = {}
+            for i in range(0, len(wanted), _READ_CHUNK):
+                chunk = wanted[i : i + _READ_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                sql = f"SELECT key, value, version FROM kv WHERE key IN ({marks})"
+                for key, value, version in conn.execute(sql, chunk):
+                    found[key] = Versioned(value, version)
+            return found
+
+        if not wanted:
+            return {}
+        return await self._read(read)
+
+    async def scan_prefix(
+        self, prefix: str, *, limit: int | None = None
+    ) -> list[tuple[str, Versioned]]:
+        upper = prefix_upper_bound(prefix)
+        sql = "SELECT key, value, version FROM kv WHERE key >= ?"
+        args: list[object] = [prefix]
+        if upper is not None:
+            sql += " AND key < ?"
+            args.append(upper)
+        sql += " ORDER BY key"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+
+        def read(conn: sqlite3.Connection) -> list[tuple[str, Versioned]]:
+            return [(k, Versioned(v, ver)) for k, v, ver in conn.execute(sql, args)]
+
+        return await self._read(read)
+
+    # -- writes (writer thread) -----------------------------------------------------
+
+    async def transact(
+        self, writes: Mapping[str, bytes | None], *, expect: Mapping[str, int] = NO_EXPECT
+    ) -> int:
+        if self._closed:
+            raise StoreUnavailableError(f"sqlite store {self._config.path} is closed")
+        check_transaction(writes, expect, self._limits)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._writer.jobs.put(_Job(dict(writes), dict(expect), future))
+        return await future
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.jobs.put(None)  # after every queued job: they still commit
+        await asyncio.to_thread(self._writer.join)
+        await asyncio.get_running_loop().run_in_executor(self._reader, self._close_reader)
+        self._reader.shutdown(wait=False)
+
+    def _close_reader(self) -> None:
+        for conn in self._readers:
+            conn.close()
+        self._readers.clear()

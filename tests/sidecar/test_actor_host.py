@@ -1,0 +1,114 @@
+"""ActorHost in one event loop: turns, activation, deactivation, ownership."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import pytest
+
+from sidecar.actors.base import ActorCallError, ActorContext, NotOwnerError, UnknownActorTypeError
+from sidecar.actors.host import ActorHost
+
+
+class Probe:
+    """Records overlapping turns and lifecycle calls; `block` holds a turn open."""
+
+    running = 0
+    overlaps = 0
+    log: ClassVar[list[str]] = []
+
+    def __init__(self, ctx: ActorContext) -> None:
+        self.id = ctx.actor_id
+        self.release = ctx.services.get(ctx.actor_id) if ctx.services else None
+
+    async def on_activate(self) -> None:
+        Probe.log.append(f"activate {self.id}")
+
+    async def invoke(self, method: str, payload: bytes) -> bytes:
+        Probe.running += 1
+        if Probe.running > 1:
+            Probe.overlaps += 1
+        try:
+            if method == "block" and self.release is not None:
+                await self.release.wait()
+            if method == "boom":
+                raise RuntimeError("boom")
+            await asyncio.sleep(0)
+            return payload
+        finally:
+            Probe.running -= 1
+
+    async def on_deactivate(self) -> None:
+        Probe.log.append(f"deactivate {self.id}")
+
+
+@pytest.fixture(autouse=True)
+def reset() -> None:
+    Probe.running = Probe.overlaps = 0
+    Probe.log = []
+
+
+def make_host(
+    owned: set[str] | None = None, services: object = None, idle: float = 60
+) -> ActorHost:
+    def owns(actor_type: str, actor_id: str) -> int | None:
+        return 7 if owned is None or actor_id in owned else None
+
+    return ActorHost({"probe": Probe}, sidecar="s1", services=services, owns=owns,
+                     idle_timeout_s=idle, drain_timeout_s=2)  # fmt: skip
+
+
+async def test_one_turn_at_a_time_per_actor() -> None:
+    host = make_host()
+    results = await asyncio.gather(
+        *(host.invoke("probe", "a", "echo", bytes([i])) for i in range(50))
+    )
+    assert results == [bytes([i]) for i in range(50)]
+    assert Probe.overlaps == 0
+    assert Probe.log == ["activate a"] and host.activations == 1
+
+
+async def test_unknown_type_and_not_owner_are_refused() -> None:
+    host = make_host(owned={"mine"})
+    with pytest.raises(UnknownActorTypeError):
+        await host.invoke("nope", "x", "echo", b"")
+    with pytest.raises(NotOwnerError):
+        await host.invoke("probe", "theirs", "echo", b"")
+    assert await host.invoke("probe", "mine", "echo", b"ok") == b"ok"
+
+
+async def test_actor_errors_reach_the_caller_and_the_actor_keeps_serving() -> None:
+    host = make_host()
+    with pytest.raises(ActorCallError, match="boom"):
+        await host.invoke("probe", "a", "boom", b"")
+    assert await host.invoke("probe", "a", "echo", b"still") == b"still"
+    assert host.activations == 1
+
+
+async def test_idle_actor_is_deactivated() -> None:
+    host = make_host(idle=0.05)
+    await host.invoke("probe", "a", "echo", b"")
+    async with asyncio.timeout(5):
+        while host.active:
+            await asyncio.sleep(0.01)
+    assert Probe.log == ["activate a", "deactivate a"]
+
+
+async def test_deactivate_drains_the_turn_and_sends_queued_calls_back() -> None:
+    release = asyncio.Event()
+    host = make_host(services={"a": release})
+    in_turn = asyncio.create_task(host.invoke("probe", "a", "block", b"first"))
+    await asyncio.sleep(0)
+    queued = asyncio.create_task(host.invoke("probe", "a", "echo", b"second"))
+    await asyncio.sleep(0)
+    leaving = asyncio.create_task(host.deactivate([("probe", "a")]))
+    await asyncio.sleep(0)
+    assert not leaving.done(), "must wait for the turn in progress"
+    with pytest.raises(NotOwnerError):
+        await queued
+    release.set()
+    assert await in_turn == b"first"
+    await leaving
+    assert Probe.log == ["activate a", "deactivate a"]
+    assert not host.active

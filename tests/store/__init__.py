@@ -1,0 +1,1 @@
+"""State store tests (a package so that mypy tells its conftest from the others)."""

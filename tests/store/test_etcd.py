@@ -1,0 +1,190 @@
+"""EtcdStore beyond the contract: failover between members, TLS, the wire messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from google.protobuf.descriptor import Descriptor
+
+from sidecar.api.etcd.v3 import kv_pb2 as pb
+from sidecar.store import (
+    ConflictError,
+    EtcdStore,
+    EtcdTls,
+    StoreError,
+    StoreUnavailableError,
+    open_store,
+)
+from sidecar.store.testing import EtcdCluster, EtcdServerTls
+
+StartCluster = Callable[..., EtcdCluster]
+
+
+async def _increment(store: EtcdStore, key: str) -> None:
+    """A fenced read-modify-write (the checkpoint shape), retried on conflict."""
+    while True:
+        cur = (await store.get_many([key])).get(key)
+        try:
+            await store.transact(
+                {key: b"%d" % (int(cur.value) + 1 if cur else 1)},
+                expect={key: cur.version if cur else 0},
+            )
+            return
+        except ConflictError:
+            continue
+
+
+@pytest.mark.slow
+async def test_killing_the_member_in_use_is_survived(
+    tmp_path: Path, start_cluster: StartCluster
+) -> None:
+    cluster = start_cluster(tmp_path, 3)
+    store = await EtcdStore.open(cluster.store_config(timeout_s=20))
+    try:
+        for _ in range(10):
+            await _increment(store, "counter")
+        victim = next(m for m in cluster.members if m.endpoint == store.current_endpoint)
+        victim.kill()
+        for _ in range(20):
+            await _increment(store, "counter")
+        assert store.current_endpoint != victim.endpoint
+        assert (await store.get_many(["counter"]))["counter"].value == b"30"
+        assert len(await store.scan_prefix("count")) == 1
+
+        for member in cluster.members:
+            member.kill()
+        down = await EtcdStore.open(cluster.store_config(timeout_s=1.0))
+        with pytest.raises(StoreUnavailableError) as info:
+            await down.get_many(["counter"])
+        assert all(endpoint in str(info.value) for endpoint in cluster.endpoints)
+        await down.close()
+    finally:
+        await store.close()
+        cluster.stop()
+
+
+def _write_pki(d: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.UTC)
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def cert(
+        cn: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer: x509.Name,
+        signer: ec.EllipticCurvePrivateKey,
+        *,
+        ca: bool,
+        usage: list[x509.ObjectIdentifier],
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(name(cn))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                ),
+                critical=False,
+            ).add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = cert("actorflow test CA", ca_key, name("actorflow test CA"), ca_key, ca=True, usage=[])
+    files: dict[str, Path] = {}
+    files["ca"] = d / "ca.pem"
+    files["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for who, usage in (
+        ("server", [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+        ("client", [ExtendedKeyUsageOID.CLIENT_AUTH]),
+    ):
+        key = ec.generate_private_key(ec.SECP256R1())
+        c = cert(who, key, ca.subject, ca_key, ca=False, usage=usage)
+        files[who] = d / f"{who}.pem"
+        files[who].write_bytes(c.public_bytes(serialization.Encoding.PEM))
+        files[f"{who}-key"] = d / f"{who}-key.pem"
+        files[f"{who}-key"].write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+    return files
+
+
+@pytest.mark.slow
+async def test_mutual_tls(tmp_path: Path, start_cluster: StartCluster) -> None:
+    pki = _write_pki(tmp_path)
+    client_tls = EtcdTls(pki["ca"], pki["client"], pki["client-key"])
+    cluster = start_cluster(
+        tmp_path / "etcd",
+        1,
+        tls=EtcdServerTls(pki["server"], pki["server-key"], client_ca=pki["ca"]),
+        client_tls=client_tls,
+    )
+    try:
+        url = (
+            f"etcd://{cluster.endpoints[0]}?ca={pki['ca']}&cert={pki['client']}"
+            f"&key={pki['client-key']}&max_txn_ops={cluster.max_txn_ops}"
+        )
+        store = await open_store(url)
+        rev = await store.transact({"k": b"over tls"}, expect={"k": 0})
+        assert (await store.get_many(["k"]))["k"].version == rev
+        await store.close()
+
+        no_client_cert = await EtcdStore.open(
+            cluster.store_config(tls=EtcdTls(pki["ca"]), timeout_s=1.0)
+        )
+        with pytest.raises(StoreError):
+            await no_client_cert.get_many(["k"])
+        await no_client_cert.close()
+    finally:
+        cluster.stop()
+
+
+def _fields(d: Descriptor) -> dict[str, tuple[int, int, str]]:
+    return {
+        f.name: (f.number, f.type, f.message_type.name if f.message_type else "") for f in d.fields
+    }
+
+
+def test_wire_messages_match_etcds_own() -> None:
+    """Our messages are field for field etcd's (taken from the aetcd package's copy)."""
+    from aetcd.rpc import kv_pb2 as etcd_kv
+    from aetcd.rpc import rpc_pb2 as etcd_rpc
+
+    ours = pb.DESCRIPTOR.message_types_by_name
+    for message in ours:
+        theirs = (
+            etcd_kv.DESCRIPTOR.message_types_by_name[message]
+            if message == "KeyValue"
+            else etcd_rpc.DESCRIPTOR.message_types_by_name[message]
+        )
+        mine = _fields(ours[message])
+        reference = _fields(theirs)
+        for field, spec in mine.items():
+            assert reference[field] == spec, (message, field)
+        for nested in ours[message].enum_types:
+            reference_enum = theirs.enum_types_by_name[nested.name]
+            assert {v.name: v.number for v in nested.values} == {
+                v.name: v.number for v in reference_enum.values
+            }

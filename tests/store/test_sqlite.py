@@ -1,0 +1,126 @@
+"""SqliteStore beyond the contract: one file shared by processes, reopening, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sidecar.store import ConflictError, SqliteConfig, SqliteStore, StoreUnavailableError
+
+# The other process: N read-modify-write increments of one counter, retried on conflict.
+_INCREMENTER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from pathlib import Path
+    from sidecar.store import ConflictError, SqliteConfig, SqliteStore
+
+    async def main(path: str, n: int) -> None:
+        store = await SqliteStore.open(SqliteConfig(Path(path)))
+        print("ready", flush=True)
+        sys.stdin.readline()  # go
+        for i in range(n):
+            while True:
+                cur = (await store.get_many(["counter"])).get("counter")
+                try:
+                    await store.transact(
+                        {"counter": b"%d" % (int(cur.value) + 1 if cur else 1),
+                         "child-%d" % i: b"x"},
+                        expect={"counter": cur.version if cur else 0},
+                    )
+                    break
+                except ConflictError:
+                    continue
+        await store.close()
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+async def _increment(store: SqliteStore, n: int) -> int:
+    conflicts = 0
+    for i in range(n):
+        while True:
+            cur = (await store.get_many(["counter"])).get("counter")
+            try:
+                await store.transact(
+                    {"counter": b"%d" % (int(cur.value) + 1 if cur else 1), f"parent-{i}": b"x"},
+                    expect={"counter": cur.version if cur else 0},
+                )
+                break
+            except ConflictError:
+                conflicts += 1
+    return conflicts
+
+
+async def test_two_processes_share_one_file_without_losing_an_update(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    n = 150
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _INCREMENTER,
+        str(path),
+        str(n),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    store = await SqliteStore.open(SqliteConfig(path))
+    try:
+        async with asyncio.timeout(30):
+            assert await proc.stdout.readline() == b"ready\n"
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+            await _increment(store, n)
+            assert await proc.wait() == 0
+        got = await store.get_many(["counter"])
+        assert got["counter"].value == b"%d" % (2 * n)
+        assert len(await store.scan_prefix("child-")) == n
+        assert len(await store.scan_prefix("parent-")) == n
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await store.close()
+
+
+async def test_state_survives_reopening(tmp_path: Path) -> None:
+    config = SqliteConfig(tmp_path / "state.db")
+    store = await SqliteStore.open(config)
+    rev = await store.transact({"k": b"v"})
+    await store.close()
+    store = await SqliteStore.open(config)
+    try:
+        assert (await store.get_many(["k"]))["k"].version == rev
+        assert await store.transact({"k2": b"v"}) > rev  # the revision counter persisted
+    finally:
+        await store.close()
+
+
+async def test_queued_transactions_commit_in_order_and_conflict_alone(tmp_path: Path) -> None:
+    """Many transactions queued at once go through the group commit: each one sees the
+    ones before it, and one that conflicts fails without taking the batch down."""
+    store = await SqliteStore.open(SqliteConfig(tmp_path / "state.db"))
+    try:
+        calls = [store.transact({"m": b"first"}, expect={"m": 0})]
+        calls += [store.transact({f"k{i}": b"v"}) for i in range(50)]
+        calls.append(store.transact({"m": b"second"}, expect={"m": 0}))  # m exists by now
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(results[-1], ConflictError)
+        revisions = results[:-1]
+        assert all(isinstance(r, int) for r in revisions)
+        assert len(set(revisions)) == len(revisions)
+        assert (await store.get_many(["m"]))["m"].value == b"first"
+        assert len(await store.scan_prefix("k")) == 50
+    finally:
+        await store.close()
+
+
+async def test_cannot_open_a_file_in_a_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(StoreUnavailableError, match="cannot open"):
+        await SqliteStore.open(SqliteConfig(tmp_path / "missing" / "state.db"))
