@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/actorflow smoke
+	$(BIN)/actorflow demo
 
 test: lint typecheck protocheck pytest
 

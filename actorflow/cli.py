@@ -58,6 +58,12 @@ def _scale(argv: list[str]) -> int:
     return up.scale_main(argv)
 
 
+def _demo(argv: list[str]) -> int:
+    from actorflow import demo
+
+    return demo.main(argv)
+
+
 def _bench(argv: list[str]) -> int:
     from bench import cli
 
@@ -70,6 +76,7 @@ COMMANDS: dict[str, tuple[Runner, str]] = {
     "sidecar": (_sidecar, "run one sidecar (actor runtime, app-facing Durable Task API)"),
     "up": (_up, "run a whole local cluster in the foreground (see --help)"),
     "scale": (_scale, "add or remove a sidecar of a running `actorflow up`"),
+    "demo": (_demo, "the main job: a local cluster at work, narrated"),
     "bench": (_bench, "run a benchmark scenario and write its JSON result"),
     "protogen": (_protogen, "regenerate (or --check) the gRPC code generated from proto/"),
     "smoke": (_smoke, "drive a no-engine TaskHub server with the real Dapr SDK client"),

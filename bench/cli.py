@@ -10,6 +10,7 @@ SCENARIOS: dict[str, str] = {
     "placement": "bench.placement_bench",
     "reminders": "bench.reminders_bench",
     "checkpoint": "bench.checkpoint_bench",
+    "actors": "bench.actors_bench",
 }
 
 

@@ -42,7 +42,7 @@ class ClientConfig:
     addresses: tuple[str, ...]
     heartbeat_interval_s: float = 1.0
     lookup_wait_s: float = 5.0
-    disconnect_lock_after_s: float = 2.0
+    disconnect_lock_after_s: float = 1.0
     reconnect_min_s: float = 0.05
     reconnect_max_s: float = 1.0
 

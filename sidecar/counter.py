@@ -4,7 +4,10 @@ Each turn of `increment` adds one to the actor's count unless the request id was
 before (callers retry, so increments carry ids), saves the state, and appends
 `actor_id start_ns end_ns sidecar` to the sidecar's turn log. The single-activation test
 reads every sidecar's log: two turns of one actor that overlap in time on different
-sidecars would mean the actor was active twice. `get` returns the count.
+sidecars would mean the actor was active twice. `get` returns the count. A reminder
+firing (the runtime's `__reminder__` method) is counted per reminder name and saved;
+`reminders` returns those counts as JSON. `relay` calls `get` on the counter named in
+the payload through the router and returns the call's duration in ns.
 
 The state is written back without a version check on purpose: if an actor were ever
 active on two sidecars at once, increments would be lost and the final count would show
@@ -13,13 +16,14 @@ it, independently of the log.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import msgpack
 
-from sidecar.actors.base import ActorContext
+from sidecar.actors.base import REMINDER_METHOD, ActorContext
 
 ACTOR_TYPE = "counter"
 
@@ -34,6 +38,9 @@ class _Services(Protocol):
     @property
     def turn_log(self) -> Any: ...
 
+    @property
+    def router(self) -> Any: ...
+
 
 class CounterActor:
     def __init__(self, ctx: ActorContext) -> None:
@@ -42,14 +49,17 @@ class CounterActor:
         self._store = services.store
         self._key = f"{services.app_id}||{ctx.actor_type}||{ctx.actor_id}||state"
         self._log = services.turn_log
+        self._router = services.router
         self.count = 0
         self.seen: set[str] = set()
+        self.reminded: dict[str, int] = {}
 
     async def on_activate(self) -> None:
         found = await self._store.get_many([self._key])
         if self._key in found:
             state = msgpack.unpackb(found[self._key].value)
             self.count, self.seen = int(state["count"]), set(state["seen"])
+            self.reminded = dict(state.get("reminded", {}))
 
     async def invoke(self, method: str, payload: bytes) -> bytes:
         start = time.time_ns()
@@ -59,8 +69,15 @@ class CounterActor:
                 if request_id not in self.seen:
                     self.count += 1
                     self.seen.add(request_id)
-                    state = {"count": self.count, "seen": sorted(self.seen)}
-                    await self._store.transact({self._key: msgpack.packb(state)})
+                    await self._save()
+            elif method == REMINDER_METHOD:
+                name = str(msgpack.unpackb(payload)["name"])
+                self.reminded[name] = self.reminded.get(name, 0) + 1
+                await self._save()
+            elif method == "reminders":
+                return json.dumps(self.reminded).encode()
+            elif method == "relay":
+                return await self._relay(payload)
             elif method != "get":
                 raise ValueError(f"unknown method {method!r}")
             return str(self.count).encode()
@@ -69,6 +86,18 @@ class CounterActor:
                 self._log.write(
                     f"{self._ctx.actor_id} {start} {time.time_ns()} {self._ctx.sidecar}\n"
                 )
+
+    async def _relay(self, payload: bytes) -> bytes:
+        """Call `get` on another counter through this sidecar's router and return how
+        long that call took, in ns (`actorflow bench actors` measures remote calls so)."""
+        target = payload.decode()
+        started = time.perf_counter_ns()
+        await self._router.call(self._ctx.actor_type, target, "get", b"")
+        return str(time.perf_counter_ns() - started).encode()
+
+    async def _save(self) -> None:
+        state = {"count": self.count, "seen": sorted(self.seen), "reminded": self.reminded}
+        await self._store.transact({self._key: msgpack.packb(state)})
 
     async def on_deactivate(self) -> None:
         if self._log is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import random
 import signal
@@ -20,6 +21,8 @@ import pytest
 from actorflow.testing import UpCluster, free_port_block, pid_alive
 from placement.ring import RingSet
 from placement.table import TableHost
+from reminders.api.v1 import reminders_pb2 as rpb
+from reminders.client import RemindersClient
 
 pytestmark = pytest.mark.slow
 
@@ -153,6 +156,26 @@ async def test_join_moves_the_ring_share_to_the_new_sidecar(up: UpCluster) -> No
     for actor in ACTORS:
         after = [h for start, _, h in turns[actor] if start >= joined_ns]
         assert after and set(after) == {owners[actor]}, (actor, owners[actor], after)
+
+
+async def test_reminder_triggers_reach_the_owning_actor(up: UpCluster) -> None:
+    info = await asyncio.to_thread(up.start)
+    async with RemindersClient(info["reminders"]) as reminders:
+        for actor in ACTORS[:10]:
+            key = rpb.ReminderKey(
+                namespace="default", app_id="app", actor_type="counter", actor_id=actor,
+                name="tick",
+            )  # fmt: skip
+            await reminders.create(key, due_time="100ms", period="R3/PT0.2S")
+    async with aiohttp.ClientSession() as http:
+        driver = Driver(http, [s["http"] for s in info["sidecars"]])
+        async with asyncio.timeout(30):
+            for actor in ACTORS[:10]:
+                while json.loads(await driver.call(actor, "reminders", b"")).get("tick", 0) < 3:
+                    await asyncio.sleep(0.05)  # polling the actor's state over HTTP
+        # R3 means three firings: at least once each, and the reminder is then gone.
+        counts = [json.loads(await driver.call(a, "reminders", b""))["tick"] for a in ACTORS[:10]]
+    assert all(c >= 3 for c in counts), counts
 
 
 async def test_up_writes_cluster_json_and_stops_every_process(up: UpCluster) -> None:
