@@ -30,6 +30,7 @@ from sidecar.actors.base import REMINDER_METHOD, ActorFactory
 from sidecar.actors.host import ActorHost
 from sidecar.actors.peer import PeerPool, PeerService
 from sidecar.actors.router import ActorRouter
+from sidecar.auth import TokenInterceptor
 from sidecar.config import SidecarConfig
 from sidecar.counter import ACTOR_TYPE as COUNTER_TYPE
 from sidecar.counter import CounterActor, open_turn_log
@@ -118,11 +119,13 @@ class Sidecar:
 
     async def _serve_grpc(self) -> None:
         assert self.placement is not None and self.host is not None
+        interceptors = [TokenInterceptor(self.config.api_token)] if self.config.api_token else []
         server = grpc.aio.server(
+            interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", self.config.max_payload_bytes),
                 ("grpc.max_send_message_length", self.config.max_payload_bytes),
-            ]
+            ],
         )
         peer = PeerService(self.host.invoke, self._wait_unlocked)
         server.add_generic_rpc_handlers(

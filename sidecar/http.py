@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
+from sidecar.auth import token_middleware
 
 if TYPE_CHECKING:
     from sidecar.app import Sidecar
@@ -79,7 +80,9 @@ async def invoke_actor(request: web.Request) -> web.Response:
 
 
 def build_app(sidecar: Sidecar) -> web.Application:
-    app = web.Application(client_max_size=sidecar.config.max_payload_bytes)
+    token = sidecar.config.api_token
+    middlewares = [token_middleware(token)] if token else []
+    app = web.Application(client_max_size=sidecar.config.max_payload_bytes, middlewares=middlewares)
     app[SIDECAR] = sidecar
     app.router.add_get("/v1.0/healthz", healthz)
     app.router.add_get("/metrics", metrics)
