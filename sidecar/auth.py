@@ -10,7 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar, cast
 
 import grpc
 from aiohttp import web
@@ -35,28 +35,27 @@ def _deny(message: str) -> grpc.RpcMethodHandler[Any, Any]:
     return grpc.unary_unary_rpc_method_handler(abort)
 
 
-if TYPE_CHECKING:
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:  # the runtime class is not generic
-    _Interceptor = grpc.aio.ServerInterceptor
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
 
 
-class TokenInterceptor(_Interceptor):
+class TokenInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, token: str) -> None:
         self._token = token
 
     async def intercept_service(
         self,
         continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[_Req, _Resp] | None]
         ],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    ) -> grpc.RpcMethodHandler[_Req, _Resp] | None:
         method = str(getattr(handler_call_details, "method", ""))
         if method.startswith(APP_SERVICE_PREFIX):
             metadata = dict(getattr(handler_call_details, "invocation_metadata", None) or ())
             if not token_matches(self._token, metadata.get(TOKEN_KEY)):
-                return _deny(f"missing or wrong {TOKEN_KEY} metadata")
+                denied: Any = _deny(f"missing or wrong {TOKEN_KEY} metadata")
+                return cast("grpc.RpcMethodHandler[_Req, _Resp]", denied)
         return await continuation(handler_call_details)
 
 

@@ -202,7 +202,8 @@ class PeerPool:
             if channel is None:
                 channel = self._channels[address] = grpc.aio.insecure_channel(address)
             stream = self._streams[address] = _PeerStream(channel)
-        return await asyncio.wait_for(stream.call(call), timeout)
+        async with asyncio.timeout(timeout):  # cheaper than wait_for: no extra task
+            return await stream.call(call)
 
     async def close(self) -> None:
         for stream in self._streams.values():

@@ -72,9 +72,8 @@ class ActorRouter:
             version = table.version if table else 0
             if owner.name == self._self:
                 try:
-                    return await asyncio.wait_for(
-                        self._host.invoke(actor_type, actor_id, method, payload), left
-                    )
+                    async with asyncio.timeout(left):
+                        return await self._host.invoke(actor_type, actor_id, method, payload)
                 except NotOwnerError as exc:
                     last_error = str(exc)
                     await self._newer_table(version, exc.table_version, deadline)

@@ -1,0 +1,156 @@
+"""The workflow engine's pure core (no asyncio, grpc, time, os, uuid or random).
+
+Time (`now_ms`) and everything else come in as arguments; decisions go out as values
+(new states, effects, planned transactions). The workflow and activity actors are the
+shell: they load, call these functions, save, and carry out the effects.
+
+What lives where:
+- `state`: `WorkflowState` (history, inbox, generation, metadata, derived status) and
+  `add_events`, the idempotent intake of events (duplicates and stale work dropped).
+- `turn`: `plan_turn` (the WorkflowRequest for the app), `apply_response` (the app's
+  actions into history events and effects), `pending_work` (recovery from the store).
+- `finish`: completion, failure, `settle` (termination without the app, recursive
+  termination of children), `continue_as_new`.
+- `actions`: one SDK action <-> its history event <-> its effect.
+- `effects`: the effect types and `TurnResult`.
+- `checkpoint`: store keys, `plan_checkpoint` (chunked, metadata-guarded transactions),
+  `load_state`, metadata encoding.
+- `activity`: the activity actor's state and its completion.
+- `rerun`: `rerun_from` (RerunWorkflowFromEvent).
+- `events`: constructors of the history events the shell feeds in.
+- `errors`: `WorkflowError` and its subclasses.
+"""
+
+from __future__ import annotations
+
+from sidecar.workflow.activity import (
+    ACTIVITY_STATE_KEY,
+    ActivityState,
+    ActivityStatus,
+    accept_dispatch,
+    complete,
+    decode_activity,
+    encode_activity,
+    new_activity,
+    recover,
+)
+from sidecar.workflow.checkpoint import (
+    CUSTOM_STATUS_KEY,
+    METADATA_KEY,
+    CheckpointPlan,
+    StoredLayout,
+    Transaction,
+    history_key,
+    inbox_key,
+    keys_to_load,
+    layout_of,
+    load_state,
+    plan_checkpoint,
+    store_key,
+)
+from sidecar.workflow.effects import (
+    Completed,
+    DispatchActivity,
+    Effect,
+    NotifyParent,
+    NotifyWorkflow,
+    RunTurn,
+    ScheduleTimer,
+    SendEvent,
+    StartChild,
+    TerminateInstance,
+    TurnResult,
+    activity_actor_id,
+)
+from sidecar.workflow.errors import (
+    CheckpointTooLargeError,
+    CorruptStateError,
+    InvalidResponseError,
+    RerunError,
+    WorkflowError,
+)
+from sidecar.workflow.events import (
+    execution_started_event,
+    raised_event,
+    resumed_event,
+    suspended_event,
+    task_completed_event,
+    task_failed_event,
+    terminated_event,
+    timer_fired_event,
+)
+from sidecar.workflow.finish import continue_as_new, settle
+from sidecar.workflow.rerun import rerun_from
+from sidecar.workflow.state import (
+    TERMINAL_STATUSES,
+    Metadata,
+    OpenWork,
+    ParentInfo,
+    WorkflowState,
+    add_events,
+    new_state,
+)
+from sidecar.workflow.turn import AppTurn, apply_response, pending_work, plan_turn
+
+__all__ = [
+    "ACTIVITY_STATE_KEY",
+    "CUSTOM_STATUS_KEY",
+    "METADATA_KEY",
+    "TERMINAL_STATUSES",
+    "ActivityState",
+    "ActivityStatus",
+    "AppTurn",
+    "CheckpointPlan",
+    "CheckpointTooLargeError",
+    "Completed",
+    "CorruptStateError",
+    "DispatchActivity",
+    "Effect",
+    "InvalidResponseError",
+    "Metadata",
+    "NotifyParent",
+    "NotifyWorkflow",
+    "OpenWork",
+    "ParentInfo",
+    "RerunError",
+    "RunTurn",
+    "ScheduleTimer",
+    "SendEvent",
+    "StartChild",
+    "StoredLayout",
+    "TerminateInstance",
+    "Transaction",
+    "TurnResult",
+    "WorkflowError",
+    "WorkflowState",
+    "accept_dispatch",
+    "activity_actor_id",
+    "add_events",
+    "apply_response",
+    "complete",
+    "continue_as_new",
+    "decode_activity",
+    "encode_activity",
+    "execution_started_event",
+    "history_key",
+    "inbox_key",
+    "keys_to_load",
+    "layout_of",
+    "load_state",
+    "new_activity",
+    "new_state",
+    "pending_work",
+    "plan_checkpoint",
+    "plan_turn",
+    "raised_event",
+    "recover",
+    "rerun_from",
+    "resumed_event",
+    "settle",
+    "store_key",
+    "suspended_event",
+    "task_completed_event",
+    "task_failed_event",
+    "terminated_event",
+    "timer_fired_event",
+]

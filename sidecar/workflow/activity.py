@@ -1,0 +1,168 @@
+"""The activity actor's pure part: one activity invocation and its outcome.
+
+The actor (id `activity_actor_id(instance, task id, generation)`) keeps one key,
+`activityState` (msgpack). Its life: `new_activity(dispatch)` is saved, the app runs
+the activity, `complete(state, response, now_ms)` records the outcome and yields the
+`NotifyWorkflow` to send; once the workflow has it, the shell may delete the key.
+
+Idempotent: dispatching an activity that already exists keeps the stored one
+(`accept_dispatch`), a second completion is ignored (the first outcome stands), and
+`recover` tells a reactivated actor what is left: run the activity again (at least once,
+DESIGN 4.2) or re-send its outcome (the workflow drops duplicates).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+from typing import Any
+
+import msgpack
+
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.workflow.effects import DispatchActivity, NotifyWorkflow
+from sidecar.workflow.errors import CorruptStateError, InvalidResponseError
+from sidecar.workflow.events import task_completed_event, task_failed_event
+
+__all__ = [
+    "ACTIVITY_STATE_KEY",
+    "ActivityState",
+    "ActivityStatus",
+    "accept_dispatch",
+    "complete",
+    "decode_activity",
+    "encode_activity",
+    "new_activity",
+    "recover",
+]
+
+ACTIVITY_STATE_KEY = "activityState"
+_FORMAT = 1
+
+
+class ActivityStatus(enum.IntEnum):
+    PENDING = 0
+    DONE = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityState:
+    request: DispatchActivity
+    status: ActivityStatus = ActivityStatus.PENDING
+    result: str | None = None
+    failure: bytes | None = None  # serialized TaskFailureDetails
+    completed_ms: int = 0
+
+    def notification(self) -> NotifyWorkflow:
+        """The outcome as the event the workflow's inbox takes (DONE only)."""
+        if self.status is not ActivityStatus.DONE:
+            raise InvalidResponseError("the activity has no outcome yet")
+        req = self.request
+        if self.failure is not None:
+            details = pb.TaskFailureDetails.FromString(self.failure)
+            event = task_failed_event(
+                req.task_id, details, self.completed_ms, req.task_execution_id
+            )
+        else:
+            event = task_completed_event(
+                req.task_id, self.result, self.completed_ms, req.task_execution_id
+            )
+        return NotifyWorkflow(req.instance_id, req.generation, event)
+
+
+def new_activity(dispatch: DispatchActivity) -> ActivityState:
+    return ActivityState(request=dispatch)
+
+
+def accept_dispatch(current: ActivityState | None, dispatch: DispatchActivity) -> ActivityState:
+    """The state after a (possibly repeated) dispatch: the stored one wins."""
+    return current if current is not None else new_activity(dispatch)
+
+
+def complete(
+    state: ActivityState, response: pb.ActivityResponse, now_ms: int
+) -> tuple[ActivityState, NotifyWorkflow | None]:
+    """Record the app's answer. A duplicate answer changes nothing and yields None."""
+    req = state.request
+    if response.taskId != req.task_id or (
+        response.instanceId and response.instanceId != req.instance_id
+    ):
+        raise InvalidResponseError(
+            f"activity response for {response.instanceId!r}#{response.taskId} "
+            f"given to {req.instance_id!r}#{req.task_id}"
+        )
+    if state.status is ActivityStatus.DONE:
+        return state, None
+    failure = None
+    if response.HasField("failureDetails"):
+        failure = response.failureDetails.SerializeToString()
+    result = response.result.value if response.HasField("result") else None
+    done = replace(
+        state,
+        status=ActivityStatus.DONE,
+        result=None if failure is not None else result,
+        failure=failure,
+        completed_ms=now_ms,
+    )
+    return done, done.notification()
+
+
+def recover(state: ActivityState) -> DispatchActivity | NotifyWorkflow:
+    """What a reactivated activity actor must do: run it, or re-send the outcome."""
+    if state.status is ActivityStatus.DONE:
+        return state.notification()
+    return state.request
+
+
+def encode_activity(state: ActivityState) -> bytes:
+    req = state.request
+    row = {
+        "v": _FORMAT,
+        "instance": req.instance_id,
+        "exec": req.execution_id,
+        "gen": req.generation,
+        "task": req.task_id,
+        "name": req.name,
+        "input": req.input,
+        "texec": req.task_execution_id,
+        "target": req.target_app_id,
+        "version": req.version,
+        "status": int(state.status),
+        "result": state.result,
+        "failure": state.failure,
+        "completed": state.completed_ms,
+    }
+    packed: bytes = msgpack.packb(row, use_bin_type=True)
+    return packed
+
+
+def _row(raw: bytes) -> dict[str, Any]:
+    try:
+        row = msgpack.unpackb(raw, raw=False)
+    except (ValueError, msgpack.UnpackException) as exc:
+        raise CorruptStateError(f"unreadable activity state: {exc}") from exc
+    if not isinstance(row, dict) or row.get("v") != _FORMAT:
+        raise CorruptStateError("activity state of an unknown format")
+    return row
+
+
+def decode_activity(raw: bytes) -> ActivityState:
+    row = _row(raw)
+    request = DispatchActivity(
+        instance_id=row["instance"],
+        execution_id=row["exec"],
+        generation=row["gen"],
+        task_id=row["task"],
+        name=row["name"],
+        input=row["input"],
+        task_execution_id=row["texec"],
+        target_app_id=row["target"],
+        version=row["version"],
+    )
+    return ActivityState(
+        request=request,
+        status=ActivityStatus(row["status"]),
+        result=row["result"],
+        failure=row["failure"],
+        completed_ms=row["completed"],
+    )

@@ -1,0 +1,1 @@
+"""Workflow engine core tests (a package so that mypy tells its modules apart)."""

@@ -1,0 +1,93 @@
+"""The activity actor's pure part."""
+
+from __future__ import annotations
+
+import pytest
+
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.workflow import (
+    ActivityStatus,
+    DispatchActivity,
+    InvalidResponseError,
+    NotifyWorkflow,
+    accept_dispatch,
+    add_events,
+    complete,
+    decode_activity,
+    encode_activity,
+    execution_started_event,
+    new_activity,
+    new_state,
+    recover,
+)
+from sidecar.workflow.errors import CorruptStateError
+
+T0 = 1_700_000_000_000
+DISPATCH = DispatchActivity(
+    instance_id="wf",
+    execution_id="e1",
+    generation=2,
+    task_id=5,
+    name="act",
+    input='"in"',
+    task_execution_id="te-5",
+    target_app_id="other",
+)
+
+
+def ok(result: str | None = '"out"') -> pb.ActivityResponse:
+    res = pb.ActivityResponse(instanceId="wf", taskId=5)
+    if result is not None:
+        res.result.value = result
+    return res
+
+
+def test_completion_yields_one_notification_with_the_task_id() -> None:
+    state = new_activity(DISPATCH)
+    done, notify = complete(state, ok(), T0)
+    assert done.status is ActivityStatus.DONE
+    assert isinstance(notify, NotifyWorkflow) and notify.generation == 2
+    event = notify.event.taskCompleted
+    assert (event.taskScheduledId, event.result.value, event.taskExecutionId) == (
+        5,
+        '"out"',
+        "te-5",
+    )
+    again, none = complete(done, ok('"other"'), T0 + 1)
+    assert again is done and none is None
+
+
+def test_failure_details_are_kept() -> None:
+    res = pb.ActivityResponse(instanceId="wf", taskId=5)
+    res.failureDetails.errorType = "ValueError"
+    res.failureDetails.errorMessage = "bad"
+    done, notify = complete(new_activity(DISPATCH), res, T0)
+    assert notify is not None and notify.event.taskFailed.failureDetails == res.failureDetails
+    assert recover(done) == notify
+
+
+def test_wrong_response_is_refused() -> None:
+    with pytest.raises(InvalidResponseError):
+        complete(new_activity(DISPATCH), pb.ActivityResponse(instanceId="wf", taskId=6), T0)
+
+
+def test_state_round_trips_and_recovers() -> None:
+    state = new_activity(DISPATCH)
+    assert decode_activity(encode_activity(state)) == state
+    assert recover(state) == DISPATCH
+    assert accept_dispatch(state, DISPATCH) is state
+    done, _ = complete(state, ok(None), T0)
+    assert decode_activity(encode_activity(done)) == done
+    with pytest.raises(CorruptStateError):
+        decode_activity(b"\xc1")
+
+
+def test_the_notification_is_accepted_by_the_workflow_once() -> None:
+    start = execution_started_event(
+        name="f", instance_id="wf", execution_id="e1", input=None, now_ms=T0
+    )
+    wf = add_events(new_state("wf", generation=2), [start])
+    _, notify = complete(new_activity(DISPATCH), ok(), T0)
+    assert notify is not None
+    # Task 5 was never scheduled in this state: dropped, like any unknown completion.
+    assert add_events(wf, [notify.event], generation=notify.generation) is wf
