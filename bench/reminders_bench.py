@@ -155,9 +155,7 @@ async def _run(ns: argparse.Namespace, base: Path) -> dict[str, Any]:
     try:
         await cluster.wait_leader()
         async with RemindersClient(cluster.addresses, timeout_s=30) as client:
-            metrics.update(
-                await _register_phase(client, ns.register, ns.concurrency, ns.warmup)
-            )
+            metrics.update(await _register_phase(client, ns.register, ns.concurrency, ns.warmup))
             reg_rate = max(1000.0, metrics["register_per_s"])
 
             # Burst: everything due at T0, after registration is surely over.
