@@ -131,7 +131,8 @@ class ActorHost:
     async def _turns(self, activation: Activation, actor: Actor) -> None:
         while True:
             try:
-                message = await asyncio.wait_for(activation.mailbox.get(), self._idle)
+                async with asyncio.timeout(self._idle):  # no extra task, unlike wait_for
+                    message = await activation.mailbox.get()
             except TimeoutError:
                 if activation.mailbox.empty():
                     return  # idle: deactivate
