@@ -6,8 +6,7 @@ before (callers retry, so increments carry ids), saves the state, and appends
 reads every sidecar's log: two turns of one actor that overlap in time on different
 sidecars would mean the actor was active twice. `get` returns the count. A reminder
 firing (the runtime's `__reminder__` method) is counted per reminder name and saved;
-`reminders` returns those counts as JSON. `relay` calls `get` on the counter named in
-the payload through the router and returns the call's duration in ns.
+`reminders` returns those counts as JSON.
 
 The state is written back without a version check on purpose: if an actor were ever
 active on two sidecars at once, increments would be lost and the final count would show
@@ -38,9 +37,6 @@ class _Services(Protocol):
     @property
     def turn_log(self) -> Any: ...
 
-    @property
-    def router(self) -> Any: ...
-
 
 class CounterActor:
     def __init__(self, ctx: ActorContext) -> None:
@@ -49,7 +45,6 @@ class CounterActor:
         self._store = services.store
         self._key = f"{services.app_id}||{ctx.actor_type}||{ctx.actor_id}||state"
         self._log = services.turn_log
-        self._router = services.router
         self.count = 0
         self.seen: set[str] = set()
         self.reminded: dict[str, int] = {}
@@ -76,8 +71,6 @@ class CounterActor:
                 await self._save()
             elif method == "reminders":
                 return json.dumps(self.reminded).encode()
-            elif method == "relay":
-                return await self._relay(payload)
             elif method != "get":
                 raise ValueError(f"unknown method {method!r}")
             return str(self.count).encode()
@@ -86,14 +79,6 @@ class CounterActor:
                 self._log.write(
                     f"{self._ctx.actor_id} {start} {time.time_ns()} {self._ctx.sidecar}\n"
                 )
-
-    async def _relay(self, payload: bytes) -> bytes:
-        """Call `get` on another counter through this sidecar's router and return how
-        long that call took, in ns (`actorflow bench actors` measures remote calls so)."""
-        target = payload.decode()
-        started = time.perf_counter_ns()
-        await self._router.call(self._ctx.actor_type, target, "get", b"")
-        return str(time.perf_counter_ns() - started).encode()
 
     async def _save(self) -> None:
         state = {"count": self.count, "seen": sorted(self.seen), "reminded": self.reminded}
