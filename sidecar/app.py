@@ -34,6 +34,12 @@ from sidecar.auth import TokenInterceptor
 from sidecar.config import SidecarConfig
 from sidecar.counter import ACTOR_TYPE as COUNTER_TYPE
 from sidecar.counter import CounterActor, open_turn_log
+from sidecar.engine.activity_actor import ActivityActor
+from sidecar.engine.apps import AppConnections
+from sidecar.engine.naming import activity_type, index_prefix, workflow_type
+from sidecar.engine.taskhub import TaskHubService
+from sidecar.engine.watchers import Watchers
+from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import StateStore, open_store
 from sidecar.taskhub_wire import taskhub_generic_handler, unknown_method_handler
 
@@ -45,20 +51,30 @@ HEALTH_CACHE_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class ActorServices:
-    """What actors of this sidecar may use."""
+    """What actors of this sidecar (and the TaskHub service) may use."""
 
     store: StateStore
     router: ActorRouter
     app_id: str
     namespace: str
     turn_log: Any
+    apps: AppConnections
+    watchers: Watchers
+    reminders: RemindersClient | None
 
 
 class Sidecar:
     def __init__(self, config: SidecarConfig) -> None:
         self.config = config
         self.store: StateStore | None = None
-        self.factories: dict[str, ActorFactory] = {}
+        self.factories: dict[str, ActorFactory] = {
+            workflow_type(config.namespace, config.app_id): WorkflowActor,
+            activity_type(config.namespace, config.app_id): ActivityActor,
+        }
+        self.apps = AppConnections()
+        self.watchers = Watchers()
+        self.services: ActorServices | None = None
+        self._resume_task: asyncio.Task[None] | None = None
         if config.test_actors:
             self.factories[COUNTER_TYPE] = CounterActor
         self.placement: PlacementClient | None = None
@@ -98,14 +114,16 @@ class Sidecar:
         self.router = ActorRouter(
             self.placement, self.host, self.peers, cfg.name, default_timeout_s=cfg.call_timeout_s
         )
-        self.host.services = ActorServices(
-            self.store, self.router, cfg.app_id, cfg.namespace, self._turn_log
-        )
-        await self._serve_grpc()
-        if self.factories:
-            await self.placement.start()
         if cfg.reminders:
             self.reminders = RemindersClient(cfg.reminders)
+        self.services = ActorServices(
+            self.store, self.router, cfg.app_id, cfg.namespace, self._turn_log, self.apps,
+            self.watchers, self.reminders,
+        )  # fmt: skip
+        self.host.services = self.services
+        await self._serve_grpc()
+        await self.placement.start()
+        if cfg.reminders:
             subscriber = TriggerSubscriber(
                 cfg.reminders,
                 host=cfg.name,
@@ -131,7 +149,7 @@ class Sidecar:
         server.add_generic_rpc_handlers(
             (
                 peer.handler(),
-                taskhub_generic_handler(object(), aio=True),
+                taskhub_generic_handler(TaskHubService(self.services), aio=True),
                 unknown_method_handler(aio=True),
             )
         )
@@ -173,6 +191,33 @@ class Sidecar:
     async def _on_table(self, old: Table | None, new: Table) -> None:
         assert self.host is not None
         await self.host.deactivate_unowned()
+        if self._resume_task is None or self._resume_task.done():
+            self._resume_task = asyncio.get_running_loop().create_task(self._resume_owned())
+
+    async def _resume_owned(self) -> None:
+        """Wake the running workflows this sidecar owns (after a join, a leave, a crash
+        elsewhere, or a whole-cluster restart): each loads its state if it was not active
+        and re-issues what the store says is pending. Runs once the table is unlocked."""
+        assert self.placement is not None and self.store is not None and self.router
+        await self.placement.wait_for_version(0, 60)
+        cfg = self.config
+        wf = workflow_type(cfg.namespace, cfg.app_id)
+        prefix = index_prefix(cfg.app_id)
+        rows = await self.store.scan_prefix(prefix)
+        running = [key[len(prefix) :] for key, row in rows if row.value == b"1"]
+        # Active ones too: the actors running their activities may have moved or died.
+        todo = [i for i in running if self._owns(wf, i) is not None]
+        if todo:
+            log.info("resuming %d running workflows after a table change", len(todo))
+        router = self.router
+        limit = asyncio.Semaphore(64)
+
+        async def wake(instance_id: str) -> None:
+            async with limit:
+                with contextlib.suppress(Exception):
+                    await router.call(wf, instance_id, "recover", b"", timeout_s=30)
+
+        await asyncio.gather(*(wake(i) for i in todo))
 
     async def _on_placement_lost(self) -> None:
         assert self.host is not None

@@ -1,0 +1,21 @@
+"""The workflow engine's shell: actors and the app-facing service around the pure core
+in `sidecar.workflow`.
+
+- `workflow_actor`: one actor per instance: intake, the orchestration runner, checkpoints.
+- `activity_actor`: one actor per scheduled task: runs it on an app, reports back.
+- `effects`: carries out a saved turn's effects (dispatches, timers, children, events).
+- `apps`: GetWorkItems streams and completions (`AppConnections`).
+- `taskhub`: the Durable Task service the Dapr SDK calls (`TaskHubService`).
+- `naming`, `status`, `watchers`: actor types and index keys, GetInstance answers, local
+  waiters.
+"""
+
+from __future__ import annotations
+
+from sidecar.engine.activity_actor import ActivityActor
+from sidecar.engine.apps import AppConnections
+from sidecar.engine.taskhub import TaskHubService
+from sidecar.engine.watchers import Watchers
+from sidecar.engine.workflow_actor import WorkflowActor
+
+__all__ = ["ActivityActor", "AppConnections", "TaskHubService", "Watchers", "WorkflowActor"]

@@ -1,0 +1,87 @@
+"""The activity actor: one per scheduled task (`dapr.internal.{ns}.{app}.activity`, id
+`{instance}::{task id}::{generation}`).
+
+`dispatch` returns as soon as the work is accepted; the activity then runs on a
+connected app (a work item) in a task of the actor's own, its outcome is saved under
+`activityState` and sent to the workflow's inbox (retried until it lands). A repeated
+dispatch (the workflow recovering) re-sends a saved outcome instead of running the
+activity again; without a saved outcome the activity runs again (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from sidecar.actors.base import ActorCallError, ActorContext
+from sidecar.engine.effects import EffectRunner, decode_dispatch
+from sidecar.workflow import (
+    ACTIVITY_STATE_KEY,
+    ActivityState,
+    ActivityStatus,
+    complete,
+    decode_activity,
+    encode_activity,
+    new_activity,
+    store_key,
+)
+
+log = logging.getLogger(__name__)
+
+
+class ActivityActor:
+    def __init__(self, ctx: ActorContext) -> None:
+        s = ctx.services
+        self.id = ctx.actor_id
+        self.store = s.store
+        self.apps = s.apps
+        self.key = store_key(s.app_id, ctx.actor_type, ctx.actor_id, ACTIVITY_STATE_KEY)
+        self.effects = EffectRunner(s, self)
+        self.state: ActivityState | None = None
+        self.source_app = s.app_id
+        self._runner: asyncio.Task[None] | None = None
+
+    def kick(self) -> None:  # EffectRunner's RunTurn hook; activities have no turns
+        return None
+
+    async def on_activate(self) -> None:
+        found = await self.store.get_many([self.key])
+        if self.key in found:
+            self.state = decode_activity(found[self.key].value)
+
+    async def on_deactivate(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        await self.effects.close()
+
+    async def invoke(self, method: str, payload: bytes) -> bytes:
+        if method != "dispatch":
+            raise ActorCallError(f"INVALID_ARGUMENT: unknown activity actor method {method!r}")
+        dispatch, source_app = decode_dispatch(payload)
+        self.source_app = source_app
+        if self.state is None:
+            self.state = new_activity(dispatch)
+        if self.state.status is ActivityStatus.DONE:
+            self.effects.start([self.state.notification()])
+        elif self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+        return b""
+
+    async def _run(self) -> None:
+        assert self.state is not None
+        request = self.state.request.request()
+        try:
+            response = await self.apps.run_activity(request)
+            done, notify = complete(self.state, response, time.time_ns() // 1_000_000)
+            await self.store.transact({self.key: encode_activity(done)})
+            self.state = done
+            if notify is not None:
+                self.effects.start([notify])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("activity %s failed in the sidecar", self.id)

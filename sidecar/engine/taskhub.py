@@ -1,0 +1,255 @@
+"""The app-facing Durable Task service (DESIGN.md 3.1) on top of the workflow actors.
+
+Client calls go to the instance's workflow actor through the router, wherever placement
+put it; work items flow over `AppConnections`. This module is the gRPC edge of the
+engine: it alone turns actor errors (`ActorCallError` messages start with a status name)
+into gRPC status codes.
+
+Waiting (WaitForInstanceStart/Completion) re-reads the instance when its actor reports
+a change on this sidecar, and otherwise at a growing interval (up to 1 s) when the actor
+lives on another sidecar: it reads the actor's memory, never scans the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import msgpack
+from google.protobuf import empty_pb2
+
+from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine.naming import index_prefix, workflow_type
+from sidecar.workflow.events import (
+    execution_started_event,
+    raised_event,
+    resumed_event,
+    suspended_event,
+    terminated_event,
+)
+
+Context = grpc.aio.ServicerContext[Any, Any]
+TERMINAL = {
+    pb.ORCHESTRATION_STATUS_COMPLETED,
+    pb.ORCHESTRATION_STATUS_FAILED,
+    pb.ORCHESTRATION_STATUS_TERMINATED,
+}
+MAX_INSTANCE_ID = 256
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _opt(value: Any, field: str) -> str | None:
+    return str(getattr(value, field).value) if value.HasField(field) else None
+
+
+class TaskHubService:
+    def __init__(self, services: Any) -> None:
+        self._s = services
+
+    # ---- plumbing
+
+    def _wf_type(self, router: pb.TaskRouter | None = None) -> str:
+        app = router.targetAppID if router is not None and router.HasField("targetAppID") else ""
+        return workflow_type(self._s.namespace, app or self._s.app_id)
+
+    async def _call(
+        self, context: Context, instance_id: str, method: str, payload: bytes,
+        router: pb.TaskRouter | None = None,
+    ) -> bytes:  # fmt: skip
+        if not instance_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "instanceId is required")
+        if len(instance_id) > MAX_INSTANCE_ID or "||" in instance_id:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "instanceId is invalid")
+        try:
+            result: bytes = await self._s.router.call(
+                self._wf_type(router), instance_id, method, payload
+            )
+            return result
+        except ActorCallError as exc:
+            code, _, message = str(exc).partition(": ")
+            status = getattr(grpc.StatusCode, code, grpc.StatusCode.INTERNAL)
+            await context.abort(
+                status, message if status is not grpc.StatusCode.INTERNAL else str(exc)
+            )
+        except UnknownActorTypeError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"no sidecar hosts it: {exc}")
+        except ActorUnavailableError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        raise AssertionError("unreachable")
+
+    async def _event(self, context: Context, instance_id: str, event: pb.HistoryEvent,
+                     router: pb.TaskRouter | None = None) -> None:  # fmt: skip
+        payload = msgpack.packb({"e": event.SerializeToString(), "durable": True})
+        await self._call(context, instance_id, "event", payload, router)
+
+    async def _get(self, context: Context, instance_id: str, io: bool,
+                   router: pb.TaskRouter | None = None) -> pb.GetInstanceResponse:  # fmt: skip
+        raw = await self._call(context, instance_id, "get", msgpack.packb(io), router)
+        return pb.GetInstanceResponse.FromString(raw)
+
+    # ---- RPCs
+
+    async def Hello(self, request: empty_pb2.Empty, context: Context) -> empty_pb2.Empty:
+        return empty_pb2.Empty()
+
+    async def StartInstance(
+        self, request: pb.CreateInstanceRequest, context: Context
+    ) -> pb.CreateInstanceResponse:
+        instance_id = request.instanceId or uuid.uuid4().hex
+        if not request.name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name is required")
+        event = execution_started_event(
+            name=request.name,
+            instance_id=instance_id,
+            execution_id="",
+            input=_opt(request, "input"),
+            now_ms=_now_ms(),
+            router=request.router if request.HasField("router") else None,
+        )
+        if request.HasField("scheduledStartTimestamp"):
+            event.executionStarted.scheduledStartTimestamp.CopyFrom(request.scheduledStartTimestamp)
+        event.executionStarted.tags.update(request.tags)
+        payload = msgpack.packb({"e": event.SerializeToString()})
+        router = request.router if request.HasField("router") else None
+        await self._call(context, instance_id, "start", payload, router)
+        return pb.CreateInstanceResponse(instanceId=instance_id)
+
+    async def GetInstance(
+        self, request: pb.GetInstanceRequest, context: Context
+    ) -> pb.GetInstanceResponse:
+        router = request.router if request.HasField("router") else None
+        return await self._get(context, request.instanceId, request.getInputsAndOutputs, router)
+
+    async def _wait(
+        self, request: pb.GetInstanceRequest, context: Context,
+        done: Callable[[pb.GetInstanceResponse], bool],
+    ) -> pb.GetInstanceResponse:  # fmt: skip
+        router = request.router if request.HasField("router") else None
+        interval = 0.05
+        while True:
+            watch = self._s.watchers.watch(request.instanceId)
+            try:
+                response = await self._get(
+                    context, request.instanceId, request.getInputsAndOutputs, router
+                )
+                if done(response):
+                    return response
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(watch.wait(), interval)
+            finally:
+                self._s.watchers.unwatch(request.instanceId, watch)
+            interval = min(interval * 2, 1.0)
+
+    async def WaitForInstanceStart(
+        self, request: pb.GetInstanceRequest, context: Context
+    ) -> pb.GetInstanceResponse:
+        pending = pb.ORCHESTRATION_STATUS_PENDING
+        return await self._wait(
+            request, context, lambda r: r.exists and r.workflowState.workflowStatus != pending
+        )
+
+    async def WaitForInstanceCompletion(
+        self, request: pb.GetInstanceRequest, context: Context
+    ) -> pb.GetInstanceResponse:
+        return await self._wait(
+            request, context, lambda r: r.exists and r.workflowState.workflowStatus in TERMINAL
+        )
+
+    async def RaiseEvent(
+        self, request: pb.RaiseEventRequest, context: Context
+    ) -> pb.RaiseEventResponse:
+        event = raised_event(request.name, _opt(request, "input"), _now_ms())
+        await self._event(
+            context,
+            request.instanceId,
+            event,
+            request.router if request.HasField("router") else None,
+        )
+        return pb.RaiseEventResponse()
+
+    async def TerminateInstance(
+        self, request: pb.TerminateRequest, context: Context
+    ) -> pb.TerminateResponse:
+        event = terminated_event(_opt(request, "output"), _now_ms(), recurse=request.recursive)
+        await self._event(
+            context,
+            request.instanceId,
+            event,
+            request.router if request.HasField("router") else None,
+        )
+        return pb.TerminateResponse()
+
+    async def SuspendInstance(
+        self, request: pb.SuspendRequest, context: Context
+    ) -> pb.SuspendResponse:
+        event = suspended_event(_opt(request, "reason"), _now_ms())
+        await self._event(context, request.instanceId, event)
+        return pb.SuspendResponse()
+
+    async def ResumeInstance(
+        self, request: pb.ResumeRequest, context: Context
+    ) -> pb.ResumeResponse:
+        event = resumed_event(_opt(request, "reason"), _now_ms())
+        await self._event(context, request.instanceId, event)
+        return pb.ResumeResponse()
+
+    async def PurgeInstances(
+        self, request: pb.PurgeInstancesRequest, context: Context
+    ) -> pb.PurgeInstancesResponse:
+        if request.WhichOneof("request") != "instanceId":
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "purge by filter is not supported")
+        raw = await self._call(context, request.instanceId, "purge", b"")
+        deleted = int(raw or b"0")
+        response = pb.PurgeInstancesResponse(deletedInstanceCount=deleted)
+        response.isComplete.value = True
+        return response
+
+    async def GetWorkItems(
+        self, request: pb.GetWorkItemsRequest, context: Context
+    ) -> AsyncIterator[pb.WorkItem]:
+        async for item in self._s.apps.stream():
+            yield item
+
+    async def CompleteActivityTask(
+        self, request: pb.ActivityResponse, context: Context
+    ) -> pb.CompleteTaskResponse:
+        self._s.apps.complete(request.completionToken, request)
+        return pb.CompleteTaskResponse()
+
+    async def CompleteOrchestratorTask(
+        self, request: pb.WorkflowResponse, context: Context
+    ) -> pb.CompleteTaskResponse:
+        self._s.apps.complete(request.completionToken, request)
+        return pb.CompleteTaskResponse()
+
+    CompleteWorkflowTask = CompleteOrchestratorTask
+
+    async def ListInstanceIDs(
+        self, request: pb.ListInstanceIDsRequest, context: Context
+    ) -> pb.ListInstanceIDsResponse:
+        prefix = index_prefix(self._s.app_id)
+        rows = await self._s.store.scan_prefix(prefix)
+        ids = [key[len(prefix) :] for key, _ in rows]
+        start = request.continuationToken if request.HasField("continuationToken") else ""
+        ids = [i for i in ids if i > start]
+        size = request.pageSize if request.HasField("pageSize") and request.pageSize else 1000
+        page = ids[:size]
+        response = pb.ListInstanceIDsResponse(instanceIds=page)
+        if len(ids) > size:
+            response.continuationToken = page[-1]
+        return response
+
+    async def GetInstanceHistory(
+        self, request: pb.GetInstanceHistoryRequest, context: Context
+    ) -> pb.GetInstanceHistoryResponse:
+        raw = await self._call(context, request.instanceId, "history", b"")
+        return pb.GetInstanceHistoryResponse.FromString(raw)

@@ -1,0 +1,270 @@
+"""The workflow actor: one per instance (`dapr.internal.{ns}.{app}.workflow`, id = the
+instance id). It loads, calls the pure core (`sidecar.workflow`), saves and sends.
+
+Two kinds of work share the actor's state:
+- its mailbox turns (`invoke`): starts, events from clients, activities, timers and
+  children, reads. They are short: an event is added to the inbox (saved at once when it
+  comes from a client, who expects it durable; otherwise kept in memory and saved with
+  the next turn's checkpoint, since its sender re-sends it on recovery);
+- the orchestration runner, a task of the actor's own: while the inbox holds work it
+  plans a turn, waits for the app's answer (outside the lock, so events keep arriving and
+  are folded into the next turn), applies it, saves the checkpoint (one guarded store
+  transaction, chunked only past the store's limits) and then carries out the effects.
+Every state change happens under one lock, so the runner and the mailbox never lose each
+other's changes. A failed save (another activation wrote first) reloads from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+
+from sidecar.actors.base import REMINDER_METHOD, ActorCallError, ActorContext
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine.effects import EffectRunner
+from sidecar.engine.naming import index_key, instance_prefix
+from sidecar.store import ConflictError
+from sidecar.workflow import (
+    CUSTOM_STATUS_KEY,
+    METADATA_KEY,
+    StoredLayout,
+    TurnResult,
+    WorkflowState,
+    add_events,
+    apply_response,
+    keys_to_load,
+    layout_of,
+    load_state,
+    pending_work,
+    plan_checkpoint,
+    plan_turn,
+    settle,
+    store_key,
+)
+from sidecar.workflow.events import timer_fired_event
+from sidecar.workflow.finish import continued_execution_id
+from sidecar.workflow.state import new_state
+
+log = logging.getLogger(__name__)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class WorkflowActor:
+    def __init__(self, ctx: ActorContext) -> None:
+        s = ctx.services
+        self.id = ctx.actor_id
+        self.type = ctx.actor_type
+        self.store = s.store
+        self.app_id: str = s.app_id
+        self.apps = s.apps
+        self.effects = EffectRunner(s, self)
+        self.watchers = s.watchers
+        self.state: WorkflowState | None = None
+        self.layout = StoredLayout()
+        self.version = 0
+        self._lock = asyncio.Lock()
+        self._runner: asyncio.Task[None] | None = None
+
+    def _key(self, short: str) -> str:
+        return store_key(self.app_id, self.type, self.id, short)
+
+    # ---- lifecycle
+
+    async def on_activate(self) -> None:
+        await self._load()
+        if self.state is not None and not self.state.is_terminal:
+            self.effects.start(pending_work(self.state))
+
+    async def on_deactivate(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._runner
+        await self.effects.close()
+
+    async def _load(self) -> None:
+        meta, status = self._key(METADATA_KEY), self._key(CUSTOM_STATUS_KEY)
+        found = await self.store.get_many([meta, status])
+        if meta not in found:
+            self.state, self.layout, self.version = None, StoredLayout(), 0
+            return
+        short = {METADATA_KEY: found[meta].value}
+        if status in found:
+            short[CUSTOM_STATUS_KEY] = found[status].value
+        keys = keys_to_load(found[meta].value)
+        rows = await self.store.get_many([self._key(k) for k in keys])
+        short.update({k: rows[self._key(k)].value for k in keys if self._key(k) in rows})
+        self.state = load_state(short)
+        self.version = found[meta].version
+        self.layout = layout_of(self.state) if self.state is not None else StoredLayout()
+
+    # ---- saving
+
+    async def _save(self, state: WorkflowState) -> None:
+        """Checkpoint `state` (the caller holds the lock)."""
+        plan = plan_checkpoint(self.layout, state, self.app_id, self.type, self.store.limits)
+        version = self.version
+        index = index_key(self.app_id, self.id)
+        try:
+            for i, txn in enumerate(plan.transactions):
+                writes = dict(txn.writes)
+                if i == plan.final:
+                    writes[index] = b"0" if state.is_terminal else b"1"
+                version = await self.store.transact(writes, expect=plan.expect(version))
+        except ConflictError:
+            log.warning("workflow %s: stored state moved under us; reloading", self.id)
+            await self._load()
+            raise
+        self.state, self.layout, self.version = state, plan.layout, version
+        self.watchers.changed(self.id)
+
+    # ---- the orchestration runner
+
+    def kick(self) -> None:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while await self._one_turn():
+                pass
+        except ConflictError:
+            return
+        except Exception:
+            log.exception("workflow %s: turn failed", self.id)
+
+    async def _one_turn(self) -> bool:
+        async with self._lock:
+            state = self.state
+            if state is None or state.is_terminal:
+                return False
+            settled = settle(state, now_ms())
+            if settled is not None:
+                await self._commit(settled)
+                return True
+            turn = plan_turn(state, now_ms())
+            if turn is None:
+                return False
+        response = await self.apps.run_workflow(turn.request)
+        async with self._lock:
+            assert self.state is not None
+            result = apply_response(self.state, turn, response, now_ms())
+            await self._commit(result)
+        return True
+
+    async def _commit(self, result: TurnResult) -> None:
+        await self._save(result.state)
+        self.effects.start(result.effects)
+
+    # ---- the mailbox
+
+    async def invoke(self, method: str, payload: bytes) -> bytes:
+        handler = self._methods().get(method)
+        if handler is None:
+            raise ActorCallError(f"INVALID_ARGUMENT: unknown workflow actor method {method!r}")
+        return await handler(payload)
+
+    def _methods(self) -> dict[str, Callable[[bytes], Awaitable[bytes]]]:
+        return {
+            "start": self._start,
+            "event": self._event,
+            REMINDER_METHOD: self._timer,
+            "get": self._get,
+            "history": self._history,
+            "purge": self._purge,
+            "recover": self._recover,
+        }
+
+    async def _start(self, payload: bytes) -> bytes:
+        d: dict[str, Any] = msgpack.unpackb(payload)
+        event = pb.HistoryEvent.FromString(d["e"])
+        async with self._lock:
+            if self.state is not None and self.state.exists and not self.state.is_terminal:
+                if d.get("child"):
+                    return b""  # a parent's re-sent start: already running
+                raise ActorCallError(f"ALREADY_EXISTS: an instance with id {self.id!r} is running")
+            generation = self.state.generation + 1 if self.state is not None else 1
+            started = event.executionStarted
+            started.workflowInstance.executionId.value = continued_execution_id(self.id, generation)
+            await self._save(add_events(new_state(self.id, generation), [event]))
+        self.kick()
+        return b""
+
+    async def _event(self, payload: bytes) -> bytes:
+        d: dict[str, Any] = msgpack.unpackb(payload)
+        event = pb.HistoryEvent.FromString(d["e"])
+        async with self._lock:
+            if self.state is None or not self.state.exists:
+                if d.get("durable"):
+                    raise ActorCallError(f"NOT_FOUND: no such instance exists: {self.id!r}")
+                return b""
+            if self.state.is_terminal and d.get("durable"):
+                raise ActorCallError(f"FAILED_PRECONDITION: instance {self.id!r} has finished")
+            new = add_events(
+                self.state, [event], generation=d.get("gen"), execution_id=d.get("exec")
+            )
+            if new is not self.state:
+                if d.get("durable"):
+                    await self._save(new)
+                else:
+                    self.state = new
+        self.kick()
+        return b""
+
+    async def _timer(self, payload: bytes) -> bytes:
+        trigger: dict[str, Any] = msgpack.unpackb(payload)
+        data: dict[str, Any] = msgpack.unpackb(trigger["data"])
+        event = timer_fired_event(int(data["t"]), int(data["at"]), now_ms())
+        async with self._lock:
+            if self.state is not None:
+                self.state = add_events(self.state, [event], generation=int(data["g"]))
+        self.kick()
+        return b""
+
+    async def _recover(self, payload: bytes) -> bytes:
+        """Placement moved actors (a sidecar joined, left or died): re-issue everything
+        still pending, since the actors that were running it may be gone. Receivers drop
+        what they already have; activities still running ignore the repeat."""
+        if self.state is not None and not self.state.is_terminal:
+            self.effects.start(pending_work(self.state))
+        self.kick()
+        return b""
+
+    async def _get(self, payload: bytes) -> bytes:
+        from sidecar.engine.status import instance_response
+
+        with_io = bool(msgpack.unpackb(payload)) if payload else True
+        return instance_response(self.state, with_io).SerializeToString()
+
+    async def _history(self, payload: bytes) -> bytes:
+        if self.state is None or not self.state.exists:
+            raise ActorCallError(f"NOT_FOUND: no such instance exists: {self.id!r}")
+        events = [*self.state.history, *self.state.inbox]
+        return pb.GetInstanceHistoryResponse(events=events).SerializeToString()
+
+    async def _purge(self, payload: bytes) -> bytes:
+        async with self._lock:
+            if self.state is None or not self.state.exists:
+                return b"0"
+            if not self.state.is_terminal:
+                raise ActorCallError(
+                    f"FAILED_PRECONDITION: instance {self.id!r} is not in a terminal state"
+                )
+            rows = await self.store.scan_prefix(instance_prefix(self.app_id, self.type, self.id))
+            writes: dict[str, bytes | None] = {key: None for key, _ in rows}
+            writes[index_key(self.app_id, self.id)] = None
+            for start in range(0, len(writes), max(1, self.store.limits.max_ops - 1)):
+                chunk = dict(list(writes.items())[start : start + self.store.limits.max_ops - 1])
+                await self.store.transact(chunk)
+            self.state, self.layout, self.version = None, StoredLayout(), 0
+        self.watchers.changed(self.id)
+        return b"1"
