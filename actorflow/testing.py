@@ -41,6 +41,7 @@ class UpCluster:
     data_dir: Path
     args: list[str]
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] | None = None  # extra environment for every process
 
     def start(self, timeout_s: float = 90.0) -> dict[str, Any]:
         log = (self.data_dir.parent / f"{self.data_dir.name}-up.log").open("ab")
@@ -48,7 +49,7 @@ class UpCluster:
             [sys.executable, "-m", "actorflow", "up", f"--data-dir={self.data_dir}", *self.args],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(self.env or {})},
         )
         return self.wait_cluster_json(timeout_s)
 

@@ -7,6 +7,7 @@
   (Dapr's actor API): the body is the payload, the answer the method's result (200);
   404 for an actor type no sidecar hosts, 500 when the actor raised, 503 when no owner
   answered in time, 413 over the payload limit.
+- `/v1.0/workflows/...` and `/v1.0-beta1/workflows/...`: see sidecar/http_workflows.py.
 
 Errors are JSON `{"errorCode": ..., "message": ...}`; this module alone maps the
 runtime's exceptions to HTTP codes.
@@ -21,6 +22,7 @@ from aiohttp import web
 
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.auth import token_middleware
+from sidecar.http_workflows import routes as workflow_routes
 
 if TYPE_CHECKING:
     from sidecar.app import Sidecar
@@ -88,6 +90,7 @@ def build_app(sidecar: Sidecar) -> web.Application:
     app.router.add_get("/metrics", metrics)
     for method in ("POST", "PUT"):
         app.router.add_route(method, "/v1.0/actors/{type}/{id}/method/{method}", invoke_actor)
+    app.router.add_routes(workflow_routes(sidecar))
     return app
 
 

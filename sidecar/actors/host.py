@@ -142,14 +142,21 @@ class ActorHost:
             if message.reply.done():
                 continue  # the caller gave up
             activation.turns += 1
-            try:
-                result = await actor.invoke(message.method, message.payload)
-            except Exception as exc:
-                if not message.reply.done():
-                    message.reply.set_exception(ActorCallError(f"{type(exc).__name__}: {exc}"))
-            else:
-                if not message.reply.done():
-                    message.reply.set_result(result)
+            await self._turn(actor, message)
+
+    @staticmethod
+    async def _turn(actor: Actor, message: _Message) -> None:
+        try:
+            result = await actor.invoke(message.method, message.payload)
+        except ActorCallError as exc:  # raised on purpose: its message is the answer
+            if not message.reply.done():
+                message.reply.set_exception(exc)
+        except Exception as exc:
+            if not message.reply.done():
+                message.reply.set_exception(ActorCallError(f"{type(exc).__name__}: {exc}"))
+        else:
+            if not message.reply.done():
+                message.reply.set_result(result)
 
     def _fail_queued(self, activation: Activation, error: Exception) -> None:
         while not activation.mailbox.empty():

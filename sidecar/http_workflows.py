@@ -1,0 +1,293 @@
+"""Workflow routes of the sidecar's HTTP API: the proposal's and Dapr's (DESIGN.md 3.2).
+
+Seed form (`{workflowType}` is informational on everything but start; `dapr` is
+reserved for Dapr's form):
+
+    POST   /v1.0/workflows/{workflowType}/{instanceId}/start       body: the input (JSON)
+    POST   /v1.0/workflows/{workflowType}/{instanceId}/terminate   body: saved as the output
+    POST   /v1.0/workflows/{workflowType}/{instanceId}/raiseEvent  body: {"name": N, "data": D}
+    GET    /v1.0/workflows/{workflowType}/{instanceId}
+    DELETE /v1.0/workflows/{workflowType}/{instanceId}              purge (finished only)
+
+Dapr form, also under `/v1.0-beta1/`:
+
+    POST /v1.0/workflows/dapr/{workflowName}/start[?instanceID=ID]  -> {"instanceID": ID}
+    GET  /v1.0/workflows/dapr/{instanceID}
+    POST /v1.0/workflows/dapr/{instanceID}/{terminate|pause|resume|purge}
+    POST /v1.0/workflows/dapr/{instanceID}/raiseEvent/{eventName}   body: the event data
+
+Answers: start 202 with `Location` (the status URL); others 202 (purge 200); GET 200
+with the instance's metadata. Errors are JSON `{"errorCode", "message"}`: 400 malformed
+(bad JSON, bad ids), 404 unknown instance, 409 duplicate start or wrong state (purge of a
+running instance, events to a finished one), 413 over the payload limit, 401 without the
+token (see sidecar/auth.py), 503 not ready.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import msgpack
+from aiohttp import web
+
+from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine.naming import workflow_type
+from sidecar.workflow.events import (
+    execution_started_event,
+    raised_event,
+    resumed_event,
+    suspended_event,
+    terminated_event,
+    timestamp_ms,
+)
+
+if TYPE_CHECKING:
+    from sidecar.app import Sidecar
+
+_ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,256}$")
+_STATUS = {
+    pb.ORCHESTRATION_STATUS_RUNNING: "RUNNING",
+    pb.ORCHESTRATION_STATUS_COMPLETED: "COMPLETED",
+    pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW: "CONTINUED_AS_NEW",
+    pb.ORCHESTRATION_STATUS_FAILED: "FAILED",
+    pb.ORCHESTRATION_STATUS_CANCELED: "CANCELED",
+    pb.ORCHESTRATION_STATUS_TERMINATED: "TERMINATED",
+    pb.ORCHESTRATION_STATUS_PENDING: "PENDING",
+    pb.ORCHESTRATION_STATUS_SUSPENDED: "SUSPENDED",
+    pb.ORCHESTRATION_STATUS_STALLED: "STALLED",
+}
+_HTTP_FOR = {"NOT_FOUND": 404, "ALREADY_EXISTS": 409, "FAILED_PRECONDITION": 409,
+             "INVALID_ARGUMENT": 400}  # fmt: skip
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _check_id(value: str, what: str) -> str:
+    if not _ID.match(value):
+        raise HttpError(400, "ERR_MALFORMED_REQUEST", f"invalid {what} {value[:80]!r}")
+    return value
+
+
+async def _json_text(request: web.Request) -> str | None:
+    """The body as JSON text (None when empty); 400 when it is not JSON, 413 when too big."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise HttpError(413, "ERR_PAYLOAD_TOO_LARGE", "body over the configured limit") from None
+    if not raw.strip():
+        return None
+    try:
+        json.loads(raw)
+    except ValueError as exc:
+        raise HttpError(400, "ERR_MALFORMED_REQUEST", f"body is not JSON: {exc}") from None
+    return raw.decode()
+
+
+class WorkflowApi:
+    def __init__(self, sidecar: Sidecar) -> None:
+        self._sidecar = sidecar
+
+    async def _call(self, instance_id: str, method: str, payload: bytes) -> bytes:
+        router = self._sidecar.router
+        if router is None:
+            raise HttpError(503, "ERR_NOT_READY", "the sidecar is starting")
+        cfg = self._sidecar.config
+        try:
+            result: bytes = await router.call(
+                workflow_type(cfg.namespace, cfg.app_id), instance_id, method, payload
+            )
+            return result
+        except ActorCallError as exc:
+            code, _, message = str(exc).partition(": ")
+            raise HttpError(_HTTP_FOR.get(code, 500), f"ERR_{code}", message or str(exc)) from exc
+        except (ActorUnavailableError, UnknownActorTypeError) as exc:
+            raise HttpError(503, "ERR_NOT_READY", str(exc)) from exc
+
+    async def _event(self, instance_id: str, event: pb.HistoryEvent) -> None:
+        payload = msgpack.packb({"e": event.SerializeToString(), "durable": True})
+        await self._call(instance_id, "event", payload)
+
+    async def start(self, name: str, instance_id: str, input_json: str | None) -> None:
+        event = execution_started_event(
+            name=name, instance_id=instance_id, execution_id="", input=input_json, now_ms=_now_ms()
+        )
+        await self._call(instance_id, "start", msgpack.packb({"e": event.SerializeToString()}))
+
+    async def get(self, instance_id: str) -> pb.GetInstanceResponse:
+        raw = await self._call(instance_id, "get", msgpack.packb(True))
+        response = pb.GetInstanceResponse.FromString(raw)
+        if not response.exists:
+            raise HttpError(404, "ERR_INSTANCE_NOT_FOUND", f"no such instance: {instance_id!r}")
+        return response
+
+    async def control(self, instance_id: str, op: str, body: str | None) -> None:
+        now = _now_ms()
+        match op:
+            case "terminate":
+                event = terminated_event(body, now)
+            case "pause" | "suspend":
+                event = suspended_event(None, now)
+            case "resume":
+                event = resumed_event(None, now)
+            case _:
+                raise HttpError(404, "ERR_NOT_FOUND", f"unknown operation {op!r}")
+        await self._event(instance_id, event)
+
+    async def raise_event(self, instance_id: str, name: str, data: str | None) -> None:
+        if not name:
+            raise HttpError(400, "ERR_MALFORMED_REQUEST", "the event needs a name")
+        await self._event(instance_id, raised_event(name, data, _now_ms()))
+
+    async def purge(self, instance_id: str) -> None:
+        if await self._call(instance_id, "purge", b"") != b"1":
+            raise HttpError(404, "ERR_INSTANCE_NOT_FOUND", f"no such instance: {instance_id!r}")
+
+
+def _seed_view(r: pb.GetInstanceResponse) -> dict[str, Any]:
+    s = r.workflowState
+    view: dict[str, Any] = {
+        "instanceId": s.instanceId,
+        "name": s.name,
+        "runtimeStatus": _STATUS.get(s.workflowStatus, "UNKNOWN"),
+        "createdAt": _iso(timestamp_ms(s.createdTimestamp)),
+        "lastUpdatedAt": _iso(timestamp_ms(s.lastUpdatedTimestamp)),
+    }
+    if s.HasField("completedTimestamp"):
+        view["completedAt"] = _iso(timestamp_ms(s.completedTimestamp))
+    for field, key in (("customStatus", "customStatus"), ("input", "input"), ("output", "output")):
+        if s.HasField(field):
+            view[key] = _maybe_json(getattr(s, field).value)
+    if s.HasField("failureDetails"):
+        f = s.failureDetails
+        view["failure"] = {"errorType": f.errorType, "errorMessage": f.errorMessage}
+    return view
+
+
+def _dapr_view(r: pb.GetInstanceResponse) -> dict[str, Any]:
+    seed = _seed_view(r)
+    props: dict[str, str] = {}
+    s = r.workflowState
+    for field, key in (("input", "dapr.workflow.input"), ("output", "dapr.workflow.output"),
+                       ("customStatus", "dapr.workflow.custom_status")):  # fmt: skip
+        if s.HasField(field):
+            props[key] = getattr(s, field).value
+    if s.HasField("failureDetails"):
+        props["dapr.workflow.failure.error_type"] = s.failureDetails.errorType
+        props["dapr.workflow.failure.error_message"] = s.failureDetails.errorMessage
+    return {
+        "instanceID": seed["instanceId"],
+        "workflowName": seed["name"],
+        "createdAt": seed["createdAt"],
+        "lastUpdatedAt": seed["lastUpdatedAt"],
+        "runtimeStatus": seed["runtimeStatus"],
+        "properties": props,
+    }
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def _maybe_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=json.dumps(body), content_type="application/json",
+                        headers=headers)  # fmt: skip
+
+
+def _event_body(body: str | None) -> tuple[str, str | None]:
+    """The seed form's raiseEvent body `{"name": N, "data": D}` -> (N, D as JSON text)."""
+    event = json.loads(body) if body else None
+    if not isinstance(event, dict) or not isinstance(event.get("name"), str):
+        raise HttpError(400, "ERR_MALFORMED_REQUEST",
+                        'raiseEvent body must be {"name": ..., "data": ...}')  # fmt: skip
+    data = event.get("data")
+    return event["name"], None if data is None else json.dumps(data)
+
+
+class _Handlers:
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.api = WorkflowApi(sidecar)
+
+    async def start(self, request: web.Request) -> web.StreamResponse:
+        a, b = request.match_info["a"], request.match_info["b"]
+        body = await _json_text(request)
+        if a == "dapr":  # Dapr: b is the workflow name, the id comes in the query
+            name = _check_id(b, "workflow name")
+            iid = _check_id(request.query.get("instanceID") or uuid.uuid4().hex, "instance id")
+        else:
+            name, iid = _check_id(a, "workflow type"), _check_id(b, "instance id")
+        await self.api.start(name, iid, body)
+        location = f"{request.path.rsplit('/', 3)[0]}/{a}/{iid}"
+        return _json(202, {"instanceID": iid}, {"Location": location})
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        a, b = request.match_info["a"], request.match_info["b"]
+        response = await self.api.get(_check_id(b, "instance id"))
+        return _json(200, _dapr_view(response) if a == "dapr" else _seed_view(response))
+
+    async def operate(self, request: web.Request) -> web.StreamResponse:
+        iid = _check_id(request.match_info["b"], "instance id")
+        op = request.match_info["op"]
+        body = await _json_text(request)
+        if op == "purge":
+            await self.api.purge(iid)
+            return web.Response(status=200)
+        if op == "raiseEvent":
+            await self.api.raise_event(iid, *_event_body(body))
+        else:
+            await self.api.control(iid, op, body)
+        return web.Response(status=202)
+
+    async def raise_named(self, request: web.Request) -> web.StreamResponse:
+        iid = _check_id(request.match_info["b"], "instance id")
+        await self.api.raise_event(iid, request.match_info["event"], await _json_text(request))
+        return web.Response(status=202)
+
+    async def purge(self, request: web.Request) -> web.StreamResponse:
+        await self.api.purge(_check_id(request.match_info["b"], "instance id"))
+        return web.Response(status=200)
+
+
+def _guard(fn: Any) -> Any:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        try:
+            result: web.StreamResponse = await fn(request)
+            return result
+        except HttpError as exc:
+            return _json(exc.status, {"errorCode": exc.code, "message": exc.message})
+
+    return handler
+
+
+def routes(sidecar: Sidecar) -> list[web.RouteDef]:
+    h = _Handlers(sidecar)
+    ops = "{op:terminate|pause|resume|purge|raiseEvent}"
+    table: list[web.RouteDef] = []
+    for base in ("/v1.0/workflows", "/v1.0-beta1/workflows"):
+        table += [
+            web.post(base + "/{a}/{b}/start", _guard(h.start)),
+            web.post(base + "/{a}/{b}/raiseEvent/{event}", _guard(h.raise_named)),
+            web.post(base + "/{a}/{b}/" + ops, _guard(h.operate)),
+            web.get(base + "/{a}/{b}", _guard(h.get)),
+            web.delete(base + "/{a}/{b}", _guard(h.purge)),
+        ]
+    return table

@@ -1,0 +1,185 @@
+"""The workflow HTTP API (DESIGN.md 3.2): every route and error code, against a real
+cluster with a Dapr SDK app, and an API token."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from actorflow.testing import UpCluster, free_port_block
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "http-test-token"
+APP = Path(__file__).resolve().parent.parent / "engine_app.py"
+HEADERS = {"dapr-api-token": TOKEN}
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("http")
+    up = UpCluster(
+        root / "af",
+        ["--sidecars=1", f"--base-grpc-port={free_port_block(2)}",
+         f"--base-http-port={free_port_block(2)}"],
+        env={"DAPR_API_TOKEN": TOKEN},
+    )  # fmt: skip
+    app = None
+    try:
+        info = up.start()
+        sidecar = info["sidecars"][0]
+        env = {**os.environ, "DAPR_GRPC_ENDPOINT": sidecar["grpc"], "DAPR_API_TOKEN": TOKEN}
+        log = (root / "app.log").open("ab")
+        app = subprocess.Popen([sys.executable, str(APP)], stdout=log, stderr=log, env=env)
+        yield str(sidecar["http"])
+    finally:
+        if app is not None:
+            app.send_signal(signal.SIGTERM)
+            app.wait(15)
+        up.stop()
+
+
+@pytest.fixture
+async def http(base_url: str) -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(base_url=base_url, headers=HEADERS) as session:
+        yield session
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{time.time_ns()}"
+
+
+async def status_of(http: aiohttp.ClientSession, path: str, want: str) -> dict[str, Any]:
+    async with asyncio.timeout(30):
+        while True:
+            async with http.get(path) as resp:
+                assert resp.status == 200, await resp.text()
+                body: dict[str, Any] = await resp.json()
+            status = body.get("runtimeStatus")
+            if status == want:
+                return body
+            await asyncio.sleep(0.05)  # polling the status route, as a client would
+
+
+async def test_seed_start_get_duplicate_and_complete(http: aiohttp.ClientSession) -> None:
+    iid = uid("seed")
+    async with http.post(f"/v1.0/workflows/fan/{iid}/start", data="7") as resp:
+        assert resp.status == 202
+        location = resp.headers["Location"]
+        assert location == f"/v1.0/workflows/fan/{iid}"
+    async with http.post(f"/v1.0/workflows/fan/{iid}/start", data="7") as resp:
+        assert resp.status in (202, 409)  # 409 while it runs; after completion it may restart
+    body = await status_of(http, location, "COMPLETED")
+    assert body["output"] == sum(2 * i for i in range(7)) and body["input"] == 7
+    assert body["name"] == "fan" and "createdAt" in body and "completedAt" in body
+
+
+async def test_seed_raise_event_terminate_and_purge(http: aiohttp.ClientSession) -> None:
+    iid = uid("waits")
+    async with http.post(f"/v1.0/workflows/waits/{iid}/start") as resp:
+        assert resp.status == 202
+    path = f"/v1.0/workflows/waits/{iid}"
+    await status_of(http, path, "RUNNING")
+    async with http.post(f"/v1.0/workflows/waits/{iid}/start") as resp:
+        assert resp.status == 409
+        assert (await resp.json())["errorCode"] == "ERR_ALREADY_EXISTS"
+    async with http.delete(path) as resp:
+        assert resp.status == 409  # purge only finished instances
+    async with http.post(f"{path}/raiseEvent", json={"name": "release", "data": {"k": 1}}) as resp:
+        assert resp.status == 202
+    assert (await status_of(http, path, "COMPLETED"))["output"] == {"k": 1}
+    async with http.delete(path) as resp:
+        assert resp.status == 200
+    async with http.get(path) as resp:
+        assert resp.status == 404
+
+    other = uid("term")
+    async with http.post(f"/v1.0/workflows/waits/{other}/start") as resp:
+        assert resp.status == 202
+    await status_of(http, f"/v1.0/workflows/waits/{other}", "RUNNING")
+    async with http.post(f"/v1.0/workflows/waits/{other}/terminate", json={"why": "ops"}) as resp:
+        assert resp.status == 202
+    body = await status_of(http, f"/v1.0/workflows/waits/{other}", "TERMINATED")
+    assert body["output"] == {"why": "ops"}
+    async with http.post(f"/v1.0/workflows/waits/{other}/terminate") as resp:
+        assert resp.status == 409
+
+
+async def test_dapr_forms(http: aiohttp.ClientSession) -> None:
+    iid = uid("dapr")
+    async with http.post(f"/v1.0-beta1/workflows/dapr/waits/start?instanceID={iid}") as resp:
+        assert resp.status == 202
+        assert (await resp.json())["instanceID"] == iid
+    path = f"/v1.0/workflows/dapr/{iid}"
+    await status_of(http, path, "RUNNING")
+    async with http.post(f"{path}/pause") as resp:
+        assert resp.status == 202
+    await status_of(http, path, "SUSPENDED")
+    async with http.post(f"{path}/raiseEvent/release", json="later") as resp:
+        assert resp.status == 202
+    async with http.post(f"{path}/resume") as resp:
+        assert resp.status == 202
+    body = await status_of(http, path, "COMPLETED")
+    assert body["workflowName"] == "waits"
+    assert body["properties"]["dapr.workflow.output"] == '"later"'
+    async with http.post(f"{path}/purge") as resp:
+        assert resp.status == 200
+    async with http.get(path) as resp:
+        assert resp.status == 404
+    generated = None
+    async with http.post("/v1.0/workflows/dapr/fan/start", data="2") as resp:
+        assert resp.status == 202
+        generated = (await resp.json())["instanceID"]
+    assert generated
+
+
+async def test_failure_is_reported(http: aiohttp.ClientSession) -> None:
+    iid = uid("fails")
+    async with http.post(f"/v1.0/workflows/fails/{iid}/start", json="kaput") as resp:
+        assert resp.status == 202
+    body = await status_of(http, f"/v1.0/workflows/fails/{iid}", "FAILED")
+    assert "kaput" in body["failure"]["errorMessage"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("POST", "/v1.0/workflows/fan/ok-id/start", b"{not json", 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/fan/bad%7C%7Cid/start", b"1", 400, "ERR_MALFORMED_REQUEST"),
+        ("GET", "/v1.0/workflows/fan/never-started", None, 404, "ERR_INSTANCE_NOT_FOUND"),
+        ("POST", "/v1.0/workflows/fan/never-started/terminate", None, 404, "ERR_NOT_FOUND"),
+        ("POST", "/v1.0/workflows/x/never-started/raiseEvent", b'{"data": 1}', 400,
+         "ERR_MALFORMED_REQUEST"),
+        ("DELETE", "/v1.0/workflows/fan/never-started", None, 404, "ERR_INSTANCE_NOT_FOUND"),
+        ("POST", "/v1.0/workflows/fan/huge/start", b"1" * (5 * 1024 * 1024), 413,
+         "ERR_PAYLOAD_TOO_LARGE"),
+    ],
+)  # fmt: skip
+async def test_errors(
+    http: aiohttp.ClientSession, method: str, path: str, body: bytes | None, status: int, code: str
+) -> None:
+    async with http.request(method, path, data=body) as resp:
+        assert resp.status == status, await resp.text()
+        assert (await resp.json())["errorCode"] == code
+
+
+async def test_token_health_and_metrics(base_url: str) -> None:
+    async with aiohttp.ClientSession(base_url=base_url) as bare:
+        async with bare.get("/v1.0/workflows/fan/anything") as resp:
+            assert resp.status == 401
+        async with bare.post("/v1.0/workflows/fan/anything/start") as resp:
+            assert resp.status == 401
+        async with bare.get("/v1.0/healthz") as resp:
+            assert resp.status == 204
+        async with bare.get("/metrics") as resp:
+            assert resp.status == 200 and "actorflow_actors_active" in await resp.text()
