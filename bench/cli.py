@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 
-# scenario -> module with `main(argv) -> int`
+# scenario -> module with `main(argv) -> int` (or "module:function")
 SCENARIOS: dict[str, str] = {
+    "fanout": "bench.workflow_bench:fanout_main",
+    "chain": "bench.workflow_bench:chain_main",
+    "latency": "bench.workflow_bench:latency_main",
     "placement": "bench.placement_bench",
     "reminders": "bench.reminders_bench",
     "checkpoint": "bench.checkpoint_bench",
@@ -21,6 +24,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     args, rest = parser.parse_known_args(argv[:1])
-    module = importlib.import_module(SCENARIOS[args.scenario])
-    result: int = module.main(argv[1:] + rest)
+    module_name, _, function = SCENARIOS[args.scenario].partition(":")
+    module = importlib.import_module(module_name)
+    result: int = getattr(module, function or "main")(argv[1:] + rest)
     return result

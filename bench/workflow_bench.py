@@ -1,0 +1,169 @@
+"""`actorflow bench fanout|chain|latency`: workflows through the real Dapr SDK.
+
+Each run starts `actorflow up --sidecars 1` (SQLite) in a temporary directory and one
+SDK app process (`bench/bench_app.py`, trivial activities) beside the sidecar; clients
+use the SDK's `DaprWorkflowClient` from this process.
+
+- fanout: one workflow with N parallel activities, for each N in `--n` (default 100,
+  1000, 10000): wall time from start to completion and activities/s; plus the sidecar's
+  CPU time per activity (from /proc, the sidecar process only).
+- chain: `--workflows` (100) concurrent workflows of `--steps` (10) sequential
+  activities: workflows/s, activities/s, workflow p50/p99 latency.
+- latency: a one-activity workflow started and awaited `--count` (200) times in a row:
+  p50/p99/mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from actorflow.testing import UpCluster, free_port_block
+from bench.report import emit, now_iso, percentile, result
+
+APP = Path(__file__).resolve().parent / "bench_app.py"
+
+
+@contextmanager
+def cluster() -> Iterator[dict[str, Any]]:
+    with tempfile.TemporaryDirectory(prefix="af-bench-wf-") as tmp:
+        up = UpCluster(
+            Path(tmp) / "af",
+            ["--sidecars=1", f"--base-grpc-port={free_port_block(2)}",
+             f"--base-http-port={free_port_block(2)}"],
+        )  # fmt: skip
+        app = None
+        try:
+            info = up.start()
+            sidecar = info["sidecars"][0]
+            env = {**os.environ, "DAPR_GRPC_ENDPOINT": sidecar["grpc"]}
+            log = (Path(tmp) / "app.log").open("ab")
+            app = subprocess.Popen([sys.executable, str(APP)], stdout=log, stderr=log, env=env)
+            yield info
+        finally:
+            if app is not None:
+                app.send_signal(signal.SIGTERM)
+                app.wait(15)
+            up.stop()
+
+
+def sdk_client(info: dict[str, Any]) -> Any:
+    from dapr.ext.workflow import DaprWorkflowClient
+
+    host, port = info["sidecars"][0]["grpc"].rsplit(":", 1)
+    return DaprWorkflowClient(host=host, port=port)
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_one(client: Any, name: str, arg: Any, timeout: int = 600) -> tuple[float, Any]:
+    started = time.perf_counter()
+    iid = client.schedule_new_workflow(name, input=arg, instance_id=f"{name}-{time.time_ns()}")
+    state = client.wait_for_workflow_completion(iid, timeout_in_seconds=timeout)
+    if state is None or state.runtime_status.name != "COMPLETED":
+        raise RuntimeError(f"{name}({arg}) ended {state and state.runtime_status}")
+    return time.perf_counter() - started, state.serialized_output
+
+
+def fanout(args: argparse.Namespace) -> dict[str, Any]:
+    runs = []
+    with cluster() as info:
+        client = sdk_client(info)
+        run_one(client, "fanout", 50)  # warm-up
+        pid = info["sidecars"][0]["pid"]
+        for n in args.n:
+            cpu0 = cpu_seconds(pid)
+            wall, output = run_one(client, "fanout", n)
+            cpu = cpu_seconds(pid) - cpu0
+            if int(output) != n * (n - 1):
+                raise RuntimeError(f"fanout {n}: wrong sum {output}")
+            runs.append({"n": n, "wall_s": round(wall, 3), "activities_per_s": round(n / wall, 1),
+                         "sidecar_cpu_ms_per_activity": round(cpu * 1000 / n, 3)})  # fmt: skip
+    return {"runs": runs}
+
+
+def chain(args: argparse.Namespace) -> dict[str, Any]:
+    with cluster() as info:
+        client = sdk_client(info)
+        run_one(client, "chain", 2)  # warm-up
+        latencies: list[float] = []
+
+        def one(i: int) -> None:
+            wall, _ = run_one(client, "chain", args.steps)
+            latencies.append(wall * 1000)
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=args.workflows) as pool:
+            list(pool.map(one, range(args.workflows)))
+        elapsed = time.perf_counter() - started
+    return {
+        "workflows_per_s": args.workflows / elapsed,
+        "activities_per_s": args.workflows * args.steps / elapsed,
+        "workflow_p50_ms": percentile(latencies, 50),
+        "workflow_p99_ms": percentile(latencies, 99),
+    }
+
+
+def latency(args: argparse.Namespace) -> dict[str, Any]:
+    with cluster() as info:
+        client = sdk_client(info)
+        for i in range(10):
+            run_one(client, "single", i)  # warm-up
+        samples = [run_one(client, "single", i)[0] * 1000 for i in range(args.count)]
+    return {
+        "p50_ms": percentile(samples, 50),
+        "p99_ms": percentile(samples, 99),
+        "mean_ms": sum(samples) / len(samples),
+    }
+
+
+SCENARIOS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "fanout": fanout, "chain": chain, "latency": latency,
+}  # fmt: skip
+
+
+def main_for(scenario: str, argv: list[str] | None) -> int:
+    p = argparse.ArgumentParser(
+        prog=f"actorflow bench {scenario}",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--n", type=int, nargs="+", default=[100, 1000, 10000])
+    p.add_argument("--workflows", type=int, default=100)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--count", type=int, default=200)
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("-q", "--quiet", action="store_true")
+    args = p.parse_args(argv)
+    started = now_iso()
+    metrics = SCENARIOS[scenario](args)
+    params: dict[str, Any] = {"sidecars": 1, "store": "sqlite", "app": "bench/bench_app.py"}
+    params.update({"fanout": {"n": args.n}, "chain": {"workflows": args.workflows,
+                   "steps": args.steps}, "latency": {"count": args.count}}[scenario])  # fmt: skip
+    emit(result(scenario, params, metrics, started), args.json, args.quiet)
+    return 0
+
+
+def fanout_main(argv: list[str] | None = None) -> int:
+    return main_for("fanout", argv)
+
+
+def chain_main(argv: list[str] | None = None) -> int:
+    return main_for("chain", argv)
+
+
+def latency_main(argv: list[str] | None = None) -> int:
+    return main_for("latency", argv)
