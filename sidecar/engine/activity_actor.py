@@ -21,10 +21,10 @@ from sidecar.workflow import (
     ACTIVITY_STATE_KEY,
     ActivityState,
     ActivityStatus,
+    accept_dispatch,
     complete,
     decode_activity,
     encode_activity,
-    new_activity,
     store_key,
 )
 
@@ -63,8 +63,11 @@ class ActivityActor:
             raise ActorCallError(f"INVALID_ARGUMENT: unknown activity actor method {method!r}")
         dispatch, source_app = decode_dispatch(payload)
         self.source_app = source_app
-        if self.state is None:
-            self.state = new_activity(dispatch)
+        state = accept_dispatch(self.state, dispatch)
+        if state is not self.state and self._runner is not None:
+            self._runner.cancel()  # a run for an older scheduling: its outcome is moot
+            self._runner = None
+        self.state = state
         if self.state.status is ActivityStatus.DONE:
             self.effects.start([self.state.notification()])
         elif self._runner is None or self._runner.done():

@@ -20,6 +20,7 @@ import msgpack
 
 from reminders.api.v1 import reminders_pb2 as rpb
 from sidecar.actors.base import ActorCallError, UnknownActorTypeError
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.naming import activity_type, workflow_type
 from sidecar.workflow import (
     Completed,
@@ -118,7 +119,8 @@ class EffectRunner:
             case ScheduleTimer():
                 await self._arm_timer(effect)
             case StartChild():
-                payload = msgpack.packb({"e": effect.event.SerializeToString(), "child": True})
+                event = self._addressed(effect.event)
+                payload = msgpack.packb({"e": event.SerializeToString(), "child": True})
                 await router.call(
                     self._wf(effect.target_app_id), effect.instance_id, "start", payload
                 )
@@ -143,6 +145,18 @@ class EffectRunner:
                 )
             case _:
                 raise TypeError(f"unknown effect {effect!r}")
+
+    def _addressed(self, start: pb.HistoryEvent) -> pb.HistoryEvent:
+        """A child's ExecutionStarted with its parent's app id filled in: the child,
+        maybe in another app, sends its outcome there (an empty one would mean the
+        child's own app)."""
+        started = start.executionStarted
+        if not started.HasField("parentInstance") or started.parentInstance.appID:
+            return start
+        event = pb.HistoryEvent()
+        event.CopyFrom(start)
+        event.executionStarted.parentInstance.appID = self._s.app_id
+        return event
 
     async def _arm_timer(self, timer: ScheduleTimer) -> None:
         reminders = self._s.reminders

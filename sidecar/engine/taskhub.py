@@ -3,7 +3,12 @@
 Client calls go to the instance's workflow actor through the router, wherever placement
 put it; work items flow over `AppConnections`. This module is the gRPC edge of the
 engine: it alone turns actor errors (`ActorCallError` messages start with a status name)
-into gRPC status codes.
+into gRPC status codes (`actor_status`: the actor host prefixes what an actor raises
+with `ActorCallError: `, so the status name is found after it).
+
+RerunWorkflowFromEvent reads the source (GetInstance and its history) and hands both to
+the new instance's actor, which builds its state with the core's `rerun_from`.
+PurgeInstances passes `recursive` on: each workflow actor purges its children first.
 
 Waiting (WaitForInstanceStart/Completion) re-reads the instance when its actor reports
 a change on this sidecar, and otherwise at a growing interval (up to 1 s) when the actor
@@ -41,10 +46,29 @@ TERMINAL = {
     pb.ORCHESTRATION_STATUS_TERMINATED,
 }
 MAX_INSTANCE_ID = 256
+_WRAPPED = f"{ActorCallError.__name__}: "
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def actor_status(error: ActorCallError) -> tuple[grpc.StatusCode, str]:
+    """The status code an actor's error names (its message starts with one, after the
+    `ActorCallError: ` the actor host prefixes to whatever an actor raises)."""
+    text = str(error)
+    while text.startswith(_WRAPPED):
+        text = text[len(_WRAPPED) :]
+    code, _, message = text.partition(": ")
+    status = getattr(grpc.StatusCode, code, None)
+    if not isinstance(status, grpc.StatusCode) or status is grpc.StatusCode.OK:
+        return grpc.StatusCode.INTERNAL, text
+    return status, message
+
+
+def _router(request: Any) -> pb.TaskRouter | None:
+    router: pb.TaskRouter | None = request.router if request.HasField("router") else None
+    return router
 
 
 def _opt(value: Any, field: str) -> str | None:
@@ -75,11 +99,7 @@ class TaskHubService:
             )
             return result
         except ActorCallError as exc:
-            code, _, message = str(exc).partition(": ")
-            status = getattr(grpc.StatusCode, code, grpc.StatusCode.INTERNAL)
-            await context.abort(
-                status, message if status is not grpc.StatusCode.INTERNAL else str(exc)
-            )
+            await context.abort(*actor_status(exc))
         except UnknownActorTypeError as exc:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"no sidecar hosts it: {exc}")
         except ActorUnavailableError as exc:
@@ -192,14 +212,14 @@ class TaskHubService:
         self, request: pb.SuspendRequest, context: Context
     ) -> pb.SuspendResponse:
         event = suspended_event(_opt(request, "reason"), _now_ms())
-        await self._event(context, request.instanceId, event)
+        await self._event(context, request.instanceId, event, _router(request))
         return pb.SuspendResponse()
 
     async def ResumeInstance(
         self, request: pb.ResumeRequest, context: Context
     ) -> pb.ResumeResponse:
         event = resumed_event(_opt(request, "reason"), _now_ms())
-        await self._event(context, request.instanceId, event)
+        await self._event(context, request.instanceId, event, _router(request))
         return pb.ResumeResponse()
 
     async def PurgeInstances(
@@ -207,7 +227,9 @@ class TaskHubService:
     ) -> pb.PurgeInstancesResponse:
         if request.WhichOneof("request") != "instanceId":
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "purge by filter is not supported")
-        raw = await self._call(context, request.instanceId, "purge", b"")
+        router = request.router if request.HasField("router") else None
+        payload = msgpack.packb({"r": request.recursive})
+        raw = await self._call(context, request.instanceId, "purge", payload, router)
         deleted = int(raw or b"0")
         response = pb.PurgeInstancesResponse(deletedInstanceCount=deleted)
         response.isComplete.value = True
@@ -253,3 +275,31 @@ class TaskHubService:
     ) -> pb.GetInstanceHistoryResponse:
         raw = await self._call(context, request.instanceId, "history", b"")
         return pb.GetInstanceHistoryResponse.FromString(raw)
+
+    async def RerunWorkflowFromEvent(
+        self, request: pb.RerunWorkflowFromEventRequest, context: Context
+    ) -> pb.RerunWorkflowFromEventResponse:
+        """A new instance replaying the source's history up to a TaskScheduled event
+        (the pure core's `rerun_from`); the source is left as it is."""
+        router = _router(request)
+        source = await self._get(context, request.sourceInstanceID, True, router)
+        ws = source.workflowState
+        if not source.exists:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such source instance")
+        if ws.workflowStatus not in TERMINAL or ws.HasField("parentInstanceId"):
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "only a finished instance that is not a child workflow can be rerun",
+            )
+        new_id = request.newInstanceID or uuid.uuid4().hex
+        if new_id == request.sourceInstanceID:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "a rerun needs a new id")
+        history = await self._call(context, request.sourceInstanceID, "history", b"", router)
+        new_input = _opt(request, "input") if request.overwriteInput else None
+        payload = msgpack.packb({
+            "src": request.sourceInstanceID, "h": history, "event": request.eventID,
+            "name": ws.name, "in": _opt(ws, "input"), "status": ws.workflowStatus,
+            "new_in": new_input,
+        })  # fmt: skip
+        await self._call(context, new_id, "rerun", payload, router)
+        return pb.RerunWorkflowFromEventResponse(newInstanceID=new_id)

@@ -21,6 +21,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import msgpack
@@ -28,22 +29,26 @@ import msgpack
 from sidecar.actors.base import REMINDER_METHOD, ActorCallError, ActorContext
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.effects import EffectRunner
-from sidecar.engine.naming import index_key, instance_prefix
+from sidecar.engine.naming import activity_prefix, index_key, instance_prefix, workflow_type
 from sidecar.store import ConflictError
 from sidecar.workflow import (
     CUSTOM_STATUS_KEY,
     METADATA_KEY,
+    Metadata,
+    RerunError,
     StoredLayout,
     TurnResult,
     WorkflowState,
     add_events,
     apply_response,
+    child_instances,
     keys_to_load,
     layout_of,
     load_state,
     pending_work,
     plan_checkpoint,
     plan_turn,
+    rerun_from,
     settle,
     store_key,
 )
@@ -65,6 +70,8 @@ class WorkflowActor:
         self.type = ctx.actor_type
         self.store = s.store
         self.app_id: str = s.app_id
+        self.namespace: str = s.namespace
+        self.router = s.router
         self.apps = s.apps
         self.effects = EffectRunner(s, self)
         self.watchers = s.watchers
@@ -182,6 +189,7 @@ class WorkflowActor:
             "history": self._history,
             "purge": self._purge,
             "recover": self._recover,
+            "rerun": self._rerun,
         }
 
     async def _start(self, payload: bytes) -> bytes:
@@ -195,6 +203,10 @@ class WorkflowActor:
             generation = self.state.generation + 1 if self.state is not None else 1
             started = event.executionStarted
             started.workflowInstance.executionId.value = continued_execution_id(self.id, generation)
+            if not event.router.sourceAppID:
+                # The SDK takes its app id from this router and stamps it on every
+                # action: children and remote activities answer to it.
+                event.router.sourceAppID = self.app_id
             await self._save(add_events(new_state(self.id, generation), [event]))
         self.kick()
         return b""
@@ -230,6 +242,29 @@ class WorkflowActor:
         self.kick()
         return b""
 
+    async def _rerun(self, payload: bytes) -> bytes:
+        """Become the rerun of a finished instance (RerunWorkflowFromEvent): the payload
+        carries the source's history and what GetInstance said of it."""
+        d: dict[str, Any] = msgpack.unpackb(payload)
+        history = pb.GetInstanceHistoryResponse.FromString(d["h"]).events
+        source = WorkflowState(
+            instance_id=d["src"],
+            history=tuple(history),
+            metadata=Metadata(name=d["name"], input=d["in"], terminal_status=d["status"]),
+        )
+        async with self._lock:
+            if self.state is not None and self.state.exists:
+                raise ActorCallError(f"ALREADY_EXISTS: an instance with id {self.id!r} exists")
+            try:
+                state = rerun_from(source, d["event"], self.id, d["new_in"], now_ms())
+            except RerunError as exc:
+                raise ActorCallError(f"NOT_FOUND: {exc}") from exc
+            if self.state is not None:  # a purged id: stay above its old generation
+                state = replace(state, generation=self.state.generation + 1)
+            await self._save(state)
+            self.effects.start(pending_work(state))
+        return b""
+
     async def _recover(self, payload: bytes) -> bytes:
         """Placement moved actors (a sidecar joined, left or died): re-issue everything
         still pending, since the actors that were running it may be gone. Receivers drop
@@ -252,19 +287,45 @@ class WorkflowActor:
         return pb.GetInstanceHistoryResponse(events=events).SerializeToString()
 
     async def _purge(self, payload: bytes) -> bytes:
+        """Delete a finished instance (and its activities' rows); with `r`, its children
+        first, recursively. Answers how many instances were deleted."""
+        recursive = bool(msgpack.unpackb(payload).get("r")) if payload else False
         async with self._lock:
-            if self.state is None or not self.state.exists:
+            state = self.state
+            if state is None or not state.exists:
                 return b"0"
-            if not self.state.is_terminal:
+            if not state.is_terminal:
                 raise ActorCallError(
                     f"FAILED_PRECONDITION: instance {self.id!r} is not in a terminal state"
                 )
-            rows = await self.store.scan_prefix(instance_prefix(self.app_id, self.type, self.id))
-            writes: dict[str, bytes | None] = {key: None for key, _ in rows}
-            writes[index_key(self.app_id, self.id)] = None
-            for start in range(0, len(writes), max(1, self.store.limits.max_ops - 1)):
-                chunk = dict(list(writes.items())[start : start + self.store.limits.max_ops - 1])
-                await self.store.transact(chunk)
+            deleted = await self._purge_children(state) if recursive else 0
+            await self._delete_rows()
             self.state, self.layout, self.version = None, StoredLayout(), 0
         self.watchers.changed(self.id)
-        return b"1"
+        return str(deleted + 1).encode()
+
+    async def _purge_children(self, state: WorkflowState) -> int:
+        deleted = 0
+        for instance_id, app_id in child_instances(state):
+            raw = await self.router.call(
+                workflow_type(self.namespace, app_id or self.app_id),
+                instance_id,
+                "purge",
+                msgpack.packb({"r": True}),
+            )
+            deleted += int(raw or b"0")
+        return deleted
+
+    async def _delete_rows(self) -> None:
+        prefixes = (
+            instance_prefix(self.app_id, self.type, self.id),
+            activity_prefix(self.app_id, self.namespace, self.id),
+        )
+        writes: dict[str, bytes | None] = {}
+        for prefix in prefixes:
+            writes.update({key: None for key, _ in await self.store.scan_prefix(prefix)})
+        writes[index_key(self.app_id, self.id)] = None
+        keys = list(writes)
+        step = max(1, self.store.limits.max_ops - 1)
+        for start in range(0, len(keys), step):
+            await self.store.transact({key: None for key in keys[start : start + step]})

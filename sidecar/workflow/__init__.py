@@ -5,8 +5,9 @@ Time (`now_ms`) and everything else come in as arguments; decisions go out as va
 shell: they load, call these functions, save, and carry out the effects.
 
 What lives where:
-- `state`: `WorkflowState` (history, inbox, generation, metadata, derived status) and
-  `add_events`, the idempotent intake of events (duplicates and stale work dropped).
+- `state`: `WorkflowState` (history, inbox, generation, metadata, derived status),
+  `add_events`, the idempotent intake of events (duplicates and stale work dropped), and
+  `child_instances` (what a recursive purge reaches).
 - `turn`: `plan_turn` (the WorkflowRequest for the app), `apply_response` (the app's
   actions into history events and effects), `pending_work` (recovery from the store).
 - `finish`: completion, failure, `settle` (termination without the app, recursive
@@ -88,6 +89,7 @@ from sidecar.workflow.state import (
     ParentInfo,
     WorkflowState,
     add_events,
+    child_instances,
     new_state,
 )
 from sidecar.workflow.turn import AppTurn, apply_response, pending_work, plan_turn
@@ -127,6 +129,7 @@ __all__ = [
     "activity_actor_id",
     "add_events",
     "apply_response",
+    "child_instances",
     "complete",
     "continue_as_new",
     "decode_activity",

@@ -6,9 +6,11 @@ the activity, `complete(state, response, now_ms)` records the outcome and yields
 `NotifyWorkflow` to send; once the workflow has it, the shell may delete the key.
 
 Idempotent: dispatching an activity that already exists keeps the stored one
-(`accept_dispatch`), a second completion is ignored (the first outcome stands), and
-`recover` tells a reactivated actor what is left: run the activity again (at least once,
-DESIGN 4.2) or re-send its outcome (the workflow drops duplicates).
+(`accept_dispatch`; a dispatch of another scheduling under the same actor id, after a
+purge and a restart of the instance id, replaces it), a second completion is ignored
+(the first outcome stands), and `recover` tells a reactivated actor what is left: run
+the activity again (at least once, DESIGN 4.2) or re-send its outcome (the workflow
+drops duplicates).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ __all__ = [
     "complete",
     "decode_activity",
     "encode_activity",
+    "is_other_scheduling",
     "new_activity",
     "recover",
 ]
@@ -75,8 +78,21 @@ def new_activity(dispatch: DispatchActivity) -> ActivityState:
 
 
 def accept_dispatch(current: ActivityState | None, dispatch: DispatchActivity) -> ActivityState:
-    """The state after a (possibly repeated) dispatch: the stored one wins."""
-    return current if current is not None else new_activity(dispatch)
+    """The state after a (possibly repeated) dispatch: the stored one wins, unless it
+    belongs to another scheduling of the same actor id (a purged instance id started
+    again: the SDK's task execution ids differ), which must not get the old outcome."""
+    if current is None or is_other_scheduling(current, dispatch):
+        return new_activity(dispatch)
+    return current
+
+
+def is_other_scheduling(current: ActivityState, dispatch: DispatchActivity) -> bool:
+    """Whether `dispatch` schedules something else than `current` holds. Task execution
+    ids decide when both have one; otherwise the execution id does."""
+    old = current.request
+    if old.task_execution_id and dispatch.task_execution_id:
+        return old.task_execution_id != dispatch.task_execution_id
+    return old.execution_id != dispatch.execution_id
 
 
 def complete(

@@ -17,8 +17,9 @@ for a finished instance; anything tagged with another generation or execution id
 TaskCompleted/TaskFailed for a task that is not open (never scheduled, already
 completed, or whose completion already waits in the inbox); the same for TimerFired,
 ChildWorkflowInstanceCompleted/Failed; a second ExecutionStarted or ExecutionTerminated;
-a suspend while suspended and a resume while not suspended. EventRaised is never
-dropped: two raises of one name are two events.
+a suspend while suspended and a resume while not suspended; an activity outcome whose
+task execution id is not the scheduled task's (an earlier run of a purged and restarted
+instance id). EventRaised is never dropped: two raises of one name are two events.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "ParentInfo",
     "WorkflowState",
     "add_events",
+    "child_instances",
     "new_state",
 ]
 
@@ -186,6 +188,16 @@ def new_state(instance_id: str, generation: int = 1) -> WorkflowState:
     return WorkflowState(instance_id=instance_id, generation=generation)
 
 
+def child_instances(state: WorkflowState) -> list[tuple[str, str]]:
+    """Every child workflow this execution created, as (instance id, target app id;
+    "" = this app), in creation order: what a recursive purge must purge too."""
+    return [
+        (e.childWorkflowInstanceCreated.instanceId, e.router.targetAppID)
+        for e in state.history
+        if event_kind(e) == "childWorkflowInstanceCreated"
+    ]
+
+
 def _answered_id(event: pb.HistoryEvent, kind: str) -> tuple[str, int] | None:
     """For an event answering a scheduled action: (family, action id)."""
     match kind:
@@ -239,6 +251,22 @@ def _is_open(state: WorkflowState, family: str, action_id: int) -> bool:
     return action_id in state.open.children
 
 
+def _same_task_execution(state: WorkflowState, event: pb.HistoryEvent, kind: str) -> bool:
+    """False for an activity outcome of another scheduling of the same task id (an
+    earlier run of a purged and restarted instance id): task execution ids differ."""
+    if kind == "taskCompleted":
+        task_id, execution = (
+            event.taskCompleted.taskScheduledId,
+            event.taskCompleted.taskExecutionId,
+        )
+    elif kind == "taskFailed":
+        task_id, execution = event.taskFailed.taskScheduledId, event.taskFailed.taskExecutionId
+    else:
+        return True
+    scheduled = state.open.tasks[task_id].taskScheduled.taskExecutionId
+    return not (execution and scheduled and execution != scheduled)
+
+
 @dataclass(slots=True)
 class _Intake:
     """The bookkeeping of one `add_events` call."""
@@ -261,7 +289,11 @@ class _Intake:
     def _admit(self, event: pb.HistoryEvent, kind: str) -> bool:
         answered = _answered_id(event, kind)
         if answered is not None:
-            if answered in self.keys or not _is_open(self.state, *answered):
+            if (
+                answered in self.keys
+                or not _is_open(self.state, *answered)
+                or not _same_task_execution(self.state, event, kind)
+            ):
                 return False
             self.keys.add(answered)
             return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
@@ -91,3 +93,18 @@ def test_the_notification_is_accepted_by_the_workflow_once() -> None:
     assert notify is not None
     # Task 5 was never scheduled in this state: dropped, like any unknown completion.
     assert add_events(wf, [notify.event], generation=notify.generation) is wf
+
+
+def test_a_dispatch_of_another_scheduling_replaces_the_stored_outcome() -> None:
+    """A purged instance id started again reuses activity actor ids: the new scheduling
+    (another task execution id, or execution id) must run, not get the old outcome."""
+    done, _ = complete(new_activity(DISPATCH), ok(), T0)
+    assert accept_dispatch(done, DISPATCH) is done
+    for other in (
+        replace(DISPATCH, task_execution_id="te-new"),
+        replace(DISPATCH, task_execution_id="", execution_id="e2"),
+    ):
+        fresh = accept_dispatch(done, other)
+        assert fresh.status is ActivityStatus.PENDING and fresh.request == other
+    same_exec = replace(DISPATCH, task_execution_id="")
+    assert accept_dispatch(done, same_exec) is done

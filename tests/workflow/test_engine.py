@@ -24,6 +24,7 @@ from sidecar.workflow import (
     WorkflowState,
     add_events,
     apply_response,
+    child_instances,
     execution_started_event,
     new_state,
     pending_work,
@@ -294,6 +295,29 @@ def test_terminate_without_recurse_leaves_children() -> None:
     result = settle(state, T0)
     assert result is not None
     assert [type(e) for e in result.effects] == [Completed]
+
+
+def test_an_outcome_of_another_task_execution_is_dropped() -> None:
+    state = started()
+    action = schedule_task_action(1, "act", "1")
+    action.scheduleTask.taskExecutionId = "te-new"
+    state = turn(state, action)
+    stale = task_completed_event(1, '"old"', T0 + 50, task_execution_id="te-old")
+    assert add_events(state, [stale]) is state
+    fresh = task_completed_event(1, '"new"', T0 + 60, task_execution_id="te-new")
+    assert add_events(state, [fresh]).inbox[-1].taskCompleted.result.value == '"new"'
+    untagged = task_completed_event(1, '"any"', T0 + 70)
+    assert add_events(state, [untagged]) is not state  # no id to compare: accepted
+
+
+def test_child_instances_lists_finished_children_too() -> None:
+    """A recursive purge reaches every child ever created, not only the open ones."""
+    state = with_children()
+    finished = pb.HistoryEvent(childWorkflowInstanceCompleted={"taskScheduledId": 1})
+    state = turn(add_events(state, [finished]))
+    assert 1 not in state.open.children
+    assert child_instances(state) == [("child-1", "b"), ("child-2", "b")]
+    assert child_instances(started()) == []
 
 
 def test_children_are_started_with_parent_info() -> None:

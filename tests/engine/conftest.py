@@ -1,0 +1,120 @@
+"""The end-to-end harness of the engine tests: an `actorflow up` cluster and one SDK app
+process (tests/engine_app.py, the real Dapr SDK) beside each sidecar.
+
+A test module chooses its cluster with a module attribute, read by the module-scoped
+`cluster` fixture: `CLUSTER = {"app_ids": ["a", "b"], "roles": {"a": "caller", ...}}`
+(default: 2 sidecars of the app `app`, each with an app of role `all`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dapr.ext.workflow import DaprWorkflowClient
+
+from actorflow.testing import UpCluster, free_port_block
+
+APP = Path(__file__).resolve().parent.parent / "engine_app.py"
+
+
+@dataclass
+class Cluster:
+    root: Path
+    up: UpCluster
+    roles: dict[str, str]
+    info: dict[str, Any] = field(default_factory=dict)
+    apps: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: int = 0
+
+    # ---- apps
+
+    def start_app(self, index: int) -> subprocess.Popen[bytes]:
+        sidecar = self.info["sidecars"][index]
+        self._logs += 1
+        log = (self.root / f"app-{index}-{self._logs}.log").open("ab")
+        env = {
+            **os.environ,
+            "DAPR_GRPC_ENDPOINT": sidecar["grpc"],
+            "PYTHONUNBUFFERED": "1",
+            "ENGINE_APP_ROLE": self.roles.get(sidecar["app_id"], "all"),
+        }
+        env.pop("DAPR_GRPC_PORT", None)
+        proc = subprocess.Popen([sys.executable, str(APP)], stdout=log, stderr=log, env=env)
+        self.apps[index] = proc
+        return proc
+
+    def kill_app(self, index: int) -> None:
+        proc = self.apps.pop(index)
+        proc.kill()
+        proc.wait(10)
+
+    def stop_apps(self) -> None:
+        procs = list(self.apps.values())
+        self.apps.clear()
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+
+    # ---- the cluster
+
+    def start(self) -> None:
+        self.info = self.up.start()
+        for index in range(len(self.info["sidecars"])):
+            self.start_app(index)
+
+    def stop(self) -> None:
+        self.stop_apps()
+        self.up.stop()
+
+    def restart(self) -> None:
+        """Stop everything (SIGTERM) and start again from the same data directory."""
+        self.stop()
+        (self.up.data_dir / "cluster.json").unlink(missing_ok=True)
+        self.start()
+
+    def client(self, index: int = 0) -> DaprWorkflowClient:
+        host, port = self.info["sidecars"][index]["grpc"].rsplit(":", 1)
+        return DaprWorkflowClient(host=host, port=port)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{time.time_ns()}"
+
+
+@pytest.fixture(scope="module")
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    spec: dict[str, Any] = getattr(request.module, "CLUSTER", {})
+    root = tmp_path_factory.mktemp("engine")
+    args = [f"--base-grpc-port={free_port_block(4)}", f"--base-http-port={free_port_block(4)}"]
+    if "app_ids" in spec:
+        args.append("--app-ids=" + ",".join(spec["app_ids"]))
+    else:
+        args.append(f"--sidecars={spec.get('sidecars', 2)}")
+    c = Cluster(root, UpCluster(root / "af", args), dict(spec.get("roles", {})))
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def uid() -> Any:
+    return unique
