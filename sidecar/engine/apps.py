@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
@@ -31,6 +32,10 @@ class _Pending:
     item: pb.WorkItem
     reply: asyncio.Future[Any]
     taken_by: int | None = None
+
+
+def _forget(taken: set[_Pending], pending: _Pending, _done: object) -> None:
+    taken.discard(pending)
 
 
 @dataclass(slots=True)
@@ -81,7 +86,7 @@ class AppConnections:
         """One app connection: yields work items until the app goes away."""
         conn = next(self._ids)
         self.connections += 1
-        taken: list[_Pending] = []
+        taken: set[_Pending] = set()  # answered ones leave it through the done callback
         try:
             while True:
                 async with self._ready:
@@ -90,10 +95,10 @@ class AppConnections:
                 if pending.reply.done():
                     continue
                 pending.taken_by = conn
-                taken.append(pending)
+                taken.add(pending)
+                pending.reply.add_done_callback(partial(_forget, taken, pending))
                 self.dispatched += 1
                 yield pending.item
-                taken = [p for p in taken if not p.reply.done()]
         finally:
             self.connections -= 1
             requeue = [p for p in taken if not p.reply.done()]

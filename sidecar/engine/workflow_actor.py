@@ -58,6 +58,9 @@ from sidecar.workflow.state import new_state
 
 log = logging.getLogger(__name__)
 
+COALESCE_MIN_OPEN = 16  # open tasks below which turns run back to back
+COALESCE_MAX_S = 0.25
+
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -142,12 +145,28 @@ class WorkflowActor:
 
     async def _run(self) -> None:
         try:
-            while await self._one_turn():
-                pass
+            while True:
+                started = time.monotonic()
+                if not await self._one_turn():
+                    return
+                await self._coalesce(time.monotonic() - started)
         except ConflictError:
             return
         except Exception:
             log.exception("workflow %s: turn failed", self.id)
+
+    async def _coalesce(self, last_turn_s: float) -> None:
+        """Every turn makes the SDK replay the whole history, so a big fan-out whose
+        completions trickle in would cost one full replay per handful of completions.
+        While many tasks are still open, let completions gather for about as long as the
+        last turn took (at most COALESCE_MAX_S) before the next turn: it at most doubles
+        the wait of a turn that was slow anyway, and divides the number of replays."""
+        state = self.state
+        if state is None or state.is_terminal or not state.inbox:
+            return
+        if len(state.open.tasks) <= max(COALESCE_MIN_OPEN, len(state.inbox)):
+            return
+        await asyncio.sleep(min(last_turn_s, COALESCE_MAX_S))  # gathering events, bounded
 
     async def _one_turn(self) -> bool:
         async with self._lock:
