@@ -10,6 +10,7 @@ SCENARIOS: dict[str, str] = {
     "fanout": "bench.workflow_bench:fanout_main",
     "chain": "bench.workflow_bench:chain_main",
     "latency": "bench.workflow_bench:latency_main",
+    "sdk-ceiling": "bench.sdk_ceiling",
     "placement": "bench.placement_bench",
     "reminders": "bench.reminders_bench",
     "checkpoint": "bench.checkpoint_bench",
