@@ -31,25 +31,40 @@ __all__ = ["main"]
 log = logging.getLogger("reminders")
 
 
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"ACTORFLOW_REMINDERS_{name}", default)
+
+
 def _parser() -> argparse.ArgumentParser:
+    """Every flag falls back to `ACTORFLOW_REMINDERS_<FLAG>` (containers, systemd)."""
     p = argparse.ArgumentParser(prog="reminders", description="Run one reminders node.")
-    p.add_argument("--node-id", required=True)
-    p.add_argument("--api-address", required=True, help="gRPC host:port")
-    p.add_argument("--raft-address", required=True, help="Raft host:port (peers only)")
+    for flag, env, help_ in (
+        ("--node-id", "NODE_ID", "env ACTORFLOW_REMINDERS_NODE_ID"),
+        ("--api-address", "API_ADDRESS", "gRPC host:port (env ..._API_ADDRESS)"),
+        ("--raft-address", "RAFT_ADDRESS", "Raft host:port, peers only (env ..._RAFT_ADDRESS)"),
+    ):
+        value = _env(env)
+        p.add_argument(flag, default=value, required=value is None, help=help_)
+    peers = [x for x in (_env("PEERS", "") or "").split(",") if x]
     p.add_argument(
-        "--peer", action="append", default=[], metavar="RAFT=API", help="another node (repeat)"
-    )
-    p.add_argument("--data-dir", required=True, type=Path)
+        "--peer", action="append", default=None, metavar="RAFT=API",
+        help="another node, repeatable (env ..._PEERS, comma separated)",
+    )  # fmt: skip
+    p.set_defaults(env_peers=peers)
+    data_dir = _env("DATA_DIR")
+    p.add_argument("--data-dir", type=Path, default=Path(data_dir) if data_dir else None,
+                   required=data_dir is None)  # fmt: skip
     p.add_argument("--raft-password", default=None, help="or ACTORFLOW_RAFT_PASSWORD")
     p.add_argument("--insecure-raft", action="store_true", help="no Raft password (tests only)")
-    p.add_argument("--ack-timeout", type=float, default=5.0, help="seconds before a resend")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--ack-timeout", type=float, default=float(_env("ACK_TIMEOUT", "5") or 5),
+                   help="seconds before a resend")  # fmt: skip
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     return p
 
 
 def _config(ns: argparse.Namespace) -> RemindersConfig:
     peers: dict[str, str] = {}
-    for text in ns.peer:
+    for text in ns.peer if ns.peer is not None else ns.env_peers:
         raft, api = parse_peer(text)
         if raft in peers:
             raise ConfigError(f"peer {raft} given twice")
