@@ -17,9 +17,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from placement.config import PlacementConfig, parse_peer
+from placement.config import PlacementConfig
 from placement.server import PlacementNode
 from raftkit.errors import ConfigError, RaftError
+from raftkit.peers import parse_peer
 
 log = logging.getLogger("placement")
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from raftkit.config import RaftConfig, parse_address
 from raftkit.errors import ConfigError
+from raftkit.peers import api_address_for, check_peers
 
 DEFAULT_VIRTUAL_NODES = 100
 
@@ -45,11 +46,7 @@ class PlacementConfig:
             raise ConfigError("node_id must not be empty")
         parse_address(self.api_address, "api_address")
         parse_address(self.raft_address, "raft_address")
-        for raft, api in self.peers.items():
-            parse_address(raft, "peer raft address")
-            parse_address(api, "peer API address")
-        if self.raft_address in self.peers:
-            raise ConfigError("the node's own raft address is listed among its peers")
+        check_peers(self.raft_address, self.peers)
         for name in ("host_timeout_s", "drop_grace_s", "ack_timeout_s", "tick_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
@@ -70,18 +67,4 @@ class PlacementConfig:
         return RaftConfig.from_mapping(values)
 
     def api_address_of(self, raft_address: str | None) -> str | None:
-        if raft_address is None:
-            return None
-        if raft_address == self.raft_address:
-            return self.api_address
-        return self.peers.get(raft_address)
-
-
-def parse_peer(text: str) -> tuple[str, str]:
-    """`RAFT_HOST:PORT=API_HOST:PORT` -> (raft, api)."""
-    raft, sep, api = text.partition("=")
-    if not sep:
-        raise ConfigError(f"peer must be RAFT_ADDRESS=API_ADDRESS, got {text!r}")
-    parse_address(raft, "peer raft address")
-    parse_address(api, "peer API address")
-    return raft, api
+        return api_address_for(raft_address, self.raft_address, self.api_address, self.peers)
