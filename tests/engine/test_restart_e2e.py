@@ -29,7 +29,8 @@ def test_whole_cluster_restart_mid_workflow(cluster: Any, uid: Any, tmp_path: Pa
     while not (marks.exists() and len(marks.read_text().splitlines()) >= 2):
         assert time.monotonic() < deadline, "the first wave never started"
         time.sleep(0.02)  # polling the app's record of started activities, bounded
-    assert c.get_workflow_state(timed).runtime_status == WorkflowStatus.RUNNING
+    started = c.wait_for_workflow_start(timed, timeout_in_seconds=30)  # slow machines
+    assert started is not None and started.runtime_status == WorkflowStatus.RUNNING
     cluster.restart()
     c = cluster.client()
     for iid in (fan, timed):
