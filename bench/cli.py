@@ -11,6 +11,7 @@ SCENARIOS: dict[str, str] = {
     "chain": "bench.workflow_bench:chain_main",
     "latency": "bench.workflow_bench:latency_main",
     "sdk-ceiling": "bench.sdk_ceiling",
+    "scale": "bench.scale_bench",
     "placement": "bench.placement_bench",
     "reminders": "bench.reminders_bench",
     "checkpoint": "bench.checkpoint_bench",
