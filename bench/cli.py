@@ -12,6 +12,7 @@ SCENARIOS: dict[str, str] = {
     "latency": "bench.workflow_bench:latency_main",
     "sdk-ceiling": "bench.sdk_ceiling",
     "scale": "bench.scale_bench",
+    "locust": "bench.locust_bench",
     "placement": "bench.placement_bench",
     "reminders": "bench.reminders_bench",
     "checkpoint": "bench.checkpoint_bench",
