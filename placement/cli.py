@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="pysyncobj address for peers (env ..._RAFT_ADDRESS)",
     )
     p.add_argument(
+        "--raft-bind-address",
+        default=_env("RAFT_BIND_ADDRESS"),
+        help="host:port the Raft port binds to, when it differs from --raft-address "
+        "(e.g. 0.0.0.0:PORT behind a DNS name; env ..._RAFT_BIND_ADDRESS)",
+    )
+    p.add_argument(
         "--peer",
         action="append",
         default=None,
@@ -87,6 +93,7 @@ def config_from_args(args: argparse.Namespace) -> PlacementConfig:
         host_timeout_s=args.host_timeout,
         drop_grace_s=args.drop_grace,
         ack_timeout_s=args.ack_timeout,
+        raft_overrides={"bind_address": args.raft_bind_address} if args.raft_bind_address else {},
     )
 
 

@@ -111,6 +111,10 @@ class RaftConfig:
     bind_address: str | None = None
     bind_retries: int = 25
     bind_retry_s: float = 0.2
+    # pysyncobj caches resolved peer names (600 s by default): a peer that comes back
+    # under a new IP (a rescheduled pod) would be dialled at the old one for minutes.
+    dns_cache_s: float = 5.0
+    dns_fail_cache_s: float = 1.0
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -258,6 +262,8 @@ class RaftConfig:
             fullDumpFile=str(self.dump_path),
             journalFile=str(self.journal_path),
             bindRetryTime=self.bind_retry_s,
+            dnsCacheTime=self.dns_cache_s,
+            dnsFailCacheTime=self.dns_fail_cache_s,
             maxBindRetries=self.bind_retries,
             dynamicMembershipChange=False,
             useFork=False,
@@ -322,4 +328,6 @@ _TYPE_CHECKS: dict[str, Callable[[object], bool]] = {
     "bind_address": _is_opt_str,
     "bind_retries": _is_int,
     "bind_retry_s": _is_number,
+    "dns_cache_s": _is_number,
+    "dns_fail_cache_s": _is_number,
 }

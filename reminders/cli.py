@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     data_dir = _env("DATA_DIR")
     p.add_argument("--data-dir", type=Path, default=Path(data_dir) if data_dir else None,
                    required=data_dir is None)  # fmt: skip
+    p.add_argument(
+        "--raft-bind-address", default=_env("RAFT_BIND_ADDRESS"),
+        help="host:port the Raft port binds to, when it differs from --raft-address",
+    )  # fmt: skip
     p.add_argument("--raft-password", default=None, help="or ACTORFLOW_RAFT_PASSWORD")
     p.add_argument("--insecure-raft", action="store_true", help="no Raft password (tests only)")
     p.add_argument("--ack-timeout", type=float, default=float(_env("ACK_TIMEOUT", "5") or 5),
@@ -79,6 +83,7 @@ def _config(ns: argparse.Namespace) -> RemindersConfig:
         raft_password=password,
         allow_insecure_raft=ns.insecure_raft,
         ack_timeout_s=ns.ack_timeout,
+        raft_overrides={"bind_address": ns.raft_bind_address} if ns.raft_bind_address else {},
     )
 
 
