@@ -24,7 +24,7 @@ import aiohttp
 import uvloop
 
 from actorflow.testing import UpCluster, free_port_block
-from bench.report import emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, result
 from placement.client import ClientConfig, PlacementClient
 from placement.table import TableHost
 from sidecar.actors.host import ActorHost
@@ -39,9 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=500.0, help="calls per second")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=int, default=500)
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("-q", "--quiet", action="store_true")
-    return p
+    return add_common_args(p)
 
 
 async def _paced(rate: float, seconds: float, one: Any) -> tuple[list[float], float]:
@@ -65,7 +63,7 @@ async def _paced(rate: float, seconds: float, one: Any) -> tuple[list[float], fl
     return latencies, time.perf_counter() - start
 
 
-async def _drive(info: dict[str, Any], args: argparse.Namespace) -> dict[str, float]:
+async def _drive(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     me = TableHost("bench-caller", "127.0.0.1:9", "bench", "default", (CALLER_TYPE,), 1)
     placement = PlacementClient(ClientConfig(tuple(info["placement"])), me)
     await placement.start()
@@ -105,6 +103,8 @@ async def _drive(info: dict[str, Any], args: argparse.Namespace) -> dict[str, fl
         "calls": float(len(inner)),
         "http_api_p50_ms": percentile(outer, 50),
         "http_api_p99_ms": percentile(outer, 99),
+        # Every router call, for the histogram (`--plot`); not one of section 7's figures.
+        "samples_ms": [round(ms, 3) for ms in inner],
     }
 
 
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             up.stop()
     params = {"rate": args.rate, "seconds": args.seconds, "sidecars": 2, "store": "sqlite"}
-    emit(result("actors", params, metrics, started), args.json, args.quiet)
+    emit(result("actors", params, metrics, started), args.json, args.quiet, args.plot)
     return 0
 
 

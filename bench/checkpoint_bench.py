@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.report import emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, result
 from sidecar.store import EtcdStore, MemoryStore, SqliteConfig, SqliteStore, StateStore
 from sidecar.store.testing import EtcdCluster, etcd_binary
 
@@ -215,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=_csv(int), default=[1, 10, 100, 1000])
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("-q", "--quiet", action="store_true")
+    add_common_args(parser)
     args = parser.parse_args(argv)
     unknown = set(args.stores) - {"sqlite", "etcd"}
     if unknown:
@@ -243,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.quiet:
         _print_table(batches)
-    emit(result("checkpoint", params, metrics, started), args.json, args.quiet)
+    emit(result("checkpoint", params, metrics, started), args.json, args.quiet, args.plot)
     return 0
 
 

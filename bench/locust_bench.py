@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from actorflow.testing import UpCluster, free_port_block
-from bench.report import emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, result
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -77,8 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-failure-ratio", type=float, default=0.0)
     p.add_argument("--max-p95-ms", type=float, default=None)
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for locust's files")
-    p.add_argument("--json", type=Path, default=None, help="summary JSON (DESIGN.md section 7)")
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_common_args(p)
     args = p.parse_args(argv)
     if args.users < 1 or args.spawn_rate <= 0 or args.duration <= 0 or args.sidecars < 1:
         p.error("--users, --spawn-rate, --duration and --sidecars must be positive")
@@ -328,8 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     emit(
         {**data, "metrics": {k: v for k, v in metrics.items() if k != "by_type"}}, None, args.quiet
     )
-    if args.json is not None:
-        emit(data, args.json, quiet=True)
+    emit(data, args.json, quiet=True, plot_dir=args.plot)  # with by_type
     missed = verdict(args, metrics)
     if not args.quiet:
         for kind, t in metrics["by_type"].items():

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.report import emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, result
 from bench.ring_lookup import measure_build_ms, measure_lookups
 from placement.localcluster import PlacementCluster
 
@@ -32,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hosts", type=int, default=1000)
     p.add_argument("--changes", type=int, default=20, help="joins (each followed by a leave)")
     p.add_argument("--lookup-seconds", type=float, default=2.0)
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("-q", "--quiet", action="store_true")
-    return p
+    return add_common_args(p)
 
 
 async def _leader_api(cluster: PlacementCluster) -> str:
@@ -86,7 +84,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    emit(run(args), args.json, args.quiet)
+    emit(run(args), args.json, args.quiet, args.plot)
     return 0
 
 

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, result
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.client import RemindersClient, TriggerSubscriber
 from reminders.testing import LocalCluster
@@ -212,9 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--failover", type=int, default=20_000)
     parser.add_argument("--failover-rate", type=int, default=4_000)
     parser.add_argument("--data-dir", type=Path, default=None)
-    parser.add_argument("--json", type=Path, default=None)
+    add_common_args(parser)
     ns = parser.parse_args(argv)
-    params = {k: v for k, v in vars(ns).items() if k not in ("json", "data_dir")}
+    params = {k: v for k, v in vars(ns).items() if k not in ("json", "plot", "quiet", "data_dir")}
     started = now_iso()
     with contextlib.ExitStack() as stack:
         base = ns.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -223,5 +223,5 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         metrics = asyncio.run(_run(ns, base))
-    emit(result("reminders", params, metrics, started), ns.json)
+    emit(result("reminders", params, metrics, started), ns.json, ns.quiet, ns.plot)
     return 0

@@ -1,8 +1,10 @@
 """What every bench scenario shares: machine facts, percentiles, the JSON result file
-(DESIGN.md section 7) and the human-readable table."""
+(DESIGN.md section 7), the human-readable table, the charts (`--plot DIR`, drawn by
+`bench.plots`) and the command-line options for all of these."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -50,7 +52,31 @@ def result(
     }
 
 
-def emit(data: Mapping[str, Any], json_path: Path | None, quiet: bool = False) -> None:
+def _plot_dir(text: str) -> Path:
+    from bench.plots import matplotlib_available
+
+    # Checked before the run, not after minutes of benchmark.
+    if not matplotlib_available():
+        raise argparse.ArgumentTypeError("needs matplotlib: pip install 'matplotlib>=3.8,<4'")
+    return Path(text)
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """`--json PATH`, `--plot DIR`, `-q`: the options every scenario passes to `emit`."""
+    parser.add_argument("--json", type=Path, default=None, help="write the result as JSON")
+    parser.add_argument(
+        "--plot", type=_plot_dir, default=None, metavar="DIR", help="write PNG charts into DIR"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true")
+    return parser
+
+
+def emit(
+    data: Mapping[str, Any],
+    json_path: Path | None,
+    quiet: bool = False,
+    plot_dir: Path | None = None,
+) -> None:
     if not quiet:
         m = data["machine"]
         print(
@@ -60,9 +86,17 @@ def emit(data: Mapping[str, Any], json_path: Path | None, quiet: bool = False) -
         print("  params: " + ", ".join(f"{k}={v}" for k, v in data["params"].items()))
         for key, value in data["metrics"].items():
             shown = f"{value:,.2f}" if isinstance(value, float) else f"{value}"
+            if key == "samples_ms":
+                shown = f"{len(value)} values (in the JSON)"
             print(f"  {key:<28} {shown}")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=2) + "\n")
         if not quiet:
             print(f"  wrote {json_path}", file=sys.stderr)
+    if plot_dir is not None:
+        from bench.plots import plot
+
+        for path in plot(data, plot_dir):
+            if not quiet:
+                print(f"  wrote {path}", file=sys.stderr)

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from actorflow.testing import UpCluster, free_port_block
-from bench.report import emit, now_iso, result
+from bench.report import add_common_args, emit, now_iso, result
 
 APP = Path(__file__).resolve().parent / "bench_app.py"
 NAP_S = 0.2
@@ -447,9 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remove-at", type=float, default=0.5, help="--live: fraction of naps run")
     p.add_argument("--timeout", type=float, default=300.0, help="per workload, seconds")
     p.add_argument("--keep", action="store_true", help="keep the data directories and logs")
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("-q", "--quiet", action="store_true")
-    return p
+    return add_common_args(p)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -477,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         params["sizes"] = args.sizes
     data = result("scale", params, metrics, started)
-    emit(data, args.json, args.quiet)
+    emit(data, args.json, args.quiet, args.plot)
     if not args.quiet and not args.live:
         print_table(metrics)
     return 0 if ok else 1

@@ -26,7 +26,7 @@ import grpc
 import uvloop
 from google.protobuf import empty_pb2
 
-from bench.report import emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, result
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.taskhub_wire import taskhub_generic_handler, unknown_method_handler
@@ -125,11 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--n", type=int, default=5000, help="items per throughput phase")
     p.add_argument("--rtt", type=int, default=200, help="sequential round trips")
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_common_args(p)
     args = p.parse_args(argv)
     started = now_iso()
     metrics = uvloop.run(measure(args))
     emit(result("sdk-ceiling", {"n": args.n, "rtt": args.rtt}, metrics, started), args.json,
-         args.quiet)  # fmt: skip
+         args.quiet, args.plot)  # fmt: skip
     return 0

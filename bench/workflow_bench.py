@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from actorflow.testing import UpCluster, free_port_block
-from bench.report import emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, result
 
 APP = Path(__file__).resolve().parent / "bench_app.py"
 
@@ -127,6 +127,8 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         "p50_ms": percentile(samples, 50),
         "p99_ms": percentile(samples, 99),
         "mean_ms": sum(samples) / len(samples),
+        # Every round trip, for the histogram (`--plot`); not one of section 7's figures.
+        "samples_ms": [round(ms, 3) for ms in samples],
     }
 
 
@@ -145,15 +147,14 @@ def main_for(scenario: str, argv: list[str] | None) -> int:
     p.add_argument("--workflows", type=int, default=100)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--count", type=int, default=200)
-    p.add_argument("--json", type=Path, default=None)
-    p.add_argument("-q", "--quiet", action="store_true")
+    add_common_args(p)
     args = p.parse_args(argv)
     started = now_iso()
     metrics = SCENARIOS[scenario](args)
     params: dict[str, Any] = {"sidecars": 1, "store": "sqlite", "app": "bench/bench_app.py"}
     params.update({"fanout": {"n": args.n}, "chain": {"workflows": args.workflows,
                    "steps": args.steps}, "latency": {"count": args.count}}[scenario])  # fmt: skip
-    emit(result(scenario, params, metrics, started), args.json, args.quiet)
+    emit(result(scenario, params, metrics, started), args.json, args.quiet, args.plot)
     return 0
 
 
