@@ -12,6 +12,8 @@ Kept separate so that `reminders` never imports `placement`.
   synced, with optional HMAC frame authentication (`auth`).
 - `replicated_log`: the pysyncobj `SyncObj` subclass (one msgpack entry point, msgpack
   dumps).
+- `peers`: `RAFT=API` peer pairs and the leader's API address.
+- `service`: `RaftServiceConfig`, the settings every replicated service node shares.
 - `errors`: `RaftError` and its subclasses.
 """
 

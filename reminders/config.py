@@ -8,26 +8,17 @@ leader by its Raft address.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
-from raftkit.config import RaftConfig, parse_address
 from raftkit.errors import ConfigError
-from raftkit.peers import api_address_for, check_peers, parse_peer
+from raftkit.peers import parse_peer
+from raftkit.service import RaftServiceConfig
 
 __all__ = ["RemindersConfig", "parse_peer"]
 
 
 @dataclass(frozen=True, slots=True)
-class RemindersConfig:
-    node_id: str
-    api_address: str
-    raft_address: str
-    peers: dict[str, str]  # raft address -> API address, other nodes only
-    data_dir: Path
-    raft_password: str | None = None
-    allow_insecure_raft: bool = False
+class RemindersConfig(RaftServiceConfig):
     # Triggers per TriggerBatch message.
     batch_size: int = 1000
     # Firings sent and not yet acknowledged, per subscriber (flow control).
@@ -45,14 +36,9 @@ class RemindersConfig:
     # Kept well below the Raft command size limit (see reminders.sizing).
     max_data_bytes: int = 32 * 1024
     max_key_part_length: int = 256
-    raft_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.node_id:
-            raise ConfigError("node_id must not be empty")
-        parse_address(self.api_address, "api_address")
-        parse_address(self.raft_address, "raft_address")
-        check_peers(self.raft_address, self.peers)
+        RaftServiceConfig.__post_init__(self)
         for name in ("ack_timeout_s", "retry_min_s", "retry_max_s", "proposal_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")
@@ -66,17 +52,3 @@ class RemindersConfig:
                 "no Raft password: set --raft-password or ACTORFLOW_RAFT_PASSWORD "
                 "(or allow an insecure Raft port for throwaway tests)"
             )
-
-    def raft_config(self) -> RaftConfig:
-        values: dict[str, Any] = {
-            "self_address": self.raft_address,
-            "partners": sorted(self.peers),
-            "data_dir": str(self.data_dir / "raft"),
-            "password": self.raft_password,
-            "allow_insecure": self.allow_insecure_raft,
-            **self.raft_overrides,
-        }
-        return RaftConfig.from_mapping(values)
-
-    def api_address_of(self, raft_address: str | None) -> str | None:
-        return api_address_for(raft_address, self.raft_address, self.api_address, self.peers)

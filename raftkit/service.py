@@ -1,0 +1,49 @@
+"""What every Raft-replicated service node has: an id, an API address, a Raft address,
+its peers as RAFT=API pairs, a data directory and the Raft secret. placement and
+reminders extend `RaftServiceConfig` with their own settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raftkit.config import RaftConfig, parse_address
+from raftkit.errors import ConfigError
+from raftkit.peers import api_address_for, check_peers
+
+__all__ = ["RaftServiceConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class RaftServiceConfig:
+    node_id: str
+    api_address: str
+    raft_address: str
+    peers: dict[str, str]  # raft address -> API address, other nodes only
+    data_dir: Path
+    raft_password: str | None = None
+    allow_insecure_raft: bool = False
+    # Extra RaftConfig values (e.g. bind_address), checked by RaftConfig.from_mapping.
+    raft_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.node_id:
+            raise ConfigError("node_id must not be empty")
+        parse_address(self.api_address, "api_address")
+        parse_address(self.raft_address, "raft_address")
+        check_peers(self.raft_address, self.peers)
+
+    def raft_config(self) -> RaftConfig:
+        values: dict[str, Any] = {
+            "self_address": self.raft_address,
+            "partners": sorted(self.peers),
+            "data_dir": str(self.data_dir / "raft"),
+            "password": self.raft_password,
+            "allow_insecure": self.allow_insecure_raft,
+            **self.raft_overrides,
+        }
+        return RaftConfig.from_mapping(values)
+
+    def api_address_of(self, raft_address: str | None) -> str | None:
+        return api_address_for(raft_address, self.raft_address, self.api_address, self.peers)
