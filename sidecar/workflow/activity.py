@@ -17,14 +17,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import Any
-
-import msgpack
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.workflow.effects import DispatchActivity, NotifyWorkflow
-from sidecar.workflow.errors import CorruptStateError, InvalidResponseError
+from sidecar.workflow.errors import InvalidResponseError
 from sidecar.workflow.events import task_completed_event, task_failed_event
+from sidecar.workflow.rows import pack_row, unpack_row
 
 __all__ = [
     "ACTIVITY_STATE_KEY",
@@ -148,22 +146,11 @@ def encode_activity(state: ActivityState) -> bytes:
         "failure": state.failure,
         "completed": state.completed_ms,
     }
-    packed: bytes = msgpack.packb(row, use_bin_type=True)
-    return packed
-
-
-def _row(raw: bytes) -> dict[str, Any]:
-    try:
-        row = msgpack.unpackb(raw, raw=False)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise CorruptStateError(f"unreadable activity state: {exc}") from exc
-    if not isinstance(row, dict) or row.get("v") != _FORMAT:
-        raise CorruptStateError("activity state of an unknown format")
-    return row
+    return pack_row(row)
 
 
 def decode_activity(raw: bytes) -> ActivityState:
-    row = _row(raw)
+    row = unpack_row(raw, _FORMAT, "activity state")
     request = DispatchActivity(
         instance_id=row["instance"],
         execution_id=row["exec"],

@@ -38,11 +38,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.store.base import StoreLimits
 from sidecar.workflow.errors import CheckpointTooLargeError, CorruptStateError
+from sidecar.workflow.rows import pack_row, unpack_row
 from sidecar.workflow.state import Metadata, OpenWork, ParentInfo, WorkflowState, new_state
 
 __all__ = [
@@ -156,18 +155,11 @@ def encode_metadata(state: WorkflowState) -> bytes:
         "parent": _parent_row(meta.parent),
         "terminal": meta.terminal_status,
     }
-    packed: bytes = msgpack.packb(row, use_bin_type=True)
-    return packed
+    return pack_row(row)
 
 
 def decode_metadata(raw: bytes) -> dict[str, Any]:
-    try:
-        row = msgpack.unpackb(raw, raw=False)
-    except (ValueError, msgpack.UnpackException) as exc:
-        raise CorruptStateError(f"unreadable workflow metadata: {exc}") from exc
-    if not isinstance(row, dict) or row.get("v") != _FORMAT:
-        raise CorruptStateError("workflow metadata of an unknown format")
-    return row
+    return unpack_row(raw, _FORMAT, "workflow metadata")
 
 
 def keys_to_load(metadata_row: bytes) -> list[str]:
