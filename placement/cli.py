@@ -20,6 +20,7 @@ from typing import Any
 from placement.config import PlacementConfig
 from placement.server import PlacementNode
 from raftkit.errors import ConfigError, RaftError
+from raftkit.gcpolicy import FreezeSurvivors
 from raftkit.peers import parse_peer
 
 log = logging.getLogger("placement")
@@ -105,7 +106,8 @@ async def serve(config: PlacementConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    async with FreezeSurvivors():  # short GC pauses as tables grow
+        await stop.wait()
     log.info("placement node %s stopping", config.node_id)
     await node.stop()
 

@@ -29,6 +29,7 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
@@ -203,8 +204,12 @@ def _parse_point(text: str, now_ms: int, field: str) -> int:
     return now_ms + _duration_ms(text, field, text, _POINT_FORMATS)
 
 
+@functools.lru_cache(maxsize=1024)
 def _duration_ms(text: str, field: str, shown: str, formats: str) -> int:
-    """`text` as ms rounded up; error messages show `shown`, the whole field value."""
+    """`text` as ms rounded up; error messages show `shown`, the whole field value.
+
+    Cached: a service sees the same few durations ("24h", "PT10S") again and again, and
+    exact parsing (Fractions) costs tens of microseconds. Errors are raised, not cached."""
     if text.startswith("-"):
         raise _invalid(field, shown, "negative durations are not allowed")
     exact = _iso_exact(text, field, shown) if text.startswith("P") else _go_exact(text)
