@@ -20,7 +20,6 @@ from typing import Any
 from placement.config import PlacementConfig
 from placement.server import PlacementNode
 from raftkit.errors import ConfigError, RaftError
-from raftkit.gcpolicy import FreezeSurvivors
 from raftkit.peers import parse_peer
 
 log = logging.getLogger("placement")
@@ -106,8 +105,7 @@ async def serve(config: PlacementConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with FreezeSurvivors():  # short GC pauses as tables grow
-        await stop.wait()
+    await stop.wait()
     log.info("placement node %s stopping", config.node_id)
     await node.stop()
 

@@ -15,7 +15,6 @@ Kept separate so that `reminders` never imports `placement`.
 - `peers`: `RAFT=API` peer pairs and the leader's API address.
 - `service`: `RaftServiceConfig`, the settings every replicated service node shares.
 - `errors`: `RaftError` and its subclasses.
-- `gcpolicy`: `FreezeSurvivors`, short cyclic-GC pauses for nodes holding large state.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 from raftkit.errors import ConfigError, RaftError
-from raftkit.gcpolicy import FreezeSurvivors
 from reminders.config import RemindersConfig, parse_peer
 
 __all__ = ["main"]
@@ -100,8 +99,7 @@ async def _serve(config: RemindersConfig) -> None:
     ready = {"node_id": config.node_id, "api": config.api_address, "raft": config.raft_address}
     print("READY " + json.dumps(ready), flush=True)
     try:
-        async with FreezeSurvivors():  # short GC pauses as the table grows
-            await stop.wait()
+        await stop.wait()
     finally:
         log.info("reminders node %s stopping", config.node_id)
         await node.stop()
