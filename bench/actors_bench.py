@@ -7,7 +7,11 @@ actors hosted by the sidecars, at a fixed rate (open loop: call i starts at i/ra
 seconds, whatever happened before), timing each `router.call` from start to result.
 Every call is remote: the caller hosts no counters. Reported (DESIGN.md section 7):
 `remote_call_p50_ms`, `remote_call_p99_ms`, `calls_per_s` (achieved); plus, for
-comparison, the same calls made over the sidecar's HTTP actor API.
+comparison, the same calls made over the sidecar's HTTP actor API, and the transport
+floor: the same paced calls through the same `PeerPool` to `bench.peer_floor`, a
+process serving the sidecar's `PeerService` with nothing behind it (no actor, table or
+store), measured in the same run beside the same cluster (`peer_floor_p50_ms`,
+`peer_floor_p99_ms`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +36,7 @@ from placement.table import TableHost
 from sidecar.actors.host import ActorHost
 from sidecar.actors.peer import PeerPool
 from sidecar.actors.router import ActorRouter
+from sidecar.api.v1 import actors_pb2 as pb
 
 CALLER_TYPE = "bench.caller"
 
@@ -63,7 +70,32 @@ async def _paced(rate: float, seconds: float, one: Any) -> tuple[list[float], fl
     return latencies, time.perf_counter() - start
 
 
-async def _drive(info: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+async def _floor(address: str, args: argparse.Namespace) -> list[float]:
+    """The paced calls through a `PeerPool` to `bench.peer_floor` (no actor behind it)."""
+    pool = PeerPool()
+
+    async def call(i: int) -> None:
+        ref = pb.ActorRef(actor_type="counter", actor_id=f"target-{i % 64}")
+        message = pb.ActorCall(
+            call_id=pool.next_call_id(), actor=ref, method="get", table_version=1,
+            timeout_ms=5000,
+        )  # fmt: skip
+        result = await pool.call(address, message, 5.0)
+        if result.status != pb.CALL_STATUS_OK:
+            raise RuntimeError(f"peer floor call failed: {result.message}")
+
+    try:
+        for i in range(args.warmup):
+            await call(i)
+        latencies, _ = await _paced(args.rate, args.seconds, call)
+    finally:
+        await pool.close()
+    return latencies
+
+
+async def _drive(
+    info: dict[str, Any], args: argparse.Namespace, floor_address: str
+) -> dict[str, Any]:
     me = TableHost("bench-caller", "127.0.0.1:9", "bench", "default", (CALLER_TYPE,), 1)
     placement = PlacementClient(ClientConfig(tuple(info["placement"])), me)
     await placement.start()
@@ -93,6 +125,7 @@ async def _drive(info: dict[str, Any], args: argparse.Namespace) -> dict[str, An
                     await resp.read()
 
             outer, _ = await _paced(args.rate, min(args.seconds, 5.0), over_http)
+        floor = await _floor(floor_address, args)
     finally:
         await placement.stop()
         await peers.close()
@@ -103,6 +136,8 @@ async def _drive(info: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         "calls": float(len(inner)),
         "http_api_p50_ms": percentile(outer, 50),
         "http_api_p99_ms": percentile(outer, 99),
+        "peer_floor_p50_ms": percentile(floor, 50),
+        "peer_floor_p99_ms": percentile(floor, 99),
         # Every router call, for the histogram (`--plot`); not one of section 7's figures.
         "samples_ms": [round(ms, 3) for ms in inner],
     }
@@ -118,9 +153,19 @@ def main(argv: list[str] | None = None) -> int:
              f"--base-http-port={free_port_block(4)}"],
         )  # fmt: skip
         info = up.start()
+        floor = subprocess.Popen(
+            [sys.executable, "-m", "bench.peer_floor", "--port", "0"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
         try:
-            metrics = uvloop.run(_drive(info, args))
+            assert floor.stdout is not None
+            ready = floor.stdout.readline().split()
+            if ready[:1] != ["READY"]:
+                raise RuntimeError(f"bench.peer_floor did not start: {ready!r}")
+            metrics = uvloop.run(_drive(info, args, f"127.0.0.1:{ready[1]}"))
         finally:
+            floor.terminate()
+            floor.wait(timeout=10)
             up.stop()
     params = {"rate": args.rate, "seconds": args.seconds, "sidecars": 2, "store": "sqlite"}
     emit(result("actors", params, metrics, started), args.json, args.quiet, args.plot)
