@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Any
 
 from raftkit.codec import pack, unpack
@@ -32,23 +33,35 @@ __all__ = [
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 _KEY_PARTS = ("namespace", "app_id", "actor_type", "actor_id", "name")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
+
+def _name_problem(value: str, max_length: int) -> str | None:
+    if not value:
+        return "must not be empty"
+    if len(value) > max_length:
+        return f"is longer than {max_length} characters"
+    if _CONTROL.search(value) is not None:
+        return "must not contain control characters"
+    return None
 
 
 def validate_name(value: str, field: str, max_length: int) -> str:
-    if not value:
-        raise InvalidReminderError(field, f"{field} must not be empty")
-    if len(value) > max_length:
-        raise InvalidReminderError(field, f"{field} is longer than {max_length} characters")
-    if any(ord(c) < 0x20 or c == "\x7f" for c in value):
-        raise InvalidReminderError(field, f"{field} must not contain control characters")
+    problem = _name_problem(value, max_length)
+    if problem is not None:
+        raise InvalidReminderError(field, f"{field} {problem}")
     return value
 
 
 def validate_key(key: pb.ReminderKey, max_length: int, prefix: str = "key") -> Key:
-    ns, app, actor_type, actor_id, name = (
-        validate_name(getattr(key, part), f"{prefix}.{part}", max_length) for part in _KEY_PARTS
-    )
-    return (ns, app, actor_type, actor_id, name)
+    # On the registration hot path: field names are only formatted for an error.
+    parts = (key.namespace, key.app_id, key.actor_type, key.actor_id, key.name)
+    for part, value in zip(_KEY_PARTS, parts, strict=True):
+        problem = _name_problem(value, max_length)
+        if problem is not None:
+            field = f"{prefix}.{part}"
+            raise InvalidReminderError(field, f"{field} {problem}")
+    return parts
 
 
 def plan_create(
