@@ -58,6 +58,12 @@ def _scale(argv: list[str]) -> int:
     return up.scale_main(argv)
 
 
+def _status(argv: list[str]) -> int:
+    from actorflow import status
+
+    return status.main(argv)
+
+
 def _demo(argv: list[str]) -> int:
     from actorflow import demo
 
@@ -76,6 +82,7 @@ COMMANDS: dict[str, tuple[Runner, str]] = {
     "sidecar": (_sidecar, "run one sidecar (actor runtime, app-facing Durable Task API)"),
     "up": (_up, "run a whole local cluster in the foreground (see --help)"),
     "scale": (_scale, "add or remove a sidecar of a running `actorflow up`"),
+    "status": (_status, "ask every node for its role, term and quorum (see --help)"),
     "demo": (_demo, "the main job: a local cluster at work, narrated"),
     "bench": (_bench, "run a benchmark scenario and write its JSON result"),
     "protogen": (_protogen, "regenerate (or --check) the gRPC code generated from proto/"),

@@ -1,0 +1,174 @@
+"""`actorflow status`: what every node of a cluster says about itself, right now.
+
+Asks each placement node (`GetPlacementInfo`) and each reminders node
+(`GetRemindersInfo`) for its role, Raft term and quorum, and each sidecar for
+`/v1.0/healthz`. Addresses come from `--cluster DIR/cluster.json` (what `actorflow up`
+writes) or from `--placement`, `--reminders` and `--sidecars` (comma separated).
+
+Prints a table, or one JSON object with `--json`. Exit status: 0 when every node
+answered and each Raft service has exactly one leader with a quorum (and no node
+claims to lead at a higher term than that leader), 1 otherwise, 2 on bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+
+from placement.api.v1 import placement_pb2 as ppb
+from reminders.api.v1 import reminders_pb2 as rpb
+
+__all__ = ["collect", "healthy", "main"]
+
+_PLACEMENT = "/actorflow.placement.v1.Placement/GetPlacementInfo"
+_REMINDERS = "/actorflow.reminders.v1.Reminders/GetRemindersInfo"
+
+
+async def _info(address: str, method: str, request: Any, reply: Any, timeout_s: float) -> Any:
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_unary(
+            method,
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=reply.FromString,
+        )
+        return await call(request, timeout=timeout_s)
+
+
+async def _raft_node(kind: str, address: str, timeout_s: float) -> dict[str, Any]:
+    try:
+        if kind == "placement":
+            p: ppb.PlacementInfo = await _info(
+                address, _PLACEMENT, ppb.GetPlacementInfoRequest(), ppb.PlacementInfo, timeout_s
+            )
+            extra: dict[str, Any] = {"table_version": p.table_version, "hosts": len(p.hosts)}
+            info: Any = p
+        else:
+            r: rpb.RemindersInfo = await _info(
+                address, _REMINDERS, rpb.GetRemindersInfoRequest(), rpb.RemindersInfo, timeout_s
+            )
+            extra = {"reminders": r.reminders, "subscribers": r.subscribers}
+            info = r
+    except grpc.aio.AioRpcError as exc:
+        return {"address": address, "ok": False, "error": f"{exc.code().name}: {exc.details()}"}
+    return {
+        "address": address,
+        "ok": True,
+        "node_id": info.node_id,
+        "leader": info.is_leader,
+        "term": info.term,
+        "quorum": info.has_quorum,
+        "leader_address": info.leader_address,
+        **extra,
+    }
+
+
+async def _sidecar(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    try:
+        async with session.get(f"{url.rstrip('/')}/v1.0/healthz") as resp:
+            return {"address": url, "ok": resp.status == 204, "status": resp.status}
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return {"address": url, "ok": False, "error": str(exc) or type(exc).__name__}
+
+
+async def collect(
+    placement: list[str], reminders: list[str], sidecars: list[str], timeout_s: float = 2.0
+) -> dict[str, list[dict[str, Any]]]:
+    """Every node's answer, asked all at once."""
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        p, r, s = await asyncio.gather(
+            asyncio.gather(*(_raft_node("placement", a, timeout_s) for a in placement)),
+            asyncio.gather(*(_raft_node("reminders", a, timeout_s) for a in reminders)),
+            asyncio.gather(*(_sidecar(session, url) for url in sidecars)),
+        )
+    return {"placement": list(p), "reminders": list(r), "sidecars": list(s)}
+
+
+def _service_healthy(nodes: list[dict[str, Any]]) -> bool:
+    if not nodes:
+        return True
+    leaders = [n for n in nodes if n["ok"] and n["leader"] and n["quorum"]]
+    if not all(n["ok"] for n in nodes) or len(leaders) != 1:
+        return False
+    return all(n["term"] <= leaders[0]["term"] for n in nodes if n["leader"])
+
+
+def healthy(report: dict[str, list[dict[str, Any]]]) -> bool:
+    return (
+        _service_healthy(report["placement"])
+        and _service_healthy(report["reminders"])
+        and all(s["ok"] for s in report["sidecars"])
+    )
+
+
+def _table(report: dict[str, list[dict[str, Any]]]) -> str:
+    lines = []
+    for kind in ("placement", "reminders"):
+        for n in report[kind]:
+            if not n["ok"]:
+                lines.append(f"{kind:<10} {n['address']:<22} DOWN  {n['error']}")
+                continue
+            role = "leader" if n["leader"] else "follower"
+            extra = (
+                f"table v{n['table_version']}, {n['hosts']} hosts"
+                if kind == "placement"
+                else f"{n['reminders']} reminders, {n['subscribers']} subscribers"
+            )
+            quorum = ("quorum" if n["quorum"] else "NO QUORUM") if n["leader"] else ""
+            lines.append(
+                f"{kind:<10} {n['address']:<22} {n['node_id']:<6} {role:<8} "
+                f"term {n['term']:<4} {quorum:<9} {extra}"
+            )
+    for s in report["sidecars"]:
+        state = "ok" if s["ok"] else f"DOWN {s.get('error', s.get('status'))}"
+        lines.append(f"{'sidecar':<10} {s['address']:<22} {state}")
+    return "\n".join(lines)
+
+
+def _split(text: str | None) -> list[str]:
+    return [part.strip() for part in (text or "").split(",") if part.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="actorflow status",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--cluster", type=Path, help="cluster.json written by `actorflow up`")
+    p.add_argument("--placement", help="placement API addresses, host:port,...")
+    p.add_argument("--reminders", help="reminders API addresses, host:port,...")
+    p.add_argument("--sidecars", help="sidecar HTTP base URLs, http://host:port,...")
+    p.add_argument("--timeout", type=float, default=2.0, help="seconds per node")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
+    ns = p.parse_args(argv)
+    placement, reminders, sidecars = (
+        _split(ns.placement), _split(ns.reminders), _split(ns.sidecars)
+    )  # fmt: skip
+    if ns.cluster is not None:
+        try:
+            cluster = json.loads(ns.cluster.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"actorflow status: cannot read {ns.cluster}: {exc}", file=sys.stderr)
+            return 2
+        placement = placement or list(cluster.get("placement", []))
+        reminders = reminders or list(cluster.get("reminders", []))
+        sidecars = sidecars or [s["http"] for s in cluster.get("sidecars", [])]
+    if not (placement or reminders or sidecars):
+        print("actorflow status: give --cluster or some node addresses", file=sys.stderr)
+        return 2
+    report = asyncio.run(collect(placement, reminders, sidecars, ns.timeout))
+    ok = healthy(report)
+    if ns.json:
+        print(json.dumps({**report, "healthy": ok}, sort_keys=True))
+    else:
+        print(_table(report))
+        print("healthy" if ok else "NOT HEALTHY")
+    return 0 if ok else 1
