@@ -30,6 +30,7 @@ from placement.dissemination import Operation
 from placement.errors import LookupTimeoutError
 from placement.ring import DEFAULT_VNODES
 from placement.table import Accepted, Table, TableHost, TableView
+from raftkit.service import KEEPALIVE_CLIENT_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +229,7 @@ class PlacementClient:
             while True:
                 yield await outbox.get()
 
-        async with grpc.aio.insecure_channel(target) as channel:
+        async with grpc.aio.insecure_channel(target, options=KEEPALIVE_CLIENT_OPTIONS) as channel:
             call = pb_grpc.PlacementStub(channel).ReportHost(reports())
             heartbeat = asyncio.create_task(self._heartbeat(outbox))
             try:

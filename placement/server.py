@@ -53,6 +53,7 @@ from placement.streams import (
 )
 from raftkit.errors import LeadershipLostError, RaftError
 from raftkit.node import RaftNode, RaftStatus, Role
+from raftkit.service import KEEPALIVE_SERVER_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class PlacementNode:
         self._loop = asyncio.get_running_loop()
         self.raft.add_listener(self._from_tick_thread_status)
         await asyncio.to_thread(self.raft.start)
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=KEEPALIVE_SERVER_OPTIONS)
         server.add_generic_rpc_handlers((self._handlers(),))
         port = server.add_insecure_port(self.config.api_address)
         await server.start()

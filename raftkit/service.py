@@ -1,6 +1,14 @@
 """What every Raft-replicated service node has: an id, an API address, a Raft address,
 its peers as RAFT=API pairs, a data directory and the Raft secret. placement and
-reminders extend `RaftServiceConfig` with their own settings."""
+reminders extend `RaftServiceConfig` with their own settings.
+
+Also the gRPC keepalive settings of the services' APIs and of their clients (the
+sidecars). Over a real network a node that disappears (a partition, a power cut) sends
+no reset: without pings, a stream to it looks open until TCP gives up, many minutes
+later, and a sidecar would keep talking to a deposed leader. Clients ping every 2 s and
+drop a connection after 2 s without an answer; the servers accept pings that often.
+(Found by the multi-host test, tests/deploy/test_multihost.py: on loopback a dead
+process answers with a reset at once, so nothing else showed it.)"""
 
 from __future__ import annotations
 
@@ -12,7 +20,19 @@ from raftkit.config import RaftConfig, parse_address
 from raftkit.errors import ConfigError
 from raftkit.peers import api_address_for, check_peers
 
-__all__ = ["RaftServiceConfig"]
+__all__ = ["KEEPALIVE_CLIENT_OPTIONS", "KEEPALIVE_SERVER_OPTIONS", "RaftServiceConfig"]
+
+KEEPALIVE_CLIENT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.keepalive_time_ms", 2000),
+    ("grpc.keepalive_timeout_ms", 2000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+KEEPALIVE_SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+    ("grpc.http2.max_ping_strikes", 0),
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from raftkit.service import KEEPALIVE_CLIENT_OPTIONS
 from reminders.api.v1 import reminders_pb2 as pb
 
 __all__ = ["RemindersClient", "SubscriberStats", "TriggerHandler", "TriggerSubscriber"]
@@ -41,6 +42,7 @@ LEADER_METADATA_KEY = "actorflow-leader"
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    *KEEPALIVE_CLIENT_OPTIONS,
 ]
 
 R = TypeVar("R")
@@ -95,9 +97,13 @@ class RemindersClient:
         retry_min_s: float = 0.05,
         retry_max_s: float = 0.5,
         max_batch: int = 1000,
+        attempt_timeout_s: float = 2.0,
     ) -> None:
         self._channels = _Channels(addresses)
         self._timeout_s = timeout_s
+        # One attempt on one node: a node cut off by the network answers nothing, and
+        # the call must move on to another while its overall deadline still allows.
+        self._attempt_timeout_s = attempt_timeout_s
         self._max_batch = max_batch
         self._creates: list[tuple[pb.CreateReminderRequest, asyncio.Future[pb.Reminder]]] = []
         self._creating = False
@@ -226,13 +232,16 @@ class RemindersClient:
             )
             remaining = deadline - loop.time()
             try:
-                reply: R = await method(request, timeout=max(0.05, remaining))
+                attempt_s = max(0.05, min(remaining, self._attempt_timeout_s))
+                reply: R = await method(request, timeout=attempt_s)
                 return reply
             except grpc.aio.AioRpcError as exc:
                 code = exc.code()
+                # Retrying is safe: creates are idempotent by key, deletes by nature.
                 retryable = code in (
                     grpc.StatusCode.FAILED_PRECONDITION,
                     grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
                 )
                 if not retryable or loop.time() >= deadline:
                     raise

@@ -37,6 +37,7 @@ from raftkit.errors import (
     UnknownOutcomeError,
 )
 from raftkit.node import RaftNode, Role
+from raftkit.service import KEEPALIVE_SERVER_OPTIONS
 from reminders import convert
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.config import RemindersConfig
@@ -190,6 +191,7 @@ class RemindersNode:
             options=[
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                *KEEPALIVE_SERVER_OPTIONS,
             ]
         )
         server.add_generic_rpc_handlers((self._handlers(),))
