@@ -8,6 +8,17 @@ caller by that token. When a stream ends, the items it had taken and not answere
 back to the front of the queue for the next connection (the same app reconnecting, or
 another replica). Answers for unknown tokens (duplicates, or items re-dispatched and
 answered twice) are acknowledged and dropped.
+
+Stateful history: an app whose GetWorkItems request announces
+`WORKER_CAPABILITY_STATEFUL_HISTORY` keeps, per instance and per stream, the committed
+history it replayed last (its `pastEvents`). For such a stream a workflow work item
+carries only the committed events beyond that prefix, with `cachedHistory.eventCount`
+naming the prefix's length, so neither side encodes and parses the whole history on
+every turn. `_HeldHistories` tracks what each stream holds; a prefix is reused only
+when its length fits and its first and last events are the same bytes (a new execution
+after continue-as-new, or any rewritten history, gets the full history again). If the
+app no longer holds the prefix (it evicted it), it asks GetInstanceHistory, which
+answers the committed history, the same events.
 """
 
 from __future__ import annotations
@@ -16,8 +27,8 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections import deque
-from collections.abc import AsyncIterator
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -36,6 +47,64 @@ class _Pending:
 
 def _forget(taken: set[_Pending], pending: _Pending, _done: object) -> None:
     taken.discard(pending)
+
+
+MAX_HELD_INSTANCES = 100_000  # the SDK's own default cap on cached instances
+
+
+class _HeldHistories:
+    """What one stateful-history stream holds: instance id -> (length, first, last)."""
+
+    def __init__(self, limit: int = MAX_HELD_INSTANCES) -> None:
+        self._held: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
+        self._limit = limit
+
+    def shape(self, item: pb.WorkItem) -> pb.WorkItem:
+        """The item to send on this stream (a delta when the stream holds a prefix)."""
+        if item.WhichOneof("request") != "workflowRequest":
+            return item
+        request = item.workflowRequest
+        past = request.pastEvents
+        iid = request.instanceId
+        if not past:
+            self._held.pop(iid, None)
+            return item
+        mark = (len(past), hash(past[0].SerializeToString()), hash(past[-1].SerializeToString()))
+        held = self._held.pop(iid, None)
+        self._held[iid] = mark
+        if len(self._held) > self._limit:
+            self._held.popitem(last=False)
+        if held is None or held[0] > len(past) or not _same_prefix(past, held):
+            return item
+        delta = pb.WorkItem()
+        _copy_fields(item, delta, skip="workflowRequest")
+        _copy_fields(request, delta.workflowRequest, skip="pastEvents")
+        delta.workflowRequest.pastEvents.extend(past[held[0] :])
+        delta.workflowRequest.cachedHistory.eventCount = held[0]
+        return delta
+
+
+def _copy_fields(source: Any, target: Any, skip: str) -> None:
+    """Every set field of `source` but `skip` into `target` (the held prefix of a long
+    history is never copied just to be dropped)."""
+    for descriptor, value in source.ListFields():
+        name = descriptor.name
+        if name == skip:
+            continue
+        if descriptor.is_repeated:
+            getattr(target, name).extend(value)
+        elif descriptor.message_type is not None:
+            getattr(target, name).CopyFrom(value)
+        else:
+            setattr(target, name, value)
+
+
+def _same_prefix(past: Any, held: tuple[int, int, int]) -> bool:
+    count, first, last = held
+    return (
+        hash(past[0].SerializeToString()) == first
+        and hash(past[count - 1].SerializeToString()) == last
+    )
 
 
 @dataclass(slots=True)
@@ -82,9 +151,11 @@ class AppConnections:
         pending.reply.set_result(response)
         return True
 
-    async def stream(self) -> AsyncIterator[pb.WorkItem]:
-        """One app connection: yields work items until the app goes away."""
+    async def stream(self, stateful_history: bool = False) -> AsyncGenerator[pb.WorkItem, None]:
+        """One app connection: yields work items until the app goes away. With
+        `stateful_history`, workflow items carry only what the app does not hold yet."""
         conn = next(self._ids)
+        held = _HeldHistories() if stateful_history else None
         self.connections += 1
         taken: set[_Pending] = set()  # answered ones leave it through the done callback
         try:
@@ -98,7 +169,7 @@ class AppConnections:
                 taken.add(pending)
                 pending.reply.add_done_callback(partial(_forget, taken, pending))
                 self.dispatched += 1
-                yield pending.item
+                yield pending.item if held is None else held.shape(pending.item)
         finally:
             self.connections -= 1
             requeue = [p for p in taken if not p.reply.done()]

@@ -238,7 +238,8 @@ class TaskHubService:
     async def GetWorkItems(
         self, request: pb.GetWorkItemsRequest, context: Context
     ) -> AsyncIterator[pb.WorkItem]:
-        async for item in self._s.apps.stream():
+        stateful = pb.WORKER_CAPABILITY_STATEFUL_HISTORY in request.capabilities
+        async for item in self._s.apps.stream(stateful_history=stateful):
             yield item
 
     async def CompleteActivityTask(

@@ -300,10 +300,12 @@ class WorkflowActor:
         return instance_response(self.state, with_io).SerializeToString()
 
     async def _history(self, payload: bytes) -> bytes:
+        """The committed history: what the app replays as past events. Events still in
+        the inbox are not history yet (an app holding history between turns fetches
+        this on a cache miss and must get exactly its past events)."""
         if self.state is None or not self.state.exists:
             raise ActorCallError(f"NOT_FOUND: no such instance exists: {self.id!r}")
-        events = [*self.state.history, *self.state.inbox]
-        return pb.GetInstanceHistoryResponse(events=events).SerializeToString()
+        return pb.GetInstanceHistoryResponse(events=self.state.history).SerializeToString()
 
     async def _purge(self, payload: bytes) -> bytes:
         """Delete a finished instance (and its activities' rows); with `r`, its children

@@ -1,0 +1,108 @@
+"""`AppConnections`: the stateful-history delta on a stream that announced it, and full
+histories elsewhere and whenever the held prefix is not this history's prefix."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine.apps import AppConnections
+
+
+def _event(i: int, kind: str = "taskScheduled", tag: str = "") -> pb.HistoryEvent:
+    event = pb.HistoryEvent(eventId=i)
+    if kind == "executionStarted":
+        event.executionStarted.name = f"wf{tag}"
+    else:
+        event.taskScheduled.name = f"act{i}"
+    return event
+
+
+def _history(n: int, tag: str = "") -> list[pb.HistoryEvent]:
+    return [_event(0, "executionStarted", tag), *(_event(i) for i in range(1, n))]
+
+
+def _request(iid: str, past: list[pb.HistoryEvent]) -> pb.WorkflowRequest:
+    request = pb.WorkflowRequest(instanceId=iid)
+    request.executionId.value = f"exec-{iid}"
+    request.pastEvents.extend(past)
+    request.newEvents.append(_event(99))
+    return request
+
+
+async def _take_one(stream: AsyncGenerator[pb.WorkItem, None], apps: AppConnections) -> pb.WorkItem:
+    item = await anext(stream)
+    apps.complete(item.completionToken, pb.WorkflowResponse())
+    return item
+
+
+async def _turns(
+    stateful: bool, pasts: list[tuple[str, list[pb.HistoryEvent]]]
+) -> list[pb.WorkItem]:
+    apps = AppConnections()
+    stream = apps.stream(stateful_history=stateful)
+    sent = []
+    for iid, past in pasts:
+        waiter = asyncio.create_task(apps.run_workflow(_request(iid, past)))
+        sent.append(await _take_one(stream, apps))
+        await waiter
+    await stream.aclose()
+    return sent
+
+
+async def test_a_stateful_stream_gets_only_the_new_committed_events() -> None:
+    first, second = await _turns(True, [("i", _history(3)), ("i", _history(7))])
+    assert not first.workflowRequest.HasField("cachedHistory")
+    assert len(first.workflowRequest.pastEvents) == 3
+    assert second.workflowRequest.cachedHistory.eventCount == 3
+    assert [e.eventId for e in second.workflowRequest.pastEvents] == [3, 4, 5, 6]
+    assert [e.eventId for e in second.workflowRequest.newEvents] == [99]
+    # Everything else of the request and the item travels unchanged.
+    assert second.workflowRequest.instanceId == "i"
+    assert second.workflowRequest.executionId.value == "exec-i"
+    assert second.completionToken and second.completionToken != first.completionToken
+
+
+async def test_a_plain_stream_always_gets_the_whole_history() -> None:
+    _, second = await _turns(False, [("i", _history(3)), ("i", _history(7))])
+    assert not second.workflowRequest.HasField("cachedHistory")
+    assert len(second.workflowRequest.pastEvents) == 7
+
+
+async def test_a_new_execution_gets_its_whole_history() -> None:
+    # Continue-as-new: same instance id, a new history that is longer but not an extension.
+    _, second = await _turns(True, [("i", _history(3)), ("i", _history(5, tag="gen2"))])
+    assert not second.workflowRequest.HasField("cachedHistory")
+    assert len(second.workflowRequest.pastEvents) == 5
+
+
+async def test_a_shorter_history_gets_sent_whole() -> None:
+    _, second = await _turns(True, [("i", _history(6)), ("i", _history(4))])
+    assert not second.workflowRequest.HasField("cachedHistory")
+    assert len(second.workflowRequest.pastEvents) == 4
+
+
+async def test_instances_are_held_separately() -> None:
+    items = await _turns(True, [("a", _history(2)), ("b", _history(4)), ("a", _history(5))])
+    assert not items[1].workflowRequest.HasField("cachedHistory")
+    assert items[2].workflowRequest.cachedHistory.eventCount == 2
+    assert len(items[2].workflowRequest.pastEvents) == 3
+
+
+async def test_a_redispatched_item_is_whole_on_the_next_stream() -> None:
+    apps = AppConnections()
+    one = apps.stream(stateful_history=True)
+    first = asyncio.create_task(apps.run_workflow(_request("i", _history(3))))
+    await _take_one(one, apps)
+    await first
+    second = asyncio.create_task(apps.run_workflow(_request("i", _history(6))))
+    taken = await anext(one)
+    assert taken.workflowRequest.cachedHistory.eventCount == 3
+    await one.aclose()  # the app went away before answering: the item goes back
+    two = apps.stream(stateful_history=True)
+    again = await _take_one(two, apps)
+    await second
+    assert not again.workflowRequest.HasField("cachedHistory")
+    assert len(again.workflowRequest.pastEvents) == 6
+    await two.aclose()
