@@ -25,6 +25,7 @@ instance id). EventRaised is never dropped: two raises of one name are two event
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
@@ -156,6 +157,13 @@ class WorkflowState:
     started: bool = False  # the ExecutionStarted event is in the history
     suspended: bool = False
     stalled: bool = False
+    # Derived, not state: the dedup keys of `inbox`, valid only while the cached tuple
+    # *is* `inbox` (a copy made by `replace` with a new inbox fails that check). Keeps
+    # `add_events` from rescanning a large inbox for every completion of a fan-out.
+    # The set is never mutated once cached (`add_events` copies it before adding).
+    inbox_keys_cache: tuple[tuple[pb.HistoryEvent, ...], AbstractSet[tuple[str, int]]] | None = (
+        field(default=None, compare=False, repr=False)
+    )
 
     @property
     def status(self) -> int:
@@ -331,16 +339,24 @@ def add_events(
         return state
     if execution_id is not None and execution_id != state.metadata.execution_id:
         return state
-    intake = _Intake(state, _inbox_keys(state.inbox), state.metadata, state.suspended)
+    cached = state.inbox_keys_cache
+    keys = (
+        set(cached[1])
+        if cached is not None and cached[0] is state.inbox
+        else _inbox_keys(state.inbox)
+    )
+    intake = _Intake(state, keys, state.metadata, state.suspended)
     for event in events:
         intake.offer(event)
     if not intake.accepted:
         return state
+    inbox = state.inbox + tuple(intake.accepted)
     return replace(
         state,
-        inbox=state.inbox + tuple(intake.accepted),
+        inbox=inbox,
         metadata=intake.metadata,
         suspended=intake.suspended,
+        inbox_keys_cache=(inbox, intake.keys),  # intake is done with its set
     )
 
 

@@ -481,3 +481,26 @@ def test_rerun_rules() -> None:
     with pytest.raises(RerunError):
         rerun_from(source, 1, ID, None, T0)
     assert replace(source).is_terminal
+
+
+@settings(derandomize=True, max_examples=40)
+@given(st.lists(st.lists(st.sampled_from([1, 2, 3, 4, 99]), max_size=4), max_size=6))
+def test_cached_inbox_keys_decide_like_a_fresh_scan(batches: list[list[int]]) -> None:
+    state = fanned_out(4)
+    for batch in batches:
+        cached = add_events(state, [done(i) for i in batch])
+        fresh = add_events(replace(state, inbox_keys_cache=None), [done(i) for i in batch])
+        assert list(cached.inbox) == list(fresh.inbox)  # message equality: same events
+        state = cached
+
+
+def test_cached_inbox_keys_are_not_reused_for_another_inbox() -> None:
+    state = add_events(fanned_out(), [done(1)])
+    assert state.inbox_keys_cache is not None
+    # The same inbox contents under another tuple (what `replace` with a new inbox makes):
+    # the cache does not apply, and a new copy without task 1 accepts task 1 again.
+    emptied = replace(state, inbox=())
+    again = add_events(emptied, [done(1)])
+    assert [e.taskCompleted.taskScheduledId for e in again.inbox] == [1]
+    # While the inbox is the cached one, a duplicate is still dropped.
+    assert add_events(state, [done(1)]) is state
