@@ -221,7 +221,9 @@ def wait_lines(path: Path, count: int, timeout: float = 30) -> list[str]:
 def test_app_sigkill_during_activities(cluster: Any, uid: Any, tmp_path: Path) -> None:
     c = cluster.client()
     marks = tmp_path / "starts"
-    args = {"n": 8, "wave": 8, "pause": 0, "sleep": 1.0, "path": str(marks)}
+    # Each activity sleeps 3 s: on a loaded 2-core machine the 8 starts can spread over
+    # more than a second, and an activity that finished before the kill runs only once.
+    args = {"n": 8, "wave": 8, "pause": 0, "sleep": 3.0, "path": str(marks)}
     iid = c.schedule_new_workflow("slow_fan", input=args, instance_id=uid("appkill"))
     wait_lines(marks, 8)  # every activity is running in an app: kill both apps now
     cluster.kill_app(0)
