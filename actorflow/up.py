@@ -207,17 +207,30 @@ class Cluster:
         await self.procs.pop(spec.name).stop()
 
     async def wait_healthy(self, specs: list[SidecarSpec]) -> None:
-        async with aiohttp.ClientSession() as http, asyncio.timeout(self.opts.ready_timeout_s):
-            for spec in specs:
-                while True:
-                    with contextlib.suppress(aiohttp.ClientError):
-                        async with http.get(f"http://{spec.http}/v1.0/healthz") as resp:
-                            if resp.status == 204:
-                                break
-                    proc = self.procs[spec.name]
-                    if not proc.alive:
-                        raise RuntimeError(f"{spec.name} exited: {proc.tail()}")
-                    await asyncio.sleep(0.1)  # polling another process's health, bounded
+        last = "no answer yet"
+        current = specs[0] if specs else None
+        try:
+            async with aiohttp.ClientSession() as http, asyncio.timeout(self.opts.ready_timeout_s):
+                for spec in specs:
+                    current = spec
+                    while True:
+                        try:
+                            async with http.get(f"http://{spec.http}/v1.0/healthz") as resp:
+                                if resp.status == 204:
+                                    break
+                                last = f"{resp.status} {await resp.text()}"
+                        except aiohttp.ClientError as exc:
+                            last = f"{type(exc).__name__}: {exc}"
+                        proc = self.procs[spec.name]
+                        if not proc.alive:
+                            raise RuntimeError(f"{spec.name} exited: {proc.tail()}")
+                        await asyncio.sleep(0.1)  # polling another process's health, bounded
+        except TimeoutError:
+            assert current is not None
+            raise RuntimeError(
+                f"{current.name} not healthy in {self.opts.ready_timeout_s}s "
+                f"(last healthz: {last}):\n{self.procs[current.name].tail()}"
+            ) from None
 
     def write_cluster_json(self) -> None:
         store: dict[str, Any] = {"kind": self.opts.store, "url": self.store_url}
