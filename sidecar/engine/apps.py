@@ -74,7 +74,7 @@ class _HeldHistories:
         self._held[iid] = mark
         if len(self._held) > self._limit:
             self._held.popitem(last=False)
-        if held is None or held[0] > len(past) or not _same_prefix(past, held):
+        if held is None or not _same_prefix(past, held, mark):
             return item
         delta = pb.WorkItem()
         _copy_fields(item, delta, skip="workflowRequest")
@@ -99,12 +99,14 @@ def _copy_fields(source: Any, target: Any, skip: str) -> None:
             setattr(target, name, value)
 
 
-def _same_prefix(past: Any, held: tuple[int, int, int]) -> bool:
+def _same_prefix(past: Any, held: tuple[int, int, int], mark: tuple[int, int, int]) -> bool:
+    """Whether `past` (whose own mark is `mark`) extends the held prefix; hashes already
+    taken for `mark` are not taken again."""
     count, first, last = held
-    return (
-        hash(past[0].SerializeToString()) == first
-        and hash(past[count - 1].SerializeToString()) == last
-    )
+    if count > len(past) or first != mark[1]:
+        return False
+    at_end = mark[2] if count == len(past) else hash(past[count - 1].SerializeToString())
+    return at_end == last
 
 
 @dataclass(slots=True)
