@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -75,12 +74,10 @@ async def test_a_silent_node_is_left_for_another(black_hole: str, answering: str
     async with RemindersClient(
         [black_hole, answering], timeout_s=10.0, attempt_timeout_s=0.5
     ) as client:
-        started = time.monotonic()
+        # Without a per-attempt timeout the first attempt, at the silent node, would use
+        # the whole 10 s deadline and the call would fail with DEADLINE_EXCEEDED.
         reminder = await client.create(key, due_time="1h")
-        elapsed = time.monotonic() - started
     assert reminder.key == key
-    # The silent node costs one attempt, not the whole 10 s deadline.
-    assert elapsed < 5.0, elapsed
 
 
 async def test_the_deadline_still_bounds_the_call(black_hole: str) -> None:
