@@ -7,7 +7,11 @@ them from this process with asyncio clients. Phases:
 1. register: `--register` CreateReminder calls from `--concurrency` concurrent callers
    sharing one `RemindersClient` (which folds concurrent calls into CreateReminders, as a
    sidecar would), after `--warmup` unmeasured ones. Rate, and per-call latency p50/p99
-   (call to durable acknowledgement).
+   (call to durable acknowledgement). This closed loop finds the highest rate; its
+   latency includes the queue that 64 callers build on purpose.
+1b. paced: registrations started on a fixed schedule at `--paced-rate` per second for
+   `--paced-seconds` (open loop, latency from the scheduled start): the latency a
+   caller sees at that offered rate.
 2. burst: `--burst` reminders all due at the same instant T0, one subscriber connected.
    `triggers_per_s` = burst / (last arrival - T0); lateness of the burst is reported as
    `burst_lateness_*` (with N due at once, the last one waits N / throughput by design).
@@ -101,6 +105,40 @@ async def _register_phase(
     }
 
 
+async def _paced_register_phase(
+    client: RemindersClient, rate: int, seconds: float
+) -> dict[str, float]:
+    """Open-loop registrations: calls start on a fixed schedule of `rate` per second for
+    `seconds`, whatever the answers do. A call's latency is counted from its scheduled
+    start, so a stall also charges the calls it delayed (no coordinated omission)."""
+    latencies: list[float] = []
+    n = int(rate * seconds)
+    loop = asyncio.get_running_loop()
+
+    async def one(i: int, scheduled: float) -> None:
+        await client.create(_key("paced", i), due_time="24h")
+        latencies.append((loop.time() - scheduled) * 1000)
+
+    tasks: list[asyncio.Task[None]] = []
+    start = loop.time() + 0.01
+    sent = 0
+    while sent < n:
+        now = loop.time()
+        due = min(n, int((now - start) * rate) + 1) if now >= start else 0
+        for i in range(sent, due):
+            tasks.append(asyncio.create_task(one(i, start + i / rate)))
+        sent = max(sent, due)
+        await asyncio.sleep(0.001)
+    await asyncio.gather(*tasks)
+    elapsed = loop.time() - start
+    return {
+        "paced_register_offered_per_s": float(rate),
+        "paced_register_per_s": n / elapsed,
+        "paced_register_p50_ms": percentile(latencies, 50),
+        "paced_register_p99_ms": percentile(latencies, 99),
+    }
+
+
 async def _bulk_register(client: RemindersClient, app: str, due: list[int]) -> None:
     requests = [
         pb.CreateReminderRequest(key=_key(app, i), due_time=_rfc3339(d)) for i, d in enumerate(due)
@@ -156,6 +194,8 @@ async def _run(ns: argparse.Namespace, base: Path) -> dict[str, Any]:
         await cluster.wait_leader()
         async with RemindersClient(cluster.addresses, timeout_s=30) as client:
             metrics.update(await _register_phase(client, ns.register, ns.concurrency, ns.warmup))
+            if ns.paced_rate > 0:
+                metrics.update(await _paced_register_phase(client, ns.paced_rate, ns.paced_seconds))
             reg_rate = max(1000.0, metrics["register_per_s"])
 
             # Burst: everything due at T0, after registration is surely over.
@@ -207,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--register", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=5_000, help="unmeasured registrations")
+    parser.add_argument(
+        "--paced-rate",
+        type=int,
+        default=5_000,
+        help="open-loop registration rate for the paced phase (0 skips it)",
+    )
+    parser.add_argument("--paced-seconds", type=float, default=6.0)
     parser.add_argument("--burst", type=int, default=100_000)
     parser.add_argument("--steady-rate", type=int, default=20_000)
     parser.add_argument("--failover", type=int, default=20_000)
