@@ -25,7 +25,6 @@ instance id). EventRaised is never dropped: two raises of one name are two event
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
@@ -157,13 +156,9 @@ class WorkflowState:
     started: bool = False  # the ExecutionStarted event is in the history
     suspended: bool = False
     stalled: bool = False
-    # Derived, not state: the dedup keys of `inbox`, valid only while the cached tuple
-    # *is* `inbox` (a copy made by `replace` with a new inbox fails that check). Keeps
-    # `add_events` from rescanning a large inbox for every completion of a fan-out.
-    # The set is never mutated once cached (`add_events` copies it before adding).
-    inbox_keys_cache: tuple[tuple[pb.HistoryEvent, ...], AbstractSet[tuple[str, int]]] | None = (
-        field(default=None, compare=False, repr=False)
-    )
+    # Derived, not state: the dedup keys of `inbox` (see `InboxKeys`). Keeps `add_events`
+    # from rescanning, or copying, a large inbox's keys for every completion of a fan-out.
+    inbox_keys_cache: InboxKeys | None = field(default=None, compare=False, repr=False)
 
     @property
     def status(self) -> int:
@@ -237,6 +232,31 @@ _ACCEPTED = frozenset(
         "childWorkflowInstanceFailed",
     }
 )
+
+
+class InboxKeys:
+    """The dedup keys of one inbox tuple, handed from state to state without a copy.
+
+    Valid only while `inbox` *is* the state's inbox (a copy made by `replace` with a new
+    inbox fails that check). `add_events` moves the set to the state it returns: it
+    clears `inbox` here first, so the older state (still reachable, e.g. when a save
+    failed) no longer matches and rescans its own inbox if it is used again. Only
+    `add_events` touches the set."""
+
+    __slots__ = ("inbox", "keys")
+
+    def __init__(
+        self, inbox: tuple[pb.HistoryEvent, ...] | None, keys: set[tuple[str, int]]
+    ) -> None:
+        self.inbox = inbox
+        self.keys = keys
+
+    def take(self, inbox: tuple[pb.HistoryEvent, ...]) -> set[tuple[str, int]] | None:
+        """The set, if it describes `inbox`; it stops describing anything from now on."""
+        if self.inbox is not inbox:
+            return None
+        self.inbox = None
+        return self.keys
 
 
 def _inbox_keys(inbox: Iterable[pb.HistoryEvent]) -> set[tuple[str, int]]:
@@ -340,14 +360,17 @@ def add_events(
     if execution_id is not None and execution_id != state.metadata.execution_id:
         return state
     cached = state.inbox_keys_cache
-    keys = (
-        set(cached[1])
-        if cached is not None and cached[0] is state.inbox
-        else _inbox_keys(state.inbox)
-    )
+    keys = cached.take(state.inbox) if cached is not None else None
+    if keys is None:
+        keys = _inbox_keys(state.inbox)
+        cached = None  # nothing to give back
     intake = _Intake(state, keys, state.metadata, state.suspended)
-    for event in events:
-        intake.offer(event)
+    try:
+        for event in events:
+            intake.offer(event)
+    finally:
+        if cached is not None and not intake.accepted:
+            cached.inbox = state.inbox  # the set is untouched: it still describes this inbox
     if not intake.accepted:
         return state
     inbox = state.inbox + tuple(intake.accepted)
@@ -356,7 +379,7 @@ def add_events(
         inbox=inbox,
         metadata=intake.metadata,
         suspended=intake.suspended,
-        inbox_keys_cache=(inbox, intake.keys),  # intake is done with its set
+        inbox_keys_cache=InboxKeys(inbox, intake.keys),  # intake is done with its set
     )
 
 
