@@ -71,7 +71,10 @@ class Sidecar:
             workflow_type(config.namespace, config.app_id): WorkflowActor,
             activity_type(config.namespace, config.app_id): ActivityActor,
         }
-        self.apps = AppConnections()
+        self.apps = AppConnections(
+            activity_window=config.app_activity_window,
+            workflow_window=config.app_workflow_window,
+        )
         self.watchers = Watchers()
         self.services: ActorServices | None = None
         self._resume_task: asyncio.Task[None] | None = None

@@ -59,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--test-actors", action="store_true", help="host the `counter` test actor")
     p.add_argument("--turn-log", type=Path, default=None, help="counter actors' turn log")
+    p.add_argument(
+        "--app-activity-window",
+        type=int,
+        default=int(_env("APP_ACTIVITY_WINDOW", "0") or 0),
+        help="activity work items one app connection may hold unanswered (0: no limit)",
+    )
+    p.add_argument(
+        "--app-workflow-window",
+        type=int,
+        default=int(_env("APP_WORKFLOW_WINDOW", "0") or 0),
+        help="workflow work items one app connection may hold unanswered (0: no limit)",
+    )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     return p
 
@@ -76,6 +88,8 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
         api_token=args.api_token or None,
         test_actors=args.test_actors,
         turn_log=args.turn_log,
+        app_activity_window=args.app_activity_window,
+        app_workflow_window=args.app_workflow_window,
     )
 
 

@@ -28,6 +28,9 @@ class SidecarConfig:
     drain_timeout_s: float = 10.0
     call_timeout_s: float = 30.0
     max_payload_bytes: int = 4 * 1024 * 1024
+    # Work items one app connection may hold unanswered, 0: no limit (sidecar.engine.apps).
+    app_activity_window: int = 0
+    app_workflow_window: int = 0
 
     def __post_init__(self) -> None:
         if not self.app_id or "||" in self.app_id:
@@ -47,6 +50,8 @@ class SidecarConfig:
         for name in ("idle_timeout_s", "drain_timeout_s", "call_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if min(self.app_activity_window, self.app_workflow_window) < 0:
+            raise ConfigError("app windows must be 0 (no limit) or more")
 
     @property
     def name(self) -> str:

@@ -1,11 +1,13 @@
 """Work items for connected apps: the GetWorkItems streams and their completions.
 
 Apps pull work: each `GetWorkItems` stream is a connection that takes work items from
-one shared queue, so several replicas of an app share the load and each SDK's own
-thread pools bound how much it runs at once. A work item carries a completion token;
+two shared queues (workflow turns, activities), so several replicas of an app share the
+load. A connection may be limited to a window of unanswered items per kind (see
+`DEFAULT_ACTIVITY_WINDOW`); the rest wait here and go to whichever connection frees a
+slot first. A work item carries a completion token;
 the app's CompleteOrchestratorTask / CompleteActivityTask answers resolve the waiting
 caller by that token. When a stream ends, the items it had taken and not answered go
-back to the front of the queue for the next connection (the same app reconnecting, or
+back to the front of their queue for the next connection (the same app reconnecting, or
 another replica). Answers for unknown tokens (duplicates, or items re-dispatched and
 answered twice) are acknowledged and dropped.
 
@@ -24,7 +26,6 @@ answers the committed history, the same events.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections import OrderedDict, deque
@@ -42,11 +43,39 @@ log = logging.getLogger(__name__)
 class _Pending:
     item: pb.WorkItem
     reply: asyncio.Future[Any]
+    workflow: bool
+    queued: bool = True
     taken_by: int | None = None
 
 
-def _forget(taken: set[_Pending], pending: _Pending, _done: object) -> None:
-    taken.discard(pending)
+# How many work items one app connection may hold unanswered, per kind; 0: no limit.
+# The SDK declares no limit of its own on the stream and queues whatever arrives. No
+# limit is the default because it measured fastest: with a window of 64 activities a
+# 10,000-activity fan-out ran at half the rate (bench/RESULTS.md, 2026-11-26), although
+# the SDK's dispatcher scans every item it holds for each one it takes. A window bounds
+# what one replica holds (its memory, and what waits on it if it stalls).
+DEFAULT_ACTIVITY_WINDOW = 0
+DEFAULT_WORKFLOW_WINDOW = 0
+
+
+@dataclass(eq=False, slots=True)
+class _Connection:
+    """One GetWorkItems stream: what it holds unanswered, and its wake-up."""
+
+    id: int
+    taken: set[_Pending] = field(default_factory=set)
+    activities: int = 0
+    workflows: int = 0
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def settled(self, pending: _Pending, _done: object) -> None:
+        if pending in self.taken:
+            self.taken.discard(pending)
+            if pending.workflow:
+                self.workflows -= 1
+            else:
+                self.activities -= 1
+            self.wake.set()
 
 
 MAX_HELD_INSTANCES = 100_000  # the SDK's own default cap on cached instances
@@ -111,39 +140,53 @@ def _same_prefix(past: Any, held: tuple[int, int, int], mark: tuple[int, int, in
 
 @dataclass(slots=True)
 class AppConnections:
-    """Owned by the sidecar's event loop; shared by the TaskHub servicer and the actors."""
+    """Owned by the sidecar's event loop; shared by the TaskHub servicer and the actors.
 
-    _queue: deque[_Pending] = field(default_factory=deque)
-    _ready: asyncio.Condition = field(default_factory=asyncio.Condition)
+    Two queues (workflow turns, activities) so that a connection whose activity window
+    is full still takes turns, and long activities cannot hold up every workflow."""
+
+    activity_window: int = DEFAULT_ACTIVITY_WINDOW
+    workflow_window: int = DEFAULT_WORKFLOW_WINDOW
+    _workflows: deque[_Pending] = field(default_factory=deque)
+    _activities: deque[_Pending] = field(default_factory=deque)
+    _idle: set[_Connection] = field(default_factory=set)  # streams waiting for work
     _by_token: dict[str, _Pending] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     connections: int = 0
     dispatched: int = 0
 
+    def __post_init__(self) -> None:
+        if self.activity_window < 0 or self.workflow_window < 0:
+            raise ValueError("the app connection windows must be 0 (no limit) or more")
+
     async def run_workflow(self, request: pb.WorkflowRequest) -> pb.WorkflowResponse:
         item = pb.WorkItem(workflowRequest=request)
-        result: pb.WorkflowResponse = await self._submit(item)
+        result: pb.WorkflowResponse = await self._submit(item, workflow=True)
         return result
 
     async def run_activity(self, request: pb.ActivityRequest) -> pb.ActivityResponse:
         item = pb.WorkItem(activityRequest=request)
-        result: pb.ActivityResponse = await self._submit(item)
+        result: pb.ActivityResponse = await self._submit(item, workflow=False)
         return result
 
-    async def _submit(self, item: pb.WorkItem) -> Any:
+    async def _submit(self, item: pb.WorkItem, *, workflow: bool) -> Any:
         token = f"t{next(self._ids)}"
         item.completionToken = token
-        pending = _Pending(item, asyncio.get_running_loop().create_future())
+        pending = _Pending(item, asyncio.get_running_loop().create_future(), workflow)
         self._by_token[token] = pending
-        async with self._ready:
-            self._queue.append(pending)
-            self._ready.notify()
+        (self._workflows if workflow else self._activities).append(pending)
+        self._wake_idle()
         try:
             return await pending.reply
         finally:
             self._by_token.pop(token, None)
-            if pending in self._queue:
-                self._queue.remove(pending)
+            if pending.queued:  # the caller gave up before any app took it
+                (self._workflows if workflow else self._activities).remove(pending)
+                pending.queued = False
+
+    def _wake_idle(self) -> None:
+        for conn in self._idle:
+            conn.wake.set()
 
     def complete(self, token: str, response: Any) -> bool:
         """Resolve the caller waiting on `token`; False when nobody is (a duplicate)."""
@@ -153,34 +196,53 @@ class AppConnections:
         pending.reply.set_result(response)
         return True
 
+    def _take(self, conn: _Connection) -> _Pending | None:
+        """The next item this connection may take: turns first, within its windows."""
+        if not self.workflow_window or conn.workflows < self.workflow_window:
+            while self._workflows:
+                pending = self._workflows.popleft()
+                pending.queued = False
+                if not pending.reply.done():
+                    conn.workflows += 1
+                    return pending
+        if not self.activity_window or conn.activities < self.activity_window:
+            while self._activities:
+                pending = self._activities.popleft()
+                pending.queued = False
+                if not pending.reply.done():
+                    conn.activities += 1
+                    return pending
+        return None
+
     async def stream(self, stateful_history: bool = False) -> AsyncGenerator[pb.WorkItem, None]:
         """One app connection: yields work items until the app goes away. With
         `stateful_history`, workflow items carry only what the app does not hold yet."""
-        conn = next(self._ids)
+        conn = _Connection(next(self._ids))
         held = _HeldHistories() if stateful_history else None
         self.connections += 1
-        taken: set[_Pending] = set()  # answered ones leave it through the done callback
         try:
             while True:
-                async with self._ready:
-                    await self._ready.wait_for(lambda: bool(self._queue))
-                    pending = self._queue.popleft()
-                if pending.reply.done():
+                pending = self._take(conn)
+                if pending is None:
+                    conn.wake.clear()
+                    self._idle.add(conn)
+                    try:
+                        await conn.wake.wait()
+                    finally:
+                        self._idle.discard(conn)
                     continue
-                pending.taken_by = conn
-                taken.add(pending)
-                pending.reply.add_done_callback(partial(_forget, taken, pending))
+                pending.taken_by = conn.id
+                conn.taken.add(pending)
+                pending.reply.add_done_callback(partial(conn.settled, pending))
                 self.dispatched += 1
                 yield pending.item if held is None else held.shape(pending.item)
         finally:
             self.connections -= 1
-            requeue = [p for p in taken if not p.reply.done()]
+            requeue = [p for p in conn.taken if not p.reply.done()]
+            conn.taken.clear()
             if requeue:
                 log.info("app connection closed: %d work items go back to the queue", len(requeue))
-                self._queue.extendleft(reversed(requeue))
-                with contextlib.suppress(RuntimeError):
-                    asyncio.get_running_loop().create_task(self._wake())
-
-    async def _wake(self) -> None:
-        async with self._ready:
-            self._ready.notify_all()
+                for pending in reversed(requeue):
+                    pending.queued = True
+                    (self._workflows if pending.workflow else self._activities).appendleft(pending)
+                self._wake_idle()

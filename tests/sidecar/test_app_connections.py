@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator
 
+import pytest
+
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 
@@ -106,3 +108,91 @@ async def test_a_redispatched_item_is_whole_on_the_next_stream() -> None:
     assert not again.workflowRequest.HasField("cachedHistory")
     assert len(again.workflowRequest.pastEvents) == 6
     await two.aclose()
+
+
+class _Puller:
+    """An app's side of one stream: take the next item, or see that none is offered."""
+
+    def __init__(self, apps: AppConnections) -> None:
+        self.stream = apps.stream()
+        self._step: asyncio.Future[pb.WorkItem] | None = None
+
+    async def poll(self) -> pb.WorkItem | None:
+        """The next item if one is offered once pending callbacks and wake-ups ran."""
+        if self._step is None:
+            self._step = asyncio.ensure_future(anext(self.stream))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        if not self._step.done():
+            return None
+        item, self._step = self._step.result(), None
+        return item
+
+    async def next(self) -> pb.WorkItem:
+        if self._step is None:
+            self._step = asyncio.ensure_future(anext(self.stream))
+        item = await self._step
+        self._step = None
+        return item
+
+    async def close(self) -> None:
+        if self._step is not None:
+            self._step.cancel()  # the stream ends as when the app goes away
+            await asyncio.gather(self._step, return_exceptions=True)
+        await self.stream.aclose()
+
+
+def _activities(apps: AppConnections, n: int) -> list[asyncio.Task[pb.ActivityResponse]]:
+    return [
+        asyncio.create_task(apps.run_activity(pb.ActivityRequest(name=f"a{i}"))) for i in range(n)
+    ]
+
+
+async def test_a_connection_holds_at_most_its_window_of_activities() -> None:
+    apps = AppConnections(activity_window=3, workflow_window=2)
+    app = _Puller(apps)
+    calls = _activities(apps, 5)
+    taken = [await app.next() for _ in range(3)]
+    assert [t.activityRequest.name for t in taken] == ["a0", "a1", "a2"]
+    # The window is full: no fourth activity, but a workflow turn still goes out.
+    assert await app.poll() is None
+    turn = asyncio.create_task(apps.run_workflow(_request("w", _history(1))))
+    got = await app.next()
+    assert got.HasField("workflowRequest")
+    # Answering one activity frees one slot, for exactly one more.
+    apps.complete(taken[0].completionToken, pb.ActivityResponse())
+    nxt = await app.next()
+    assert nxt.activityRequest.name == "a3"
+    assert await app.poll() is None
+    for item in (taken[1], taken[2], nxt):
+        apps.complete(item.completionToken, pb.ActivityResponse())
+    last = await app.next()
+    apps.complete(last.completionToken, pb.ActivityResponse())
+    apps.complete(got.completionToken, pb.WorkflowResponse())
+    await asyncio.gather(*calls, turn)
+    await app.close()
+
+
+async def test_a_closed_connection_gives_its_window_to_another() -> None:
+    apps = AppConnections(activity_window=2)
+    one, two = _Puller(apps), _Puller(apps)
+    calls = _activities(apps, 4)
+    held = [await one.next(), await one.next()]
+    other = [await two.next(), await two.next()]
+    assert {i.activityRequest.name for i in held + other} == {"a0", "a1", "a2", "a3"}
+    await one.close()  # the app went away: its two come back, and `two` is full
+    assert await two.poll() is None
+    apps.complete(other[0].completionToken, pb.ActivityResponse())
+    again = await two.next()
+    assert again.activityRequest.name in {i.activityRequest.name for i in held}
+    for item in (other[1], again):
+        apps.complete(item.completionToken, pb.ActivityResponse())
+    final = await two.next()
+    apps.complete(final.completionToken, pb.ActivityResponse())
+    await asyncio.gather(*calls)
+    await two.close()
+
+
+def test_windows_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="0 \\(no limit\\) or more"):
+        AppConnections(activity_window=-1)
