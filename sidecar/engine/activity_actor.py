@@ -1,11 +1,13 @@
 """The activity actor: one per scheduled task (`dapr.internal.{ns}.{app}.activity`, id
 `{instance}::{task id}::{generation}`).
 
-`dispatch` returns as soon as the work is accepted; the activity then runs on a
-connected app (a work item) in a task of the actor's own, its outcome is saved under
-`activityState` and sent to the workflow's inbox (retried until it lands). A repeated
-dispatch (the workflow recovering) re-sends a saved outcome instead of running the
-activity again; without a saved outcome the activity runs again (at least once).
+`dispatch` returns as soon as the work is accepted (a re-dispatch first reads the saved
+state; a fresh one, from the turn that scheduled the task, has none to read); the
+activity then runs on a connected app (a work item) in a task of the actor's own, its
+outcome is saved under `activityState` and sent to the workflow's inbox (retried until
+it lands). A repeated dispatch (the workflow recovering) re-sends a saved outcome
+instead of running the activity again; without a saved outcome the activity runs again
+(at least once).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class ActivityActor:
         self.key = store_key(s.app_id, ctx.actor_type, ctx.actor_id, ACTIVITY_STATE_KEY)
         self.effects = EffectRunner(s, self)
         self.state: ActivityState | None = None
+        self._loaded = False  # whether the saved state was read (or known to be absent)
         self.source_app = s.app_id
         self._runner: asyncio.Task[None] | None = None
 
@@ -47,9 +50,13 @@ class ActivityActor:
         return None
 
     async def on_activate(self) -> None:
+        return None  # the saved state is read by the first dispatch that needs it
+
+    async def _load(self) -> None:
         found = await self.store.get_many([self.key])
         if self.key in found:
             self.state = decode_activity(found[self.key].value)
+        self._loaded = True
 
     async def on_deactivate(self) -> None:
         if self._runner is not None:
@@ -62,6 +69,12 @@ class ActivityActor:
         if method != "dispatch":
             raise ActorCallError(f"INVALID_ARGUMENT: unknown activity actor method {method!r}")
         dispatch, source_app = decode_dispatch(payload)
+        if not self._loaded:
+            # A fresh dispatch comes from the turn that scheduled the task: nothing can
+            # be saved for it, and one store read per activity of a fan-out is saved.
+            if not dispatch.fresh:
+                await self._load()
+            self._loaded = True
         self.source_app = source_app
         state = accept_dispatch(self.state, dispatch)
         if state is not self.state and self._runner is not None:

@@ -40,13 +40,15 @@ log = logging.getLogger(__name__)
 RETRY_MAX_S = 5.0
 
 
-def encode_dispatch(d: DispatchActivity, source_app: str) -> bytes:
+def encode_dispatch(d: DispatchActivity, source_app: str, *, fresh: bool = False) -> bytes:
     """A dispatch as the activity actor receives it; `source_app` is the workflow's app,
-    where the outcome goes back to (it may differ from the activity's app)."""
+    where the outcome goes back to (it may differ from the activity's app). `fresh` only
+    on the first attempt of a fresh dispatch: a retry may reach an activation elsewhere
+    after the first one saved an outcome."""
     row = {
         "i": d.instance_id, "x": d.execution_id, "g": d.generation, "t": d.task_id,
         "n": d.name, "in": d.input, "te": d.task_execution_id, "app": d.target_app_id,
-        "v": d.version, "src": source_app,
+        "v": d.version, "src": source_app, "f": fresh,
     }  # fmt: skip
     return bytes(msgpack.packb(row))
 
@@ -56,7 +58,7 @@ def decode_dispatch(raw: bytes) -> tuple[DispatchActivity, str]:
     dispatch = DispatchActivity(
         instance_id=d["i"], execution_id=d["x"], generation=d["g"], task_id=d["t"],
         name=d["n"], input=d["in"], task_execution_id=d["te"], target_app_id=d["app"],
-        version=d["v"],
+        version=d["v"], fresh=bool(d.get("f")),
     )  # fmt: skip
     return dispatch, str(d["src"])
 
@@ -97,24 +99,26 @@ class EffectRunner:
 
     async def _with_retry(self, effect: Effect) -> None:
         delay = 0.05
+        first = True
         while True:
             try:
-                await self._run(effect)
+                await self._run(effect, first)
                 return
             except (UnknownActorTypeError, ActorCallError) as exc:
                 log.warning("effect %s refused, not retried: %s", type(effect).__name__, exc)
                 return
             except Exception as exc:
                 log.info("effect %s failed (%s); retrying", type(effect).__name__, exc)
+            first = False
             await asyncio.sleep(delay)  # retry backoff
             delay = min(delay * 2, RETRY_MAX_S)
 
-    async def _run(self, effect: Effect) -> None:
+    async def _run(self, effect: Effect, first: bool = True) -> None:
         router = self._s.router
         match effect:
             case DispatchActivity():
                 act = activity_type(self._s.namespace, effect.target_app_id or self._s.app_id)
-                payload = encode_dispatch(effect, self._s.app_id)
+                payload = encode_dispatch(effect, self._s.app_id, fresh=effect.fresh and first)
                 await router.call(act, effect.actor_id, "dispatch", payload)
             case ScheduleTimer():
                 await self._arm_timer(effect)

@@ -10,7 +10,8 @@ version back (a per-key counter would restart at 1 and let a stale `expect` pass
 Threads: sqlite calls block, so none runs on the event loop.
 - One writer thread owns the write connection (WAL, `synchronous=FULL`, so a returned
   `transact` survives power loss). It group-commits: whatever `transact` calls queued
-  while the previous commit ran go into one `BEGIN IMMEDIATE ... COMMIT` (one fsync),
+  while the previous commit ran go into one `BEGIN IMMEDIATE ... COMMIT` (one fsync);
+  the calls of one event-loop pass are handed to it together (one wake-up),
   each checked and applied in order, so each still sees the ones before it and a
   conflicting one is skipped alone (its checks run before any of its writes).
 - One reader thread with its own connection serves `get_many` and `scan_prefix`; WAL
@@ -111,7 +112,9 @@ class _Writer(threading.Thread):
         super().__init__(name=f"sqlite-writer:{config.path.name}", daemon=True)
         self.config = config
         self.loop = loop
-        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        # Lists of jobs: everything `transact` queued during one pass of the event loop
+        # arrives as one item, so the thread is woken once for them, not once each.
+        self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self.ready: asyncio.Future[None] = loop.create_future()
 
     def run(self) -> None:
@@ -140,20 +143,21 @@ class _Writer(threading.Thread):
     def _serve(self, conn: sqlite3.Connection) -> None:
         stopping = False
         while not stopping:
-            job = self.jobs.get()
-            if job is None:
+            jobs = self.jobs.get()
+            if jobs is None:
                 return
-            batch, ops = [job], len(job.writes)
+            batch = jobs
+            ops = sum(len(job.writes) for job in jobs)
             while ops < self.config.max_batch_ops:
                 try:
-                    nxt = self.jobs.get_nowait()
+                    more = self.jobs.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None:
+                if more is None:
                     stopping = True
                     break
-                batch.append(nxt)
-                ops += len(nxt.writes)
+                batch.extend(more)
+                ops += sum(len(job.writes) for job in more)
             self._commit(conn, batch)
             self._call(_deliver, batch)
 
@@ -216,6 +220,7 @@ class SqliteStore:
         self._readers: list[sqlite3.Connection] = []
         self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-reader:{config.path}")
         self._closed = False
+        self._outbox: list[_Job] = []  # jobs of this loop pass, not yet handed over
 
     @classmethod
     async def open(cls, config: SqliteConfig) -> SqliteStore:
@@ -303,14 +308,23 @@ class SqliteStore:
         if self._closed:
             raise StoreUnavailableError(f"sqlite store {self._config.path} is closed")
         check_transaction(writes, expect, self._limits)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._writer.jobs.put(_Job(dict(writes), dict(expect), future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        if not self._outbox:
+            loop.call_soon(self._hand_over)
+        self._outbox.append(_Job(dict(writes), dict(expect), future))
         return await future
+
+    def _hand_over(self) -> None:
+        jobs, self._outbox = self._outbox, []
+        if jobs:
+            self._writer.jobs.put(jobs)
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
+        self._hand_over()
         self._writer.jobs.put(None)  # after every queued job: they still commit
         await asyncio.to_thread(self._writer.join)
         await asyncio.get_running_loop().run_in_executor(self._reader, self._close_reader)

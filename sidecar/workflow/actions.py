@@ -95,7 +95,7 @@ def _optional(msg: Message, name: str) -> str | None:
     return None
 
 
-def _dispatch(state: WorkflowState, event: pb.HistoryEvent) -> DispatchActivity:
+def _dispatch(state: WorkflowState, event: pb.HistoryEvent, fresh: bool) -> DispatchActivity:
     task = event.taskScheduled
     return DispatchActivity(
         instance_id=state.instance_id,
@@ -107,6 +107,7 @@ def _dispatch(state: WorkflowState, event: pb.HistoryEvent) -> DispatchActivity:
         task_execution_id=task.taskExecutionId,
         target_app_id=event.router.targetAppID,
         version=_optional(task, "version"),
+        fresh=fresh,
     )
 
 
@@ -142,12 +143,15 @@ def _start_child(state: WorkflowState, event: pb.HistoryEvent) -> StartChild:
     )
 
 
-def effect_for(state: WorkflowState, event: pb.HistoryEvent) -> Effect | None:
+def effect_for(
+    state: WorkflowState, event: pb.HistoryEvent, *, fresh: bool = False
+) -> Effect | None:
     """The effect that carries out a recorded action (None: nothing to do, such as the
-    SDK's optional timer, which never fires)."""
+    SDK's optional timer, which never fires). `fresh`: the action was recorded by the
+    turn at hand (not derived again from stored state)."""
     kind = event_kind(event)
     if kind == "taskScheduled":
-        return _dispatch(state, event)
+        return _dispatch(state, event, fresh)
     if kind == "timerCreated":
         fire_at = event.timerCreated.fireAt
         if fire_at.seconds >= OPTIONAL_TIMER_SECONDS:

@@ -50,6 +50,9 @@ class DispatchActivity:
     task_execution_id: str = ""
     target_app_id: str = ""  # "" = this app; else the app id the router names
     version: str | None = None
+    # Made by the turn that scheduled the task (not derived again on recovery): no
+    # outcome can be saved for it yet, so the activity actor need not look for one.
+    fresh: bool = False
 
     @property
     def actor_id(self) -> str:

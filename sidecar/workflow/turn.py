@@ -187,7 +187,7 @@ def apply_response(
     recorded = _recorded(state, _turn_events(turn, response), read.events, response, now_ms)
     effects: list[Effect] = []
     for event in read.scheduled:
-        effect = effect_for(recorded, event)
+        effect = effect_for(recorded, event, fresh=True)
         if effect is not None:
             effects.append(effect)
     effects.extend(read.effects)

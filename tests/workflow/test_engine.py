@@ -111,6 +111,7 @@ def test_fan_out_is_one_turn_with_one_dispatch_per_task() -> None:
         (3, "3", "other", 1),
     ]
     assert dispatches[0].actor_id == "wf::1::1"
+    assert all(d.fresh for d in dispatches)  # from this turn: nothing saved to look up
     assert dispatches[0].request().workflowInstance.executionId.value == "e1"
     assert new.inbox == () and new.inbox_head == 1
 
@@ -413,6 +414,8 @@ def test_pending_work_is_derived_from_the_state() -> None:
     state = turn(add_events(state, [done(2)]), create_timer_action(4, T0 + 9000))
     work = pending_work(state)
     assert [e.task_id for e in work if isinstance(e, DispatchActivity)] == [1, 3]
+    # Derived again from stored state: an outcome may be saved, so they are not fresh.
+    assert not any(e.fresh for e in work if isinstance(e, DispatchActivity))
     assert [e.timer_id for e in work if isinstance(e, ScheduleTimer)] == [4]
     assert not any(isinstance(e, RunTurn) for e in work)
     assert RunTurn(ID) in pending_work(add_events(state, [done(1)]))
