@@ -29,6 +29,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -72,6 +73,11 @@ class SqliteConfig:
     max_txn_bytes: int = 64 << 20
     # Group commit folds queued transactions into one commit up to this many writes.
     max_batch_ops: int = 10_000
+    # Under load (a commit ended less than `linger_after_s` ago) the writer waits up to
+    # `linger_s` at a time for more jobs while it has fewer than `linger_until_jobs`.
+    linger_s: float = 0.0005
+    linger_after_s: float = 0.002
+    linger_until_jobs: int = 16
 
     def __post_init__(self) -> None:
         if self.busy_timeout_ms < 0:
@@ -142,15 +148,23 @@ class _Writer(threading.Thread):
 
     def _serve(self, conn: sqlite3.Connection) -> None:
         stopping = False
+        last_commit = 0.0
         while not stopping:
             jobs = self.jobs.get()
             if jobs is None:
                 return
             batch = jobs
             ops = sum(len(job.writes) for job in jobs)
+            # Busy (the last commit ended moments ago): linger briefly for more, so that a
+            # stream of single writes shares commits. Idle: commit at once.
+            linger = time.monotonic() - last_commit < self.config.linger_after_s
             while ops < self.config.max_batch_ops:
                 try:
-                    more = self.jobs.get_nowait()
+                    more = (
+                        self.jobs.get(timeout=self.config.linger_s)
+                        if linger and len(batch) < self.config.linger_until_jobs
+                        else self.jobs.get_nowait()
+                    )
                 except queue.Empty:
                     break
                 if more is None:
@@ -159,6 +173,7 @@ class _Writer(threading.Thread):
                 batch.extend(more)
                 ops += sum(len(job.writes) for job in more)
             self._commit(conn, batch)
+            last_commit = time.monotonic()
             self._call(_deliver, batch)
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
