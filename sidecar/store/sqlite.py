@@ -84,6 +84,10 @@ class SqliteConfig:
             raise StoreConfigError(f"busy_timeout_ms must be >= 0, got {self.busy_timeout_ms}")
         if self.max_batch_ops < 1:
             raise StoreConfigError(f"max_batch_ops must be >= 1, got {self.max_batch_ops}")
+        if min(self.linger_s, self.linger_after_s) < 0 or self.linger_until_jobs < 1:
+            raise StoreConfigError(
+                "linger_s and linger_after_s must be >= 0 and linger_until_jobs >= 1"
+            )
 
 
 def _connect(config: SqliteConfig) -> sqlite3.Connection:
@@ -122,6 +126,7 @@ class _Writer(threading.Thread):
         # arrives as one item, so the thread is woken once for them, not once each.
         self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self.ready: asyncio.Future[None] = loop.create_future()
+        self.commits = 0  # written by this thread only; read for statistics
 
     def run(self) -> None:
         try:
@@ -173,6 +178,7 @@ class _Writer(threading.Thread):
                 batch.extend(more)
                 ops += sum(len(job.writes) for job in more)
             self._commit(conn, batch)
+            self.commits += 1
             last_commit = time.monotonic()
             self._call(_deliver, batch)
 
@@ -247,6 +253,11 @@ class SqliteStore:
     @property
     def limits(self) -> StoreLimits:
         return self._limits
+
+    @property
+    def commits(self) -> int:
+        """Commits made so far (each holds one or more `transact` calls)."""
+        return self._writer.commits
 
     @property
     def path(self) -> Path:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sidecar.store import ConflictError, SqliteConfig, SqliteStore, StoreUnavailableError
+from sidecar.store import (
+    ConflictError,
+    SqliteConfig,
+    SqliteStore,
+    StoreConfigError,
+    StoreUnavailableError,
+)
 
 # The other process: N read-modify-write increments of one counter, retried on conflict.
 _INCREMENTER = textwrap.dedent(
@@ -119,6 +125,34 @@ async def test_queued_transactions_commit_in_order_and_conflict_alone(tmp_path: 
         assert len(await store.scan_prefix("k")) == 50
     finally:
         await store.close()
+
+
+async def test_under_load_single_writes_share_commits(tmp_path: Path) -> None:
+    """Writes that arrive one at a time, a little apart, while the writer is busy (it
+    committed moments ago) share commits instead of paying one fsync each."""
+    config = SqliteConfig(tmp_path / "state.db", linger_s=0.05, linger_after_s=60.0)
+    store = await SqliteStore.open(config)
+    try:
+        await store.transact({"warm": b"v"})  # the writer has just committed: busy
+
+        async def later(i: int) -> int:
+            await asyncio.sleep(0.001 * i)
+            return await store.transact({f"k{i}": b"v"})
+
+        before = store.commits
+        revisions = await asyncio.gather(*(later(i) for i in range(20)))
+        assert len(set(revisions)) == 20
+        assert store.commits - before <= 5  # 16 per commit at most, so at least 2
+        assert len(await store.scan_prefix("k")) == 20
+    finally:
+        await store.close()
+
+
+def test_linger_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(StoreConfigError, match="linger"):
+        SqliteConfig(tmp_path / "state.db", linger_s=-1)
+    with pytest.raises(StoreConfigError, match="linger"):
+        SqliteConfig(tmp_path / "state.db", linger_until_jobs=0)
 
 
 async def test_cannot_open_a_file_in_a_missing_directory(tmp_path: Path) -> None:
