@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -49,7 +50,7 @@ def cluster() -> Iterator[dict[str, Any]]:
             env = {**os.environ, "DAPR_GRPC_ENDPOINT": sidecar["grpc"]}
             log = (Path(tmp) / "app.log").open("ab")
             app = subprocess.Popen([sys.executable, str(APP)], stdout=log, stderr=log, env=env)
-            yield info
+            yield {**info, "app_pid": app.pid}
         finally:
             if app is not None:
                 app.send_signal(signal.SIGTERM)
@@ -69,6 +70,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def work_items(info: dict[str, Any]) -> dict[str, int]:
+    """The sidecar's work-item counters (`/metrics`): workflow turns and activities."""
+    url = f"{info['sidecars'][0]['http']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        text = reply.read().decode()
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("actorflow_workflow_work_items_total", "actorflow_activity_work_items_total"):
+            found[name.split("_")[1]] = int(value)
+    return found
+
+
 def run_one(client: Any, name: str, arg: Any, timeout: int = 600) -> tuple[float, Any]:
     started = time.perf_counter()
     iid = client.schedule_new_workflow(name, input=arg, instance_id=f"{name}-{time.time_ns()}")
@@ -83,15 +97,18 @@ def fanout(args: argparse.Namespace) -> dict[str, Any]:
     with cluster() as info:
         client = sdk_client(info)
         run_one(client, "fanout", 50)  # warm-up
-        pid = info["sidecars"][0]["pid"]
+        pid, app_pid = info["sidecars"][0]["pid"], info["app_pid"]
         for n in args.n:
-            cpu0 = cpu_seconds(pid)
+            cpu0, app0, items0 = cpu_seconds(pid), cpu_seconds(app_pid), work_items(info)
             wall, output = run_one(client, "fanout", n)
-            cpu = cpu_seconds(pid) - cpu0
+            cpu, app = cpu_seconds(pid) - cpu0, cpu_seconds(app_pid) - app0
+            turns = work_items(info)["workflow"] - items0["workflow"]
             if int(output) != n * (n - 1):
                 raise RuntimeError(f"fanout {n}: wrong sum {output}")
             runs.append({"n": n, "wall_s": round(wall, 3), "activities_per_s": round(n / wall, 1),
-                         "sidecar_cpu_ms_per_activity": round(cpu * 1000 / n, 3)})  # fmt: skip
+                         "sidecar_cpu_ms_per_activity": round(cpu * 1000 / n, 3),
+                         "app_cpu_ms_per_activity": round(app * 1000 / n, 3),
+                         "turns": turns})  # fmt: skip
     return {"runs": runs}
 
 

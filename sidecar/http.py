@@ -54,6 +54,8 @@ async def metrics(request: web.Request) -> web.Response:
         "actorflow_actors_active": ("gauge", len(host.active) if host else 0),
         "actorflow_placement_table_version": ("gauge", table.version if table else 0),
         "actorflow_actor_call_retries_total": ("counter", router.retries if router else 0),
+        "actorflow_workflow_work_items_total": ("counter", sidecar.apps.dispatched_workflows),
+        "actorflow_activity_work_items_total": ("counter", sidecar.apps.dispatched_activities),
     }
     lines = []
     for name, (kind, value) in values.items():

@@ -153,7 +153,9 @@ class AppConnections:
     _by_token: dict[str, _Pending] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     connections: int = 0
-    dispatched: int = 0
+    dispatched: int = 0  # work items handed to apps, each kind counted below too
+    dispatched_workflows: int = 0
+    dispatched_activities: int = 0
 
     def __post_init__(self) -> None:
         if self.activity_window < 0 or self.workflow_window < 0:
@@ -235,6 +237,10 @@ class AppConnections:
                 conn.taken.add(pending)
                 pending.reply.add_done_callback(partial(conn.settled, pending))
                 self.dispatched += 1
+                if pending.workflow:
+                    self.dispatched_workflows += 1
+                else:
+                    self.dispatched_activities += 1
                 yield pending.item if held is None else held.shape(pending.item)
         finally:
             self.connections -= 1
