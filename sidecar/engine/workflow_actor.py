@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -38,6 +39,7 @@ from sidecar.workflow import (
     RerunError,
     StoredLayout,
     TurnResult,
+    WorkflowError,
     WorkflowState,
     add_events,
     apply_response,
@@ -79,6 +81,11 @@ class WorkflowActor:
         self.effects = EffectRunner(s, self)
         self.watchers = s.watchers
         self.state: WorkflowState | None = None
+        # Events that need no save of their own (activity and child outcomes), with
+        # their generation / execution filters: folded into the state in one
+        # `add_events` call by the next holder of the lock that changes the state
+        # (`_fold`), so a fan-out's completions cost one inbox copy per turn, not one each.
+        self._unfolded: list[tuple[pb.HistoryEvent, int | None, str | None]] = []
         self.layout = StoredLayout()
         self.version = 0
         self._lock = asyncio.Lock()
@@ -86,6 +93,29 @@ class WorkflowActor:
 
     def _key(self, short: str) -> str:
         return store_key(self.app_id, self.type, self.id, short)
+
+    def _fold(self) -> None:
+        """Add the events received since the last fold to the state. Only under the lock:
+        a fold outside it could land in a state that a save in progress then replaces."""
+        pending, self._unfolded = self._unfolded, []
+        state = self.state
+        if not pending or state is None:
+            return  # nothing to add, or purged / never started: nothing to add them to
+        for (generation, execution), group in itertools.groupby(
+            pending, key=lambda p: (p[1], p[2])
+        ):
+            events = [event for event, _, _ in group]
+            try:
+                state = add_events(state, events, generation=generation, execution_id=execution)
+            except WorkflowError:
+                for event in events:  # keep the good ones; a refused one is logged
+                    try:
+                        state = add_events(
+                            state, [event], generation=generation, execution_id=execution
+                        )
+                    except WorkflowError as exc:
+                        log.warning("workflow %s: event dropped: %s", self.id, exc)
+        self.state = state
 
     # ---- lifecycle
 
@@ -162,14 +192,16 @@ class WorkflowActor:
         last turn took (at most COALESCE_MAX_S) before the next turn: it at most doubles
         the wait of a turn that was slow anyway, and divides the number of replays."""
         state = self.state
-        if state is None or state.is_terminal or not state.inbox:
+        waiting = len(state.inbox) + len(self._unfolded) if state is not None else 0
+        if state is None or state.is_terminal or not waiting:
             return
-        if len(state.open.tasks) <= max(COALESCE_MIN_OPEN, len(state.inbox)):
+        if len(state.open.tasks) <= max(COALESCE_MIN_OPEN, waiting):
             return
         await asyncio.sleep(min(last_turn_s, COALESCE_MAX_S))  # gathering events, bounded
 
     async def _one_turn(self) -> bool:
         async with self._lock:
+            self._fold()
             state = self.state
             if state is None or state.is_terminal:
                 return False
@@ -182,6 +214,7 @@ class WorkflowActor:
                 return False
         response = await self.apps.run_workflow(turn.request)
         async with self._lock:
+            self._fold()
             assert self.state is not None
             result = apply_response(self.state, turn, response, now_ms())
             await self._commit(result)
@@ -215,6 +248,7 @@ class WorkflowActor:
         d: dict[str, Any] = msgpack.unpackb(payload)
         event = pb.HistoryEvent.FromString(d["e"])
         async with self._lock:
+            self._fold()
             if self.state is not None and self.state.exists and not self.state.is_terminal:
                 if d.get("child"):
                     return b""  # a parent's re-sent start: already running
@@ -233,21 +267,21 @@ class WorkflowActor:
     async def _event(self, payload: bytes) -> bytes:
         d: dict[str, Any] = msgpack.unpackb(payload)
         event = pb.HistoryEvent.FromString(d["e"])
+        if not d.get("durable"):
+            # Kept in memory until the next checkpoint: its sender re-sends it on recovery.
+            if self.state is not None and self.state.exists:
+                self._unfolded.append((event, d.get("gen"), d.get("exec")))
+                self.kick()
+            return b""
         async with self._lock:
+            self._fold()
             if self.state is None or not self.state.exists:
-                if d.get("durable"):
-                    raise ActorCallError(f"NOT_FOUND: no such instance exists: {self.id!r}")
-                return b""
-            if self.state.is_terminal and d.get("durable"):
+                raise ActorCallError(f"NOT_FOUND: no such instance exists: {self.id!r}")
+            if self.state.is_terminal:
                 raise ActorCallError(f"FAILED_PRECONDITION: instance {self.id!r} has finished")
-            new = add_events(
-                self.state, [event], generation=d.get("gen"), execution_id=d.get("exec")
-            )
+            new = add_events(self.state, [event])
             if new is not self.state:
-                if d.get("durable"):
-                    await self._save(new)
-                else:
-                    self.state = new
+                await self._save(new)
         self.kick()
         return b""
 
@@ -256,6 +290,7 @@ class WorkflowActor:
         data: dict[str, Any] = msgpack.unpackb(trigger["data"])
         event = timer_fired_event(int(data["t"]), int(data["at"]), now_ms())
         async with self._lock:
+            self._fold()
             if self.state is not None:
                 self.state = add_events(self.state, [event], generation=int(data["g"]))
         self.kick()
@@ -272,6 +307,7 @@ class WorkflowActor:
             metadata=Metadata(name=d["name"], input=d["in"], terminal_status=d["status"]),
         )
         async with self._lock:
+            self._fold()
             if self.state is not None and self.state.exists:
                 raise ActorCallError(f"ALREADY_EXISTS: an instance with id {self.id!r} exists")
             try:
@@ -312,6 +348,7 @@ class WorkflowActor:
         first, recursively. Answers how many instances were deleted."""
         recursive = bool(msgpack.unpackb(payload).get("r")) if payload else False
         async with self._lock:
+            self._fold()
             state = self.state
             if state is None or not state.exists:
                 return b"0"

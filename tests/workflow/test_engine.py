@@ -511,3 +511,17 @@ def test_cached_inbox_keys_are_not_reused_for_another_inbox() -> None:
     assert [e.taskCompleted.taskScheduledId for e in again.inbox] == [1]
     # While the inbox is the cached one, a duplicate is still dropped.
     assert add_events(state, [done(1)]) is state
+
+
+@settings(derandomize=True, max_examples=40)
+@given(st.lists(st.sampled_from([1, 2, 3, 4, 99]), max_size=10), st.sampled_from([None, 1, 2]))
+def test_events_added_together_decide_like_one_at_a_time(ids: list[int], gen: int | None) -> None:
+    """The workflow actor folds the outcomes that arrived since the state was last read
+    in one call: it must keep exactly what one call per event would keep."""
+    state = fanned_out(4)
+    together = add_events(state, [done(i) for i in ids], generation=gen)
+    one_by_one = state
+    for i in ids:
+        one_by_one = add_events(one_by_one, [done(i)], generation=gen)
+    assert list(together.inbox) == list(one_by_one.inbox)
+    assert together.metadata == one_by_one.metadata

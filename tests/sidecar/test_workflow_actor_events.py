@@ -1,0 +1,96 @@
+"""The workflow actor keeps every event that arrives while a checkpoint is being saved,
+whatever else reads the instance meanwhile (a status query, a waiting client).
+
+Found under load: completions were folded into the in-memory state by a status read
+while a save was in flight, and the save then replaced that state, losing them; the
+workflow waited forever for an activity that had finished."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, cast
+
+import msgpack
+
+from sidecar.actors.base import ActorContext
+from sidecar.actors.router import ActorRouter
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.app import ActorServices
+from sidecar.engine.apps import AppConnections
+from sidecar.engine.watchers import Watchers
+from sidecar.engine.workflow_actor import WorkflowActor
+from sidecar.store import NO_EXPECT
+from sidecar.store.memory import MemoryStore
+from sidecar.workflow.events import execution_started_event, task_completed_event
+from sidecar.workflow.testing import response, schedule_task_action
+
+ID = "wf-1"
+
+
+class GatedStore(MemoryStore):
+    """A memory store whose transactions wait while `gate` is clear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.waiting = asyncio.Event()  # a transaction is held at the gate
+
+    async def transact(
+        self, writes: Mapping[str, bytes | None], *, expect: Mapping[str, int] = NO_EXPECT
+    ) -> int:
+        if not self.gate.is_set():
+            self.waiting.set()
+            await self.gate.wait()
+        return await super().transact(writes, expect=expect)
+
+
+class NoRouter:
+    """Effects (activity dispatches) go nowhere; this test plays the activities."""
+
+    async def call(self, *args: Any, **kwargs: Any) -> bytes:
+        await asyncio.Event().wait()  # never answers
+        return b""
+
+
+async def _next_turn(stream: AsyncGenerator[pb.WorkItem, None]) -> pb.WorkItem:
+    while True:
+        item = await asyncio.wait_for(anext(stream), 10)
+        if item.HasField("workflowRequest"):
+            return item
+
+
+async def test_completions_during_a_save_reach_the_next_turn() -> None:
+    store, apps = GatedStore(), AppConnections()
+    router = cast(ActorRouter, NoRouter())
+    services = ActorServices(
+        store=store, router=router, app_id="app", namespace="default", turn_log=None,
+        apps=apps, watchers=Watchers(), reminders=None,
+    )  # fmt: skip
+    actor = WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
+    await actor.on_activate()
+    stream = apps.stream()
+    start = execution_started_event(
+        name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
+    )
+    await actor.invoke("start", msgpack.packb({"e": start.SerializeToString()}))
+    first = await _next_turn(stream)
+    # The app schedules two activities; the checkpoint of that turn is held at the gate.
+    store.gate.clear()
+    actions = [schedule_task_action(1, "a"), schedule_task_action(2, "a")]
+    apps.complete(first.completionToken, response(ID, *actions))
+    await asyncio.wait_for(store.waiting.wait(), 10)
+    # Both activities finish while the save is in flight, and a status read happens.
+    for task_id in (1, 2):
+        done = task_completed_event(task_id, '"ok"', 2)
+        payload = msgpack.packb({"e": done.SerializeToString(), "gen": 1})
+        await actor.invoke("event", payload)
+    await actor.invoke("get", b"")
+    store.gate.set()
+    second = await _next_turn(stream)
+    completed = [e.taskCompleted.taskScheduledId for e in second.workflowRequest.newEvents]
+    assert sorted(i for i in completed if i) == [1, 2]
+    apps.complete(second.completionToken, response(ID))
+    await stream.aclose()
+    await actor.on_deactivate()
