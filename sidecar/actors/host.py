@@ -129,14 +129,18 @@ class ActorHost:
             self.deactivations += 1
 
     async def _turns(self, activation: Activation, actor: Actor) -> None:
+        mailbox = activation.mailbox
         while True:
-            try:
-                async with asyncio.timeout(self._idle):  # no extra task, unlike wait_for
-                    message = await activation.mailbox.get()
-            except TimeoutError:
-                if activation.mailbox.empty():
-                    return  # idle: deactivate
-                continue
+            if not mailbox.empty():
+                message = mailbox.get_nowait()  # busy: no idle timer to arm and cancel
+            else:
+                try:
+                    async with asyncio.timeout(self._idle):  # no extra task, unlike wait_for
+                        message = await mailbox.get()
+                except TimeoutError:
+                    if mailbox.empty():
+                        return  # idle: deactivate
+                    continue
             if message is None:
                 return  # told to leave
             if message.reply.done():
