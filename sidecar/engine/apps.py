@@ -138,6 +138,16 @@ def _same_prefix(past: Any, held: tuple[int, int, int], mark: tuple[int, int, in
     return at_end == last
 
 
+def _pop_live(queue: deque[_Pending]) -> _Pending | None:
+    """The first queued item whose caller still waits (the others are dropped)."""
+    while queue:
+        pending = queue.popleft()
+        pending.queued = False
+        if not pending.reply.done():
+            return pending
+    return None
+
+
 @dataclass(slots=True)
 class AppConnections:
     """Owned by the sidecar's event loop; shared by the TaskHub servicer and the actors.
@@ -201,19 +211,15 @@ class AppConnections:
     def _take(self, conn: _Connection) -> _Pending | None:
         """The next item this connection may take: turns first, within its windows."""
         if not self.workflow_window or conn.workflows < self.workflow_window:
-            while self._workflows:
-                pending = self._workflows.popleft()
-                pending.queued = False
-                if not pending.reply.done():
-                    conn.workflows += 1
-                    return pending
+            pending = _pop_live(self._workflows)
+            if pending is not None:
+                conn.workflows += 1
+                return pending
         if not self.activity_window or conn.activities < self.activity_window:
-            while self._activities:
-                pending = self._activities.popleft()
-                pending.queued = False
-                if not pending.reply.done():
-                    conn.activities += 1
-                    return pending
+            pending = _pop_live(self._activities)
+            if pending is not None:
+                conn.activities += 1
+                return pending
         return None
 
     async def stream(self, stateful_history: bool = False) -> AsyncGenerator[pb.WorkItem, None]:
