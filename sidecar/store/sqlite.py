@@ -11,7 +11,8 @@ Threads: sqlite calls block, so none runs on the event loop.
 - One writer thread owns the write connection (WAL, `synchronous=FULL`, so a returned
   `transact` survives power loss). It group-commits: whatever `transact` calls queued
   while the previous commit ran go into one `BEGIN IMMEDIATE ... COMMIT` (one fsync);
-  the calls of one event-loop pass are handed to it together (one wake-up),
+  the calls of one event-loop pass are handed to it together (one wake-up), and
+  under load it waits a little for more (see `SqliteConfig.linger_s`),
   each checked and applied in order, so each still sees the ones before it and a
   conflicting one is skipped alone (its checks run before any of its writes).
 - One reader thread with its own connection serves `get_many` and `scan_prefix`; WAL
@@ -73,8 +74,9 @@ class SqliteConfig:
     max_txn_bytes: int = 64 << 20
     # Group commit folds queued transactions into one commit up to this many writes.
     max_batch_ops: int = 10_000
-    # Under load (a commit ended less than `linger_after_s` ago) the writer waits up to
-    # `linger_s` at a time for more jobs while it has fewer than `linger_until_jobs`.
+    # Under load (the last commit held several jobs and ended less than `linger_after_s`
+    # ago) the writer waits up to `linger_s` at a time for more jobs while it has fewer
+    # than `linger_until_jobs`.
     linger_s: float = 0.0005
     linger_after_s: float = 0.002
     linger_until_jobs: int = 16
@@ -153,16 +155,17 @@ class _Writer(threading.Thread):
 
     def _serve(self, conn: sqlite3.Connection) -> None:
         stopping = False
-        last_commit = 0.0
+        last_commit, last_jobs = 0.0, 0
         while not stopping:
             jobs = self.jobs.get()
             if jobs is None:
                 return
             batch = jobs
             ops = sum(len(job.writes) for job in jobs)
-            # Busy (the last commit ended moments ago): linger briefly for more, so that a
-            # stream of single writes shares commits. Idle: commit at once.
-            linger = time.monotonic() - last_commit < self.config.linger_after_s
+            # Busy (the last commit held several jobs and ended moments ago): linger
+            # briefly for more, so that a stream of single writes shares commits. Idle, or
+            # one caller writing in turn (each commit one job): commit at once.
+            linger = last_jobs > 1 and time.monotonic() - last_commit < self.config.linger_after_s
             while ops < self.config.max_batch_ops:
                 try:
                     more = (
@@ -179,7 +182,7 @@ class _Writer(threading.Thread):
                 ops += sum(len(job.writes) for job in more)
             self._commit(conn, batch)
             self.commits += 1
-            last_commit = time.monotonic()
+            last_commit, last_jobs = time.monotonic(), len(batch)
             self._call(_deliver, batch)
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
