@@ -56,7 +56,6 @@ class ActivityActor:
         found = await self.store.get_many([self.key])
         if self.key in found:
             self.state = decode_activity(found[self.key].value)
-        self._loaded = True
 
     async def on_deactivate(self) -> None:
         if self._runner is not None:

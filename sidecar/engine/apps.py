@@ -163,13 +163,19 @@ class AppConnections:
     _by_token: dict[str, _Pending] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     connections: int = 0
-    dispatched: int = 0  # work items handed to apps, each kind counted below too
-    dispatched_workflows: int = 0
+    dispatched_workflows: int = 0  # work items handed to apps, per kind
     dispatched_activities: int = 0
 
     def __post_init__(self) -> None:
         if self.activity_window < 0 or self.workflow_window < 0:
             raise ValueError("the app connection windows must be 0 (no limit) or more")
+
+    @property
+    def dispatched(self) -> int:
+        return self.dispatched_workflows + self.dispatched_activities
+
+    def _queue(self, pending: _Pending) -> deque[_Pending]:
+        return self._workflows if pending.workflow else self._activities
 
     async def run_workflow(self, request: pb.WorkflowRequest) -> pb.WorkflowResponse:
         item = pb.WorkItem(workflowRequest=request)
@@ -186,14 +192,14 @@ class AppConnections:
         item.completionToken = token
         pending = _Pending(item, asyncio.get_running_loop().create_future(), workflow)
         self._by_token[token] = pending
-        (self._workflows if workflow else self._activities).append(pending)
+        self._queue(pending).append(pending)
         self._wake_idle()
         try:
             return await pending.reply
         finally:
             self._by_token.pop(token, None)
             if pending.queued:  # the caller gave up before any app took it
-                (self._workflows if workflow else self._activities).remove(pending)
+                self._queue(pending).remove(pending)
                 pending.queued = False
 
     def _wake_idle(self) -> None:
@@ -242,7 +248,6 @@ class AppConnections:
                 pending.taken_by = conn.id
                 conn.taken.add(pending)
                 pending.reply.add_done_callback(partial(conn.settled, pending))
-                self.dispatched += 1
                 if pending.workflow:
                     self.dispatched_workflows += 1
                 else:
@@ -256,5 +261,5 @@ class AppConnections:
                 log.info("app connection closed: %d work items go back to the queue", len(requeue))
                 for pending in reversed(requeue):
                     pending.queued = True
-                    (self._workflows if pending.workflow else self._activities).appendleft(pending)
+                    self._queue(pending).appendleft(pending)
                 self._wake_idle()

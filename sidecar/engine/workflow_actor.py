@@ -39,11 +39,11 @@ from sidecar.workflow import (
     RerunError,
     StoredLayout,
     TurnResult,
-    WorkflowError,
     WorkflowState,
     add_events,
     apply_response,
     child_instances,
+    inbox_kind,
     keys_to_load,
     layout_of,
     load_state,
@@ -105,16 +105,7 @@ class WorkflowActor:
             pending, key=lambda p: (p[1], p[2])
         ):
             events = [event for event, _, _ in group]
-            try:
-                state = add_events(state, events, generation=generation, execution_id=execution)
-            except WorkflowError:
-                for event in events:  # keep the good ones; a refused one is logged
-                    try:
-                        state = add_events(
-                            state, [event], generation=generation, execution_id=execution
-                        )
-                    except WorkflowError as exc:
-                        log.warning("workflow %s: event dropped: %s", self.id, exc)
+            state = add_events(state, events, generation=generation, execution_id=execution)
         self.state = state
 
     # ---- lifecycle
@@ -269,6 +260,8 @@ class WorkflowActor:
         event = pb.HistoryEvent.FromString(d["e"])
         if not d.get("durable"):
             # Kept in memory until the next checkpoint: its sender re-sends it on recovery.
+            # Checked now, so that a fold never meets an event it must refuse.
+            inbox_kind(event)
             if self.state is not None and self.state.exists:
                 self._unfolded.append((event, d.get("gen"), d.get("exec")))
                 self.kick()

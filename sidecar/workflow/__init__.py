@@ -90,6 +90,7 @@ from sidecar.workflow.state import (
     WorkflowState,
     add_events,
     child_instances,
+    inbox_kind,
     new_state,
 )
 from sidecar.workflow.turn import AppTurn, apply_response, pending_work, plan_turn
@@ -137,6 +138,7 @@ __all__ = [
     "execution_started_event",
     "history_key",
     "inbox_key",
+    "inbox_kind",
     "keys_to_load",
     "layout_of",
     "load_state",

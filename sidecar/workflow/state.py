@@ -234,6 +234,14 @@ _ACCEPTED = frozenset(
 )
 
 
+def inbox_kind(event: pb.HistoryEvent) -> str:
+    """The event's kind; WorkflowError if no event of that kind may enter an inbox."""
+    kind = event_kind(event)
+    if kind not in _ACCEPTED:
+        raise WorkflowError(f"a {kind or 'empty'} event cannot enter an inbox")
+    return kind
+
+
 class InboxKeys:
     """The dedup keys of one inbox tuple, handed from state to state without a copy.
 
@@ -306,9 +314,7 @@ class _Intake:
     accepted: list[pb.HistoryEvent] = field(default_factory=list)
 
     def offer(self, event: pb.HistoryEvent) -> None:
-        kind = event_kind(event)
-        if kind not in _ACCEPTED:
-            raise WorkflowError(f"a {kind or 'empty'} event cannot enter an inbox")
+        kind = inbox_kind(event)
         if self._admit(event, kind):
             copy = pb.HistoryEvent()
             copy.CopyFrom(event)

@@ -12,6 +12,7 @@ from collections.abc import AsyncGenerator, Mapping
 from typing import Any, cast
 
 import msgpack
+import pytest
 
 from sidecar.actors.base import ActorContext
 from sidecar.actors.router import ActorRouter
@@ -22,6 +23,7 @@ from sidecar.engine.watchers import Watchers
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import NO_EXPECT
 from sidecar.store.memory import MemoryStore
+from sidecar.workflow import WorkflowError
 from sidecar.workflow.events import execution_started_event, task_completed_event
 from sidecar.workflow.testing import response, schedule_task_action
 
@@ -54,6 +56,17 @@ class NoRouter:
         return b""
 
 
+async def _activated(store: MemoryStore, apps: AppConnections) -> WorkflowActor:
+    """A workflow actor of instance ID on `store`, its work items going to `apps`."""
+    services = ActorServices(
+        store=store, router=cast(ActorRouter, NoRouter()), app_id="app", namespace="default",
+        turn_log=None, apps=apps, watchers=Watchers(), reminders=None,
+    )  # fmt: skip
+    actor = WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
+    await actor.on_activate()
+    return actor
+
+
 async def _next_turn(stream: AsyncGenerator[pb.WorkItem, None]) -> pb.WorkItem:
     while True:
         item = await asyncio.wait_for(anext(stream), 10)
@@ -63,13 +76,7 @@ async def _next_turn(stream: AsyncGenerator[pb.WorkItem, None]) -> pb.WorkItem:
 
 async def test_completions_during_a_save_reach_the_next_turn() -> None:
     store, apps = GatedStore(), AppConnections()
-    router = cast(ActorRouter, NoRouter())
-    services = ActorServices(
-        store=store, router=router, app_id="app", namespace="default", turn_log=None,
-        apps=apps, watchers=Watchers(), reminders=None,
-    )  # fmt: skip
-    actor = WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
-    await actor.on_activate()
+    actor = await _activated(store, apps)
     stream = apps.stream()
     start = execution_started_event(
         name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
@@ -93,4 +100,13 @@ async def test_completions_during_a_save_reach_the_next_turn() -> None:
     assert sorted(i for i in completed if i) == [1, 2]
     apps.complete(second.completionToken, response(ID))
     await stream.aclose()
+    await actor.on_deactivate()
+
+
+async def test_an_event_no_inbox_takes_is_refused_to_its_sender() -> None:
+    actor = await _activated(MemoryStore(), AppConnections())
+    wrong = pb.HistoryEvent(eventId=1)
+    wrong.executionCompleted.SetInParent()  # only a turn may record this
+    with pytest.raises(WorkflowError, match="cannot enter an inbox"):
+        await actor.invoke("event", msgpack.packb({"e": wrong.SerializeToString(), "gen": 1}))
     await actor.on_deactivate()
