@@ -17,6 +17,7 @@ SCENARIOS: dict[str, str] = {
     "reminders": "bench.reminders_bench",
     "checkpoint": "bench.checkpoint_bench",
     "actors": "bench.actors_bench",
+    "machine": "bench.machine_bench",
 }
 
 

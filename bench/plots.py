@@ -257,6 +257,24 @@ def _locust(data: Result) -> list[Chart]:
     return [("workflows", fig)]
 
 
+def _machine(data: Result) -> list[Chart]:
+    m = data["metrics"]
+    fig, (ax,) = _figure(
+        data,
+        f"machine: time per CPU work unit, alone; {m['stalls']} stalls over "
+        f"{data['params'].get('stall_ms', '?')} ms, slow {m['slow_fraction']:.1%}",
+    )
+    timeline = m.get("timeline") or []
+    ax.plot([t for t, _ in timeline], [d for _, d in timeline], ",", color=P50)
+    ax.axhline(m["unit_p50_ms"], color=P99, linestyle="--",
+               label=f"median {_number(m['unit_p50_ms'])} ms")  # fmt: skip
+    _log_scale(ax, "y")
+    ax.set_xlabel("s into the run")
+    ax.set_ylabel("ms per unit")
+    ax.legend(loc="upper right")
+    return [("timeline", fig)]
+
+
 PLOTTERS: dict[str, Callable[[Result], list[Chart]]] = {
     "fanout": _fanout,
     "chain": _chain,
@@ -268,6 +286,7 @@ PLOTTERS: dict[str, Callable[[Result], list[Chart]]] = {
     "reminders": _reminders,
     "checkpoint": _checkpoint,
     "locust": _locust,
+    "machine": _machine,
 }
 
 

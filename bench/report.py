@@ -86,7 +86,7 @@ def emit(
         print("  params: " + ", ".join(f"{k}={v}" for k, v in data["params"].items()))
         for key, value in data["metrics"].items():
             shown = f"{value:,.2f}" if isinstance(value, float) else f"{value}"
-            if key == "samples_ms":
+            if isinstance(value, list) and (key == "samples_ms" or len(value) > 8):
                 shown = f"{len(value)} values (in the JSON)"
             print(f"  {key:<28} {shown}")
     if json_path is not None:

@@ -91,6 +91,12 @@ METRICS: dict[str, dict[str, Any]] = {
         "workflow_p95_ms": 1161.0,
         "workflow_p99_ms": 1427.0,
     },
+    "machine": {
+        "unit_p50_ms": 1.2,
+        "stalls": 1,
+        "slow_fraction": 0.01,
+        "timeline": [[i / 1000, 16.0 if i == 500 else 1.2] for i in range(1000)],
+    },
 }
 LIVE_SCALE = {"duplicate_activities": 3, "activities_by_app": {"sidecar-0": 10, "sidecar-1": 12}}
 
