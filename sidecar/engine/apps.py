@@ -29,7 +29,7 @@ import asyncio
 import itertools
 import logging
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -39,11 +39,15 @@ from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 log = logging.getLogger(__name__)
 
 
+History = Sequence[pb.HistoryEvent]
+
+
 @dataclass(eq=False, slots=True)
 class _Pending:
-    item: pb.WorkItem
+    item: pb.WorkItem  # a workflow item without its pastEvents: they are `past`
     reply: asyncio.Future[Any]
     workflow: bool
+    past: History = ()
     queued: bool = True
     taken_by: int | None = None
 
@@ -88,13 +92,10 @@ class _HeldHistories:
         self._held: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
         self._limit = limit
 
-    def shape(self, item: pb.WorkItem) -> pb.WorkItem:
-        """The item to send on this stream (a delta when the stream holds a prefix)."""
-        if item.WhichOneof("request") != "workflowRequest":
-            return item
-        request = item.workflowRequest
-        past = request.pastEvents
-        iid = request.instanceId
+    def shape(self, item: pb.WorkItem, past: History) -> pb.WorkItem:
+        """The item to send on this stream with its history `past`: only the events
+        beyond a prefix the stream holds, or all of them."""
+        iid = item.workflowRequest.instanceId
         if not past:
             self._held.pop(iid, None)
             return item
@@ -104,28 +105,21 @@ class _HeldHistories:
         if len(self._held) > self._limit:
             self._held.popitem(last=False)
         if held is None or not _same_prefix(past, held, mark):
-            return item
-        delta = pb.WorkItem()
-        _copy_fields(item, delta, skip="workflowRequest")
-        _copy_fields(request, delta.workflowRequest, skip="pastEvents")
-        delta.workflowRequest.pastEvents.extend(past[held[0] :])
+            return with_history(item, past)
+        delta = with_history(item, past[held[0] :])
         delta.workflowRequest.cachedHistory.eventCount = held[0]
         return delta
 
 
-def _copy_fields(source: Any, target: Any, skip: str) -> None:
-    """Every set field of `source` but `skip` into `target` (the held prefix of a long
-    history is never copied just to be dropped)."""
-    for descriptor, value in source.ListFields():
-        name = descriptor.name
-        if name == skip:
-            continue
-        if descriptor.is_repeated:
-            getattr(target, name).extend(value)
-        elif descriptor.message_type is not None:
-            getattr(target, name).CopyFrom(value)
-        else:
-            setattr(target, name, value)
+def with_history(item: pb.WorkItem, past: History) -> pb.WorkItem:
+    """A copy of the workflow work item `item` whose pastEvents are `past` (the item
+    itself when there are none): the one place a history is copied into a message."""
+    if not past:
+        return item
+    out = pb.WorkItem()
+    out.CopyFrom(item)
+    out.workflowRequest.pastEvents.extend(past)
+    return out
 
 
 def _same_prefix(past: Any, held: tuple[int, int, int], mark: tuple[int, int, int]) -> bool:
@@ -177,9 +171,15 @@ class AppConnections:
     def _queue(self, pending: _Pending) -> deque[_Pending]:
         return self._workflows if pending.workflow else self._activities
 
-    async def run_workflow(self, request: pb.WorkflowRequest) -> pb.WorkflowResponse:
+    async def run_workflow(
+        self, request: pb.WorkflowRequest, past: History = ()
+    ) -> pb.WorkflowResponse:
+        """One turn: `request` with the committed history `past` as its pastEvents,
+        added when a connection takes it (only the part that connection lacks)."""
+        if past and request.pastEvents:
+            raise ValueError("the history goes either in request.pastEvents or in past")
         item = pb.WorkItem(workflowRequest=request)
-        result: pb.WorkflowResponse = await self._submit(item, workflow=True)
+        result: pb.WorkflowResponse = await self._submit(item, workflow=True, past=past)
         return result
 
     async def run_activity(self, request: pb.ActivityRequest) -> pb.ActivityResponse:
@@ -187,10 +187,10 @@ class AppConnections:
         result: pb.ActivityResponse = await self._submit(item, workflow=False)
         return result
 
-    async def _submit(self, item: pb.WorkItem, *, workflow: bool) -> Any:
+    async def _submit(self, item: pb.WorkItem, *, workflow: bool, past: History = ()) -> Any:
         token = f"t{next(self._ids)}"
         item.completionToken = token
-        pending = _Pending(item, asyncio.get_running_loop().create_future(), workflow)
+        pending = _Pending(item, asyncio.get_running_loop().create_future(), workflow, past)
         self._by_token[token] = pending
         self._queue(pending).append(pending)
         self._wake_idle()
@@ -252,7 +252,12 @@ class AppConnections:
                     self.dispatched_workflows += 1
                 else:
                     self.dispatched_activities += 1
-                yield pending.item if held is None else held.shape(pending.item)
+                if not pending.workflow:
+                    yield pending.item
+                elif held is None:
+                    yield with_history(pending.item, pending.past)
+                else:
+                    yield held.shape(pending.item, pending.past)
         finally:
             self.connections -= 1
             requeue = [p for p in conn.taken if not p.reply.done()]

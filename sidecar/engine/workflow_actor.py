@@ -203,7 +203,7 @@ class WorkflowActor:
             turn = plan_turn(state, now_ms())
             if turn is None:
                 return False
-        response = await self.apps.run_workflow(turn.request)
+        response = await self.apps.run_workflow(turn.request, turn.past)
         async with self._lock:
             self._fold()
             assert self.state is not None

@@ -4,11 +4,14 @@ The shell's loop for a workflow actor, after `add_events`:
 
     result = settle(state, now)               # a termination needs no app turn
     turn = plan_turn(state, now)              # None: nothing for the app to do
-    response = await app(turn.request)        # events may be added meanwhile
+    response = await app(turn.request, turn.past)  # events may be added meanwhile
     result = apply_response(state, turn, response, now)
     checkpoint(result.state); carry out result.effects; plan again
 
-`plan_turn` gives the app the history as `pastEvents` and, as `newEvents`, a
+`plan_turn` gives the app the history as `pastEvents` (`turn.past`, kept apart from
+`turn.request` so that the committed history is not copied into a message on every turn:
+the app connection adds it, or only the part an app does not hold yet, when the turn is
+sent; `turn.full_request()` is the whole request) and, as `newEvents`, a
 WorkflowStarted stamped `now_ms` followed by the longest inbox prefix the app can act
 on. While suspended, events stay in the inbox; once a resume arrives, everything up to
 it goes to the app in arrival order, suspend and resume included, so the SDK buffers
@@ -39,11 +42,19 @@ class AppTurn:
     """A planned turn: the request for the app, and where it stands in the state
     (so that `apply_response` can check it still applies)."""
 
-    request: pb.WorkflowRequest
+    request: pb.WorkflowRequest  # without pastEvents: they are `past`
     generation: int
     history_len: int
     inbox_head: int
     delivered: int  # inbox events (from the head) in request.newEvents after the first
+    past: tuple[pb.HistoryEvent, ...] = ()  # the committed history, shared, not copied
+
+    def full_request(self) -> pb.WorkflowRequest:
+        """The request with the history in `pastEvents` (a copy)."""
+        request = pb.WorkflowRequest()
+        request.CopyFrom(self.request)
+        request.pastEvents.extend(self.past)
+        return request
 
 
 def _deliverable(state: WorkflowState) -> int:
@@ -82,7 +93,6 @@ def plan_turn(state: WorkflowState, now_ms: int) -> AppTurn | None:
     started.workflowStarted.SetInParent()
     request = pb.WorkflowRequest(instanceId=state.instance_id)
     request.executionId.value = state.metadata.execution_id
-    request.pastEvents.extend(state.history)
     request.newEvents.append(started)
     request.newEvents.extend(state.inbox[:delivered])
     return AppTurn(
@@ -91,6 +101,7 @@ def plan_turn(state: WorkflowState, now_ms: int) -> AppTurn | None:
         history_len=len(state.history),
         inbox_head=state.inbox_head,
         delivered=delivered,
+        past=state.history,
     )
 
 

@@ -25,10 +25,10 @@ def _history(n: int, tag: str = "") -> list[pb.HistoryEvent]:
     return [_event(0, "executionStarted", tag), *(_event(i) for i in range(1, n))]
 
 
-def _request(iid: str, past: list[pb.HistoryEvent]) -> pb.WorkflowRequest:
+def _request(iid: str) -> pb.WorkflowRequest:
+    """A turn's request; its history travels beside it (`run_workflow(request, past)`)."""
     request = pb.WorkflowRequest(instanceId=iid)
     request.executionId.value = f"exec-{iid}"
-    request.pastEvents.extend(past)
     request.newEvents.append(_event(99))
     return request
 
@@ -46,7 +46,7 @@ async def _turns(
     stream = apps.stream(stateful_history=stateful)
     sent = []
     for iid, past in pasts:
-        waiter = asyncio.create_task(apps.run_workflow(_request(iid, past)))
+        waiter = asyncio.create_task(apps.run_workflow(_request(iid), past))
         sent.append(await _take_one(stream, apps))
         await waiter
     await stream.aclose()
@@ -92,13 +92,33 @@ async def test_instances_are_held_separately() -> None:
     assert len(items[2].workflowRequest.pastEvents) == 3
 
 
+async def test_the_history_is_added_when_sent_and_never_to_the_callers_request() -> None:
+    apps = AppConnections()
+    plain = apps.stream()
+    request, past = _request("i"), _history(4)
+    waiter = asyncio.create_task(apps.run_workflow(request, past))
+    item = await _take_one(plain, apps)
+    await waiter
+    assert [e.eventId for e in item.workflowRequest.pastEvents] == [0, 1, 2, 3]
+    assert [e.eventId for e in item.workflowRequest.newEvents] == [99]
+    assert not request.pastEvents
+    await plain.aclose()
+
+
+async def test_a_history_given_twice_is_refused() -> None:
+    request = _request("i")
+    request.pastEvents.extend(_history(2))
+    with pytest.raises(ValueError, match="either"):
+        await AppConnections().run_workflow(request, _history(2))
+
+
 async def test_a_redispatched_item_is_whole_on_the_next_stream() -> None:
     apps = AppConnections()
     one = apps.stream(stateful_history=True)
-    first = asyncio.create_task(apps.run_workflow(_request("i", _history(3))))
+    first = asyncio.create_task(apps.run_workflow(_request("i"), _history(3)))
     await _take_one(one, apps)
     await first
-    second = asyncio.create_task(apps.run_workflow(_request("i", _history(6))))
+    second = asyncio.create_task(apps.run_workflow(_request("i"), _history(6)))
     taken = await anext(one)
     assert taken.workflowRequest.cachedHistory.eventCount == 3
     await one.aclose()  # the app went away before answering: the item goes back
@@ -156,7 +176,7 @@ async def test_a_connection_holds_at_most_its_window_of_activities() -> None:
     assert [t.activityRequest.name for t in taken] == ["a0", "a1", "a2"]
     # The window is full: no fourth activity, but a workflow turn still goes out.
     assert await app.poll() is None
-    turn = asyncio.create_task(apps.run_workflow(_request("w", _history(1))))
+    turn = asyncio.create_task(apps.run_workflow(_request("w"), _history(1)))
     got = await app.next()
     assert got.HasField("workflowRequest")
     # Answering one activity frees one slot, for exactly one more.

@@ -116,6 +116,18 @@ def test_fan_out_is_one_turn_with_one_dispatch_per_task() -> None:
     assert new.inbox == () and new.inbox_head == 1
 
 
+def test_the_history_travels_beside_the_request() -> None:
+    state = add_events(fanned_out(), [done(2)])
+    planned = plan_turn(state, T0 + 50)
+    assert planned is not None
+    assert planned.past is state.history  # shared, not copied
+    assert list(planned.request.pastEvents) == []
+    full = planned.full_request()
+    assert list(full.pastEvents) == list(state.history)
+    assert list(full.newEvents) == list(planned.request.newEvents)
+    assert full.instanceId == ID and full.executionId.value == "e1"
+
+
 @settings(derandomize=True, max_examples=60)
 @given(st.lists(st.sampled_from([1, 2, 3, 99]), min_size=1, max_size=12), st.integers(1, 4))
 def test_completions_in_any_order_and_duplicated_count_once(order: list[int], cut: int) -> None:

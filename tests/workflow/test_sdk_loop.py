@@ -154,7 +154,7 @@ class Cluster:
             turn = plan_turn(state, self.now)
             if turn is None:
                 return
-            res = self.app.run_workflow(turn.request)
+            res = self.app.run_workflow(turn.full_request())
             result = apply_response(state, turn, res, self.now)
             self.save(result.state)
             self.carry_out(result.effects)
