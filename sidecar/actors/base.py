@@ -23,12 +23,20 @@ class Actor(Protocol):
     async def on_deactivate(self) -> None: ...
 
 
+def _stay() -> None:
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ActorContext:
     actor_type: str
     actor_id: str
     sidecar: str  # this sidecar's host name
     services: Any  # what the sidecar offers its actors (store, router, ...)
+    # Ask the runtime to deactivate this activation once the messages already queued
+    # for it are handled, instead of after its idle timeout (an actor whose work is
+    # done). A call that arrives later activates it again.
+    leave: Callable[[], None] = _stay
 
 
 ActorFactory = Callable[[ActorContext], Actor]

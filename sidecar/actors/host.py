@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sidecar.actors.base import (
@@ -50,6 +51,15 @@ class Activation:
     task: asyncio.Task[None] | None = None
     leaving: bool = False
     turns: int = 0
+    left_on_its_own: bool = False  # `ActorContext.leave` was called
+
+
+def _leave(activation: Activation) -> None:
+    """The actor's own request to go (`ActorContext.leave`): its turns end after what is
+    queued now. Messages that arrive behind the marker go to a new activation."""
+    if not activation.left_on_its_own and not activation.leaving:
+        activation.left_on_its_own = True
+        activation.mailbox.put_nowait(None)
 
 
 class ActorHost:
@@ -109,7 +119,9 @@ class ActorHost:
 
     async def _run(self, activation: Activation) -> None:
         actor_type, actor_id = activation.key
-        ctx = ActorContext(actor_type, actor_id, self._sidecar, self.services)
+        ctx = ActorContext(
+            actor_type, actor_id, self._sidecar, self.services, leave=partial(_leave, activation)
+        )
         actor: Actor | None = None
         try:
             actor = self._factories[actor_type](ctx)
@@ -122,7 +134,10 @@ class ActorHost:
             activation.leaving = True
             if self._active.get(activation.key) is activation:
                 del self._active[activation.key]
-            self._fail_queued(activation, NotOwnerError(actor_type, actor_id, 0))
+            if activation.left_on_its_own and self._owns(actor_type, actor_id) is not None:
+                self._redeliver(activation)
+            else:
+                self._fail_queued(activation, NotOwnerError(actor_type, actor_id, 0))
             if actor is not None:
                 with contextlib.suppress(Exception):
                     await actor.on_deactivate()
@@ -161,6 +176,19 @@ class ActorHost:
         else:
             if not message.reply.done():
                 message.reply.set_result(result)
+
+    def _redeliver(self, activation: Activation) -> None:
+        """Messages queued behind an actor that left on its own go, in order, to the
+        activation that follows it (the one already started by a newer call, or a new
+        one)."""
+        successor: Activation | None = None
+        while not activation.mailbox.empty():
+            message = activation.mailbox.get_nowait()
+            if message is None or message.reply.done():
+                continue
+            if successor is None:
+                successor = self._active.get(activation.key) or self._activate(activation.key)
+            successor.mailbox.put_nowait(message)
 
     def _fail_queued(self, activation: Activation, error: Exception) -> None:
         while not activation.mailbox.empty():

@@ -5,9 +5,9 @@
 state; a fresh one, from the turn that scheduled the task, has none to read); the
 activity then runs on a connected app (a work item) in a task of the actor's own, its
 outcome is saved under `activityState` and sent to the workflow's inbox (retried until
-it lands). A repeated dispatch (the workflow recovering) re-sends a saved outcome
-instead of running the activity again; without a saved outcome the activity runs again
-(at least once).
+it lands), and then the activation leaves (`ActorContext.leave`). A repeated dispatch
+(the workflow recovering) re-sends a saved outcome instead of running the activity
+again; without a saved outcome the activity runs again (at least once).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class ActivityActor:
         self._loaded = False  # whether the saved state was read (or known to be absent)
         self.source_app = s.app_id
         self._runner: asyncio.Task[None] | None = None
+        self._leave = ctx.leave
 
     def kick(self) -> None:  # EffectRunner's RunTurn hook; activities have no turns
         return None
@@ -95,7 +96,11 @@ class ActivityActor:
             await self.store.transact({self.key: encode_activity(done)})
             self.state = done
             if notify is not None:
-                self.effects.start([notify])
+                await self.effects.run(notify)  # retried until delivered or refused
+            # One-shot: nothing is left to do here. Deactivating now, not after the idle
+            # timeout, keeps a fan-out's activations from piling up (a repeated dispatch
+            # reads the saved outcome in a new activation).
+            self._leave()
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -86,6 +86,11 @@ class EffectRunner:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    async def run(self, effect: Effect) -> None:
+        """Carry out one effect in the caller's task, retried like the others; returns
+        once it succeeded or was refused."""
+        await self._with_retry(effect)
+
     async def close(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:

@@ -112,3 +112,67 @@ async def test_deactivate_drains_the_turn_and_sends_queued_calls_back() -> None:
     await leaving
     assert Probe.log == ["activate a", "deactivate a"]
     assert not host.active
+
+
+class Leaver:
+    """Leaves (`ctx.leave`) on "done"; "hold" leaves first, then waits on the gate."""
+
+    seen: ClassVar[list[tuple[int, str]]] = []
+    made = 0
+
+    def __init__(self, ctx: ActorContext) -> None:
+        Leaver.made += 1
+        self.generation = Leaver.made
+        self.ctx = ctx
+
+    async def on_activate(self) -> None:
+        return None
+
+    async def invoke(self, method: str, payload: bytes) -> bytes:
+        if method == "hold":
+            self.ctx.leave()
+            await self.ctx.services.wait()
+        Leaver.seen.append((self.generation, payload.decode()))
+        if method == "done":
+            self.ctx.leave()
+            self.ctx.leave()  # twice is once
+        return payload
+
+    async def on_deactivate(self) -> None:
+        return None
+
+
+def leaver_host(gate: asyncio.Event) -> ActorHost:
+    Leaver.seen, Leaver.made = [], 0
+    return ActorHost({"leaver": Leaver}, sidecar="s1", services=gate,
+                     owns=lambda t, i: 7, idle_timeout_s=60, drain_timeout_s=2)  # fmt: skip
+
+
+async def test_an_actor_that_leaves_is_deactivated_without_waiting_for_idle() -> None:
+    gate = asyncio.Event()
+    host = leaver_host(gate)
+    assert await host.invoke("leaver", "a", "done", b"1") == b"1"
+    async with asyncio.timeout(5):
+        while host.active:
+            await asyncio.sleep(0)  # the activation's task finishing
+    assert host.deactivations == 1
+    # A later call activates it again.
+    assert await host.invoke("leaver", "a", "echo", b"2") == b"2"
+    assert Leaver.seen == [(1, "1"), (2, "2")]
+
+
+async def test_calls_queued_behind_a_leave_go_to_the_next_activation_in_order() -> None:
+    gate = asyncio.Event()
+    host = leaver_host(gate)
+    first = asyncio.create_task(host.invoke("leaver", "a", "hold", b"0"))
+    await asyncio.sleep(0)
+    # Queued after the first turn asked to leave: they land in its mailbox behind the
+    # marker and must be answered, in order, by the next activation, not refused.
+    rest = [
+        asyncio.create_task(host.invoke("leaver", "a", "echo", str(i).encode())) for i in (1, 2, 3)
+    ]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(first, *rest) == [b"0", b"1", b"2", b"3"]
+    assert Leaver.seen == [(1, "0"), (2, "1"), (2, "2"), (2, "3")]
+    assert host.activations == 2
