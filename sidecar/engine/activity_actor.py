@@ -4,8 +4,8 @@
 `dispatch` returns as soon as the work is accepted (a re-dispatch first reads the saved
 state; a fresh one, from the turn that scheduled the task, has none to read); the
 activity then runs on a connected app (a work item) in a task of the actor's own, its
-outcome is saved under `activityState` and sent to the workflow's inbox (retried until
-it lands), and then the activation leaves (`ActorContext.leave`). A repeated dispatch
+outcome is sent to the workflow's inbox (retried until it lands) while it is saved under
+`activityState`, and then the activation leaves (`ActorContext.leave`). A repeated dispatch
 (the workflow recovering) re-sends a saved outcome instead of running the activity
 again; without a saved outcome the activity runs again (at least once).
 """
@@ -93,10 +93,18 @@ class ActivityActor:
         try:
             response = await self.apps.run_activity(request)
             done, notify = complete(self.state, response, time.time_ns() // 1_000_000)
-            await self.store.transact({self.key: encode_activity(done)})
             self.state = done
-            if notify is not None:
-                await self.effects.run(notify)  # retried until delivered or refused
+            # The outcome is saved while it travels to the workflow, not before: the
+            # workflow's next checkpoint records it anyway, and the saved copy only
+            # spares a re-run when the workflow recovers from a crash before that
+            # checkpoint. A crash before both still runs the activity again (at least
+            # once). This takes one store write off every activity's path.
+            saving = asyncio.ensure_future(self.store.transact({self.key: encode_activity(done)}))
+            try:
+                if notify is not None:
+                    await self.effects.run(notify)  # retried until delivered or refused
+            finally:
+                await saving
             # One-shot: nothing is left to do here. Deactivating now, not after the idle
             # timeout, keeps a fan-out's activations from piling up (a repeated dispatch
             # reads the saved outcome in a new activation).

@@ -8,7 +8,7 @@ workflow waited forever for an activity that had finished."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator
 from typing import Any, cast
 
 import msgpack
@@ -21,31 +21,13 @@ from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.watchers import Watchers
 from sidecar.engine.workflow_actor import WorkflowActor
-from sidecar.store import NO_EXPECT
+from sidecar.store.gated import GatedStore
 from sidecar.store.memory import MemoryStore
 from sidecar.workflow import WorkflowError
 from sidecar.workflow.events import execution_started_event, task_completed_event
 from sidecar.workflow.testing import response, schedule_task_action
 
 ID = "wf-1"
-
-
-class GatedStore(MemoryStore):
-    """A memory store whose transactions wait while `gate` is clear."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.waiting = asyncio.Event()  # a transaction is held at the gate
-
-    async def transact(
-        self, writes: Mapping[str, bytes | None], *, expect: Mapping[str, int] = NO_EXPECT
-    ) -> int:
-        if not self.gate.is_set():
-            self.waiting.set()
-            await self.gate.wait()
-        return await super().transact(writes, expect=expect)
 
 
 class NoRouter:

@@ -1,0 +1,81 @@
+"""The activity actor: its outcome goes to the workflow while it is being saved, it is
+saved all the same, and the activation leaves once both are done."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+import msgpack
+
+from sidecar.actors.base import ActorContext
+from sidecar.actors.router import ActorRouter
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.app import ActorServices
+from sidecar.engine.activity_actor import ActivityActor
+from sidecar.engine.apps import AppConnections
+from sidecar.engine.effects import encode_dispatch
+from sidecar.engine.watchers import Watchers
+from sidecar.store.gated import GatedStore
+from sidecar.workflow import ActivityStatus, DispatchActivity, decode_activity
+
+ACTOR_ID = "wf-1::1::1"
+
+
+class RecordingRouter:
+    """Takes every actor call (the workflow's inbox) and records it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, dict[str, Any]]] = []
+        self.called = asyncio.Event()
+
+    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+        self.calls.append((actor_type, actor_id, method, msgpack.unpackb(payload)))
+        self.called.set()
+        return b""
+
+
+def _dispatch() -> bytes:
+    d = DispatchActivity(
+        instance_id="wf-1", execution_id="e1", generation=1, task_id=1, name="double",
+        input="21", task_execution_id="te-1", target_app_id="", version="", fresh=True,
+    )  # fmt: skip
+    return encode_dispatch(d, "app", fresh=True)
+
+
+async def test_the_outcome_reaches_the_workflow_before_its_save_ends_and_is_saved() -> None:
+    store, apps, router = GatedStore(), AppConnections(), RecordingRouter()
+    services = ActorServices(
+        store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
+        turn_log=None, apps=apps, watchers=Watchers(), reminders=None,
+    )  # fmt: skip
+    left = asyncio.Event()
+    ctx = ActorContext(
+        "dapr.internal.default.app.activity", ACTOR_ID, "s", services, leave=left.set
+    )
+    actor = ActivityActor(ctx)
+    await actor.on_activate()
+    stream = apps.stream()
+    assert await actor.invoke("dispatch", _dispatch()) == b""
+    item = await asyncio.wait_for(anext(stream), 10)
+    assert item.activityRequest.name == "double"
+    store.gate.clear()  # the outcome's save will wait
+    answer = pb.ActivityResponse(instanceId="wf-1", taskId=1, completionToken=item.completionToken)
+    answer.result.value = "42"
+    apps.complete(item.completionToken, answer)
+    # The workflow hears of it while the save is held.
+    await asyncio.wait_for(router.called.wait(), 10)
+    await asyncio.wait_for(store.waiting.wait(), 10)
+    ((_, instance, method, body),) = router.calls
+    assert (instance, method) == ("wf-1", "event")
+    event = pb.HistoryEvent.FromString(body["e"])
+    assert event.taskCompleted.taskScheduledId == 1 and event.taskCompleted.result.value == "42"
+    # It leaves only once the save is done, and the save holds the outcome.
+    assert not left.is_set()
+    store.gate.set()
+    await asyncio.wait_for(left.wait(), 10)
+    saved = await store.get_many([actor.key])
+    state = decode_activity(saved[actor.key].value)
+    assert state.status is ActivityStatus.DONE
+    await stream.aclose()
+    await actor.on_deactivate()
