@@ -95,6 +95,16 @@ async def test_idle_actor_is_deactivated() -> None:
     assert Probe.log == ["activate a", "deactivate a"]
 
 
+async def test_an_actor_called_more_often_than_its_idle_timeout_stays() -> None:
+    host = make_host(idle=0.05)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 0.4  # eight idle timeouts, several sweeps
+    while loop.time() < end:
+        assert await host.invoke("probe", "a", "echo", b"x") == b"x"
+        await asyncio.sleep(0.005)  # the caller's pace: well inside the idle timeout
+    assert host.activations == 1 and Probe.log == ["activate a"]
+
+
 async def test_deactivate_drains_the_turn_and_sends_queued_calls_back() -> None:
     release = asyncio.Event()
     host = make_host(services={"a": release})
