@@ -127,8 +127,13 @@ async def test_leader_sigkill_with_50_hosts_then_full_restart(
     for n in cluster.nodes:
         n.start()
     leader = await cluster.leader()
+    # A new leader bumps the table version with its `leader` command, committed after
+    # it reports leading: wait for it (bounded) instead of reading once.
     info = await cluster.info(leader)
-    assert info is not None
+    async with asyncio.timeout(10):
+        while info is None or info.table_version <= v2:
+            await asyncio.sleep(0.05)  # polling an external process with a deadline
+            info = await cluster.info(leader)
     assert {h.name for h in info.hosts} == {f"host-{i}" for i in range(50)}, cluster.logs()
     assert info.table_version > v2
 
