@@ -165,6 +165,10 @@ def _actors(data: Result) -> list[Chart]:
 
 def _sdk_ceiling(data: Result) -> list[Chart]:
     m = data["metrics"]
+    if "turns_per_s" not in m:  # --activities-only
+        fig, (rate,) = _figure(data, "sdk-ceiling: the Dapr SDK worker alone, activities")
+        _bars(rate, ["activities/s"], [m["activities_per_s"]], "per s")
+        return [("throughput", fig)]
     fig, (rate, rtt) = _figure(data, "sdk-ceiling: the Dapr SDK worker alone", ncols=2)
     _bars(rate, ["activities/s", "turns/s"], [m["activities_per_s"], m["turns_per_s"]], "per s")
     _bars(rtt, ["activity p50", "turn p50"], [m["activity_rtt_p50_ms"], m["turn_rtt_p50_ms"]],

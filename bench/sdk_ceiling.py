@@ -94,6 +94,8 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         started = time.perf_counter()
         await asyncio.gather(*(hub.apps.run_activity(activity(i)) for i in range(args.n)))
         activities_per_s = args.n / (time.perf_counter() - started)
+        if args.activities_only:
+            return {"activities_per_s": activities_per_s}
         started = time.perf_counter()
         await asyncio.gather(*(hub.apps.run_workflow(turn(i)) for i in range(args.n)))
         turns_per_s = args.n / (time.perf_counter() - started)
@@ -125,10 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--n", type=int, default=5000, help="items per throughput phase")
     p.add_argument("--rtt", type=int, default=200, help="sequential round trips")
+    p.add_argument(
+        "--activities-only", action="store_true",
+        help="measure activities_per_s only (what `bench fanout` compares each N with)",
+    )  # fmt: skip
     add_common_args(p)
     args = p.parse_args(argv)
     started = now_iso()
     metrics = uvloop.run(measure(args))
-    emit(result("sdk-ceiling", {"n": args.n, "rtt": args.rtt}, metrics, started), args.json,
-         args.quiet, args.plot)  # fmt: skip
+    params = {"n": args.n, "rtt": args.rtt, "activities_only": args.activities_only}
+    emit(result("sdk-ceiling", params, metrics, started), args.json, args.quiet, args.plot)
     return 0
