@@ -90,6 +90,7 @@ class WorkflowActor:
         self.version = 0
         self._lock = asyncio.Lock()
         self._runner: asyncio.Task[None] | None = None
+        self._loaded = False  # the stored state was read (or written by a new start)
 
     def _key(self, short: str) -> str:
         return store_key(self.app_id, self.type, self.id, short)
@@ -111,7 +112,18 @@ class WorkflowActor:
     # ---- lifecycle
 
     async def on_activate(self) -> None:
+        # The stored state is read by the first message that needs it: a start of a new
+        # instance needs none, it writes on the condition that nothing is stored (see
+        # `_start`), which saves a store read on the path of every new workflow.
+        return None
+
+    async def _ensure_loaded(self) -> None:
+        """Read the stored state once, and re-issue what it still has pending (the actor
+        may be here because its sidecar died or placement moved it)."""
+        if self._loaded:
+            return
         await self._load()
+        self._loaded = True
         if self.state is not None and not self.state.is_terminal:
             self.effects.start(pending_work(self.state))
 
@@ -140,7 +152,7 @@ class WorkflowActor:
 
     # ---- saving
 
-    async def _save(self, state: WorkflowState) -> None:
+    async def _save(self, state: WorkflowState, *, reload_on_conflict: bool = True) -> None:
         """Checkpoint `state` (the caller holds the lock)."""
         plan = plan_checkpoint(self.layout, state, self.app_id, self.type, self.store.limits)
         version = self.version
@@ -152,8 +164,9 @@ class WorkflowActor:
                     writes[index] = b"0" if state.is_terminal else b"1"
                 version = await self.store.transact(writes, expect=plan.expect(version))
         except ConflictError:
-            log.warning("workflow %s: stored state moved under us; reloading", self.id)
-            await self._load()
+            if reload_on_conflict:
+                log.warning("workflow %s: stored state moved under us; reloading", self.id)
+                await self._load()
             raise
         self.state, self.layout, self.version = state, plan.layout, version
         self.watchers.changed(self.id)
@@ -221,6 +234,8 @@ class WorkflowActor:
         handler = self._methods().get(method)
         if handler is None:
             raise ActorCallError(f"INVALID_ARGUMENT: unknown workflow actor method {method!r}")
+        if method != "start":
+            await self._ensure_loaded()
         return await handler(payload)
 
     def _methods(self) -> dict[str, Callable[[bytes], Awaitable[bytes]]]:
@@ -238,22 +253,38 @@ class WorkflowActor:
     async def _start(self, payload: bytes) -> bytes:
         d: dict[str, Any] = msgpack.unpackb(payload)
         event = pb.HistoryEvent.FromString(d["e"])
+        if not event.router.sourceAppID:
+            # The SDK takes its app id from this router and stamps it on every action:
+            # children and remote activities answer to it.
+            event.router.sourceAppID = self.app_id
         async with self._lock:
             self._fold()
+            if not self._loaded:
+                # Most starts are of new instances: write generation 1 on the condition
+                # that nothing is stored. Only when something is (a rerun of a finished
+                # id, a duplicate, a parent's re-sent start) read it and decide below.
+                try:
+                    await self._save(self._started(event, 1), reload_on_conflict=False)
+                except ConflictError:
+                    await self._ensure_loaded()
+                else:
+                    self._loaded = True
+                    self.kick()
+                    return b""
             if self.state is not None and self.state.exists and not self.state.is_terminal:
                 if d.get("child"):
                     return b""  # a parent's re-sent start: already running
                 raise ActorCallError(f"ALREADY_EXISTS: an instance with id {self.id!r} is running")
             generation = self.state.generation + 1 if self.state is not None else 1
-            started = event.executionStarted
-            started.workflowInstance.executionId.value = continued_execution_id(self.id, generation)
-            if not event.router.sourceAppID:
-                # The SDK takes its app id from this router and stamps it on every
-                # action: children and remote activities answer to it.
-                event.router.sourceAppID = self.app_id
-            await self._save(add_events(new_state(self.id, generation), [event]))
+            await self._save(self._started(event, generation))
         self.kick()
         return b""
+
+    def _started(self, event: pb.HistoryEvent, generation: int) -> WorkflowState:
+        """A new execution (`generation`) of this instance, holding its start `event`."""
+        started = event.executionStarted
+        started.workflowInstance.executionId.value = continued_execution_id(self.id, generation)
+        return add_events(new_state(self.id, generation), [event])
 
     async def _event(self, payload: bytes) -> bytes:
         d: dict[str, Any] = msgpack.unpackb(payload)
