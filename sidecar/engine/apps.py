@@ -248,13 +248,12 @@ class AppConnections:
                 pending.taken_by = conn.id
                 conn.taken.add(pending)
                 pending.reply.add_done_callback(partial(conn.settled, pending))
-                if pending.workflow:
-                    self.dispatched_workflows += 1
-                else:
-                    self.dispatched_activities += 1
                 if not pending.workflow:
+                    self.dispatched_activities += 1
                     yield pending.item
-                elif held is None:
+                    continue
+                self.dispatched_workflows += 1
+                if held is None:
                     yield with_history(pending.item, pending.past)
                 else:
                     yield held.shape(pending.item, pending.past)

@@ -82,14 +82,9 @@ class EffectRunner:
                 continue
             if isinstance(effect, Completed):
                 continue  # watchers were told when the state was saved
-            task = asyncio.get_running_loop().create_task(self._with_retry(effect))
+            task = asyncio.get_running_loop().create_task(self.run(effect))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    async def run(self, effect: Effect) -> None:
-        """Carry out one effect in the caller's task, retried like the others; returns
-        once it succeeded or was refused."""
-        await self._with_retry(effect)
 
     async def close(self) -> None:
         tasks = list(self._tasks)
@@ -102,7 +97,9 @@ class EffectRunner:
     def _wf(self, app_id: str) -> str:
         return workflow_type(self._s.namespace, app_id or self._s.app_id)
 
-    async def _with_retry(self, effect: Effect) -> None:
+    async def run(self, effect: Effect) -> None:
+        """Carry out one effect (in the caller's task; `start` gives each its own),
+        retried with backoff; returns once it succeeded or was refused."""
         delay = 0.05
         first = True
         while True:

@@ -44,7 +44,6 @@ class AppTurn:
 
     request: pb.WorkflowRequest  # without pastEvents: they are `past`
     generation: int
-    history_len: int
     inbox_head: int
     delivered: int  # inbox events (from the head) in request.newEvents after the first
     past: tuple[pb.HistoryEvent, ...] = ()  # the committed history, shared, not copied
@@ -98,7 +97,6 @@ def plan_turn(state: WorkflowState, now_ms: int) -> AppTurn | None:
     return AppTurn(
         request=request,
         generation=state.generation,
-        history_len=len(state.history),
         inbox_head=state.inbox_head,
         delivered=delivered,
         past=state.history,
@@ -110,7 +108,7 @@ def _check_turn(state: WorkflowState, turn: AppTurn, response: pb.WorkflowRespon
         raise InvalidResponseError(
             f"response for {response.instanceId!r} given to {state.instance_id!r}"
         )
-    if (turn.generation, turn.history_len, turn.inbox_head) != (
+    if (turn.generation, len(turn.past), turn.inbox_head) != (
         state.generation,
         len(state.history),
         state.inbox_head,
