@@ -85,11 +85,13 @@ async def test_a_finished_instance_started_again_gets_the_next_generation() -> N
     store = CountingStore()
     first = _actor(store)
     await first.invoke("start", _start())
+    saved = first.watchers.watch(ID)  # told after every save of the instance
     terminate = terminated_event(None, 2).SerializeToString()
     await first.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
     async with asyncio.timeout(10):  # the actor's runner settles the termination
         while first.state is None or not first.state.is_terminal:
-            await asyncio.sleep(0.01)
+            await saved.wait()
+            saved.clear()
     await first.on_deactivate()
     second = _actor(store)
     await second.invoke("start", _start())
