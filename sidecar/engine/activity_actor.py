@@ -2,7 +2,9 @@
 `{instance}::{task id}::{generation}`).
 
 `dispatch` returns as soon as the work is accepted (a re-dispatch first reads the saved
-state; a fresh one, from the turn that scheduled the task, has none to read); the
+state; a fresh one, from the turn that scheduled the task, skips the read: only a turn
+planned again after a crash that lost its checkpoint can find an outcome saved, and then
+the activity runs again, which at-least-once allows); the
 activity then runs on a connected app (a work item) in a task of the actor's own, its
 outcome is sent to the workflow's inbox (retried until it lands) while it is saved under
 `activityState`, and then the activation leaves (`ActorContext.leave`). A repeated dispatch

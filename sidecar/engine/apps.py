@@ -168,6 +168,11 @@ class AppConnections:
     def dispatched(self) -> int:
         return self.dispatched_workflows + self.dispatched_activities
 
+    @property
+    def queued_workflows(self) -> int:
+        """Turns waiting for an app to take them."""
+        return len(self._workflows)
+
     def _queue(self, pending: _Pending) -> deque[_Pending]:
         return self._workflows if pending.workflow else self._activities
 

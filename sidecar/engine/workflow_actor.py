@@ -10,6 +10,9 @@ Two kinds of work share the actor's state:
   plans a turn, waits for the app's answer (outside the lock, so events keep arriving and
   are folded into the next turn), applies it, saves the checkpoint (one guarded store
   transaction, chunked only past the store's limits) and then carries out the effects.
+  Two things overlap a save instead of waiting for it: a new instance's first turn runs
+  while its start is saved, and activities are dispatched while the checkpoint that
+  schedules them is saved (both are dropped or repeated safely if the save fails).
 Every state change happens under one lock, so the runner and the mailbox never lose each
 other's changes. A failed save (another activation wrote first) reloads from the store.
 """
@@ -22,7 +25,7 @@ import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import msgpack
@@ -35,6 +38,9 @@ from sidecar.store import ConflictError
 from sidecar.workflow import (
     CUSTOM_STATUS_KEY,
     METADATA_KEY,
+    AppTurn,
+    DispatchActivity,
+    Effect,
     Metadata,
     RerunError,
     StoredLayout,
@@ -68,6 +74,17 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass(frozen=True, slots=True)
+class _EarlyTurn:
+    turn: AppTurn
+    reply: asyncio.Future[pb.WorkflowResponse]
+
+
+def _cancel(early: _EarlyTurn | None) -> None:
+    if early is not None:
+        early.reply.cancel()
+
+
 class WorkflowActor:
     def __init__(self, ctx: ActorContext) -> None:
         s = ctx.services
@@ -91,6 +108,9 @@ class WorkflowActor:
         self._lock = asyncio.Lock()
         self._runner: asyncio.Task[None] | None = None
         self._loaded = False  # the stored state was read (or written by a new start)
+        # The first turn of a new instance, sent to the app while its start is saved
+        # (`_start`); taken by the runner instead of planning that turn again.
+        self._early: _EarlyTurn | None = None
 
     def _key(self, short: str) -> str:
         return store_key(self.app_id, self.type, self.id, short)
@@ -128,6 +148,8 @@ class WorkflowActor:
             self.effects.start(pending_work(self.state))
 
     async def on_deactivate(self) -> None:
+        early, self._early = self._early, None
+        _cancel(early)
         if self._runner is not None:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -207,16 +229,26 @@ class WorkflowActor:
         async with self._lock:
             self._fold()
             state = self.state
+            early, self._early = self._early, None
             if state is None or state.is_terminal:
+                _cancel(early)
                 return False
             settled = settle(state, now_ms())
             if settled is not None:
+                _cancel(early)
                 await self._commit(settled)
                 return True
-            turn = plan_turn(state, now_ms())
-            if turn is None:
-                return False
-        response = await self.apps.run_workflow(turn.request, turn.past)
+            if early is not None:
+                # Planned from the saved start; `apply_response` checks it against the
+                # state as it is when the answer comes, like any turn.
+                turn, reply = early.turn, early.reply
+            else:
+                planned = plan_turn(state, now_ms())
+                if planned is None:
+                    return False
+                turn = planned
+                reply = asyncio.ensure_future(self.apps.run_workflow(turn.request, turn.past))
+        response = await reply
         async with self._lock:
             self._fold()
             assert self.state is not None
@@ -225,8 +257,20 @@ class WorkflowActor:
         return True
 
     async def _commit(self, result: TurnResult) -> None:
+        # Activities are dispatched while the checkpoint that schedules them is written,
+        # not after: one store write fewer on the path of every step. If that write never
+        # lands (a crash, or another activation wrote first), the activity's outcome finds
+        # no open task and is dropped, and the turn, planned again from the stored state,
+        # schedules the same task (same activity actor) again: activities run at least
+        # once, as always. Every other effect waits for the save.
+        early: list[Effect] = []
+        rest: list[Effect] = []
+        for effect in result.effects:
+            (early if isinstance(effect, DispatchActivity) else rest).append(effect)
+        if early:
+            self.effects.start(early)
         await self._save(result.state)
-        self.effects.start(result.effects)
+        self.effects.start(rest)
 
     # ---- the mailbox
 
@@ -263,12 +307,20 @@ class WorkflowActor:
                 # Most starts are of new instances: write generation 1 on the condition
                 # that nothing is stored. Only when something is (a rerun of a finished
                 # id, a duplicate, a parent's re-sent start) read it and decide below.
+                # The first turn goes to the app meanwhile: it only reads the start event,
+                # and its answer is applied after the save, or dropped if the save fails.
+                state = self._started(event, 1)
+                early = self._send_early(state)
                 try:
-                    await self._save(self._started(event, 1), reload_on_conflict=False)
-                except ConflictError:
+                    await self._save(state, reload_on_conflict=False)
+                except BaseException as exc:
+                    _cancel(early)
+                    if not isinstance(exc, ConflictError):
+                        raise
                     await self._ensure_loaded()
                 else:
                     self._loaded = True
+                    self._early = early
                     self.kick()
                     return b""
             if self.state is not None and self.state.exists and not self.state.is_terminal:
@@ -279,6 +331,13 @@ class WorkflowActor:
             await self._save(self._started(event, generation))
         self.kick()
         return b""
+
+    def _send_early(self, state: WorkflowState) -> _EarlyTurn | None:
+        turn = plan_turn(state, now_ms())
+        if turn is None:
+            return None
+        reply = asyncio.ensure_future(self.apps.run_workflow(turn.request, turn.past))
+        return _EarlyTurn(turn, reply)
 
     def _started(self, event: pb.HistoryEvent, generation: int) -> WorkflowState:
         """A new execution (`generation`) of this instance, holding its start `event`."""

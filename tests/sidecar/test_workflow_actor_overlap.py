@@ -1,0 +1,139 @@
+"""Work that overlaps a save instead of waiting for it: a new instance's first turn goes
+to the app while its start is being saved, and activities are dispatched while the
+checkpoint that schedules them is being saved. If the save fails, what went early is
+dropped (a refused start) or repeated safely (at-least-once activities)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator
+from typing import Any, cast
+
+import msgpack
+import pytest
+
+from sidecar.actors.base import ActorCallError, ActorContext
+from sidecar.actors.router import ActorRouter
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.app import ActorServices
+from sidecar.engine.apps import AppConnections
+from sidecar.engine.watchers import Watchers
+from sidecar.engine.workflow_actor import WorkflowActor
+from sidecar.store.gated import GatedStore
+from sidecar.store.memory import MemoryStore
+from sidecar.workflow.events import execution_started_event
+from sidecar.workflow.testing import complete_action, response, schedule_task_action
+
+ID = "wf-1"
+
+
+class RecordingRouter:
+    """Takes every actor call (activity dispatches) and records its method."""
+
+    def __init__(self) -> None:
+        self.methods: list[str] = []
+        self.called = asyncio.Event()
+
+    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+        self.methods.append(method)
+        self.called.set()
+        return b""
+
+
+def _actor(store: MemoryStore, apps: AppConnections, router: RecordingRouter) -> WorkflowActor:
+    services = ActorServices(
+        store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
+        turn_log=None, apps=apps, watchers=Watchers(), reminders=None,
+    )  # fmt: skip
+    return WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
+
+
+def _start() -> bytes:
+    event = execution_started_event(
+        name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
+    )
+    return bytes(msgpack.packb({"e": event.SerializeToString()}))
+
+
+async def _next_turn(stream: AsyncGenerator[pb.WorkItem, None]) -> pb.WorkItem:
+    item = await asyncio.wait_for(anext(stream), 10)
+    assert item.HasField("workflowRequest")
+    return item
+
+
+def _finished(actor: WorkflowActor) -> Any:
+    return actor.watchers.watch(ID)
+
+
+async def test_a_new_instance_first_turn_runs_while_its_start_is_saved() -> None:
+    store, apps, router = GatedStore(), AppConnections(), RecordingRouter()
+    actor = _actor(store, apps, router)
+    await actor.on_activate()
+    stream = apps.stream()
+    store.gate.clear()
+    starting = asyncio.create_task(actor.invoke("start", _start()))
+    await asyncio.wait_for(store.waiting.wait(), 10)
+    # The save is held, and the app already has the first turn and answers it.
+    first = await _next_turn(stream)
+    assert not starting.done()
+    kinds = [e.WhichOneof("eventType") for e in first.workflowRequest.newEvents]
+    assert kinds == ["workflowStarted", "executionStarted"]
+    done = complete_action(1, pb.ORCHESTRATION_STATUS_COMPLETED, '"done"')
+    apps.complete(first.completionToken, response(ID, done))
+    changed = _finished(actor)
+    store.gate.set()
+    assert await asyncio.wait_for(starting, 10) == b""
+    # The answer is applied once the start is saved: the instance completes, from that
+    # one turn (nothing asked the app again).
+    while actor.state is None or not actor.state.is_terminal:
+        await asyncio.wait_for(changed.wait(), 10)
+        changed.clear()
+    assert actor.state.metadata.output == '"done"'
+    assert apps.queued_workflows == 0
+    await stream.aclose()
+    await actor.on_deactivate()
+
+
+async def test_a_refused_start_drops_its_early_turn() -> None:
+    store, apps, router = MemoryStore(), AppConnections(), RecordingRouter()
+    first = _actor(store, apps, router)
+    await first.on_activate()
+    stream = apps.stream()
+    await first.invoke("start", _start())
+    turn = await _next_turn(stream)
+    apps.complete(turn.completionToken, response(ID, schedule_task_action(1, "a")))
+    await asyncio.wait_for(router.called.wait(), 10)  # running: its activity dispatched
+    await stream.aclose()
+    await first.on_deactivate()
+    # Another activation (nothing loaded) gets a start for the same id: its early turn
+    # is queued for the app, the conditional write fails, the start is refused, and the
+    # queued turn is withdrawn before any app takes it.
+    again = _actor(store, apps, router)
+    await again.on_activate()
+    with pytest.raises(ActorCallError, match="ALREADY_EXISTS"):
+        await again.invoke("start", _start())
+    assert apps.queued_workflows == 0
+    assert again.state is not None and not again.state.is_terminal
+    await again.on_deactivate()
+
+
+async def test_activities_are_dispatched_while_their_checkpoint_is_saved() -> None:
+    store, apps, router = GatedStore(), AppConnections(), RecordingRouter()
+    actor = _actor(store, apps, router)
+    await actor.on_activate()
+    stream = apps.stream()
+    await actor.invoke("start", _start())
+    turn = await _next_turn(stream)
+    store.gate.clear()  # the checkpoint of this turn will wait
+    apps.complete(turn.completionToken, response(ID, schedule_task_action(1, "a")))
+    await asyncio.wait_for(store.waiting.wait(), 10)
+    await asyncio.wait_for(router.called.wait(), 10)
+    assert router.methods == ["dispatch"]
+    assert actor.state is not None and 1 not in actor.state.open.tasks  # not saved yet
+    store.gate.set()
+    changed = _finished(actor)
+    while 1 not in actor.state.open.tasks:
+        await asyncio.wait_for(changed.wait(), 10)
+        changed.clear()
+    await stream.aclose()
+    await actor.on_deactivate()
