@@ -122,8 +122,12 @@ def _fanout(data: Result) -> list[Chart]:
     fig, (rate, cpu) = _figure(data, "fanout: one workflow, N parallel activities", ncols=2)
     rate.plot(n, [r["activities_per_s"] for r in runs], "o-", color=P50)
     rate.set_ylabel("activities/s")
-    cpu.plot(n, [r["sidecar_cpu_ms_per_activity"] for r in runs], "o-", color=P99)
-    cpu.set_ylabel("sidecar CPU ms per activity")
+    cpu.plot(n, [r["sidecar_cpu_ms_per_activity"] for r in runs], "o-", color=P99, label="sidecar")
+    floor = [r.get("ceiling_server_cpu_ms_per_activity") for r in runs]
+    if all(f is not None for f in floor):
+        cpu.plot(n, floor, "s--", color=P50, label="no-op server (sdk-ceiling)")
+        cpu.legend()
+    cpu.set_ylabel("CPU ms per activity")
     for ax in (rate, cpu):
         _log_scale(ax, "x")
         ax.set_xlabel("N (activities)")

@@ -6,6 +6,9 @@ takes completions (the sidecar's own `AppConnections`). Every other workflow fig
 be read as a fraction of these (DESIGN.md section 7):
 
 - `activities_per_s`: N trivial activity work items queued at once, until all answered;
+  with the CPU time per activity of the app (`app_cpu_ms_per_activity`) and of this
+  process (`server_cpu_ms_per_activity`: grpc.aio, the event loop, `AppConnections` and
+  the N waiting coroutines, no engine and no store), the floor under a sidecar's own;
 - `turns_per_s`: N one-turn workflows ("noop": start, complete) queued at once;
 - `activity_rtt_p50_ms`, `turn_rtt_p50_ms`: one item at a time, round trip.
 """
@@ -26,7 +29,7 @@ import grpc
 import uvloop
 from google.protobuf import empty_pb2
 
-from bench.report import add_common_args, emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, process_cpu_s, result
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.taskhub_wire import taskhub_generic_handler, unknown_method_handler
@@ -91,11 +94,16 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
             while hub.apps.connections == 0:
                 await asyncio.sleep(0.05)  # waiting for the app process to connect
         await asyncio.gather(*(hub.apps.run_activity(activity(i)) for i in range(200)))  # warm
+        own0, app0 = process_cpu_s(os.getpid()), process_cpu_s(app.pid)
         started = time.perf_counter()
         await asyncio.gather(*(hub.apps.run_activity(activity(i)) for i in range(args.n)))
-        activities_per_s = args.n / (time.perf_counter() - started)
+        activities = {
+            "activities_per_s": args.n / (time.perf_counter() - started),
+            "server_cpu_ms_per_activity": (process_cpu_s(os.getpid()) - own0) * 1000 / args.n,
+            "app_cpu_ms_per_activity": (process_cpu_s(app.pid) - app0) * 1000 / args.n,
+        }
         if args.activities_only:
-            return {"activities_per_s": activities_per_s}
+            return activities
         started = time.perf_counter()
         await asyncio.gather(*(hub.apps.run_workflow(turn(i)) for i in range(args.n)))
         turns_per_s = args.n / (time.perf_counter() - started)
@@ -112,7 +120,7 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
         app.wait(15)
         await server.stop(grace=None)
     return {
-        "activities_per_s": activities_per_s,
+        **activities,
         "turns_per_s": turns_per_s,
         "activity_rtt_p50_ms": percentile(rtt_a, 50),
         "turn_rtt_p50_ms": percentile(rtt_t, 50),

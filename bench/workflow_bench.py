@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from actorflow.testing import UpCluster, free_port_block
-from bench.report import add_common_args, emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, process_cpu_s, result
 
 APP = Path(__file__).resolve().parent / "bench_app.py"
 
@@ -71,11 +71,6 @@ def sdk_client(info: dict[str, Any]) -> Any:
     return DaprWorkflowClient(host=host, port=port)
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def work_items(info: dict[str, Any]) -> dict[str, int]:
     """The sidecar's work-item counters (`/metrics`): workflow turns and activities."""
     url = f"{info['sidecars'][0]['http']}/metrics"
@@ -105,10 +100,10 @@ def fanout(args: argparse.Namespace) -> dict[str, Any]:
         run_one(client, "fanout", 50)  # warm-up
         pid, app_pid = info["sidecars"][0]["pid"], info["app_pid"]
         for n in args.n:
-            ceiling = None if args.no_ceiling else ceiling_activities_per_s(max(n, 1000))
-            cpu0, app0, items0 = cpu_seconds(pid), cpu_seconds(app_pid), work_items(info)
+            ceiling = None if args.no_ceiling else measure_ceiling(max(n, 1000))
+            cpu0, app0, items0 = process_cpu_s(pid), process_cpu_s(app_pid), work_items(info)
             wall, output = run_one(client, "fanout", n)
-            cpu, app = cpu_seconds(pid) - cpu0, cpu_seconds(app_pid) - app0
+            cpu, app = process_cpu_s(pid) - cpu0, process_cpu_s(app_pid) - app0
             turns = work_items(info)["workflow"] - items0["workflow"]
             if int(output) != n * (n - 1):
                 raise RuntimeError(f"fanout {n}: wrong sum {output}")
@@ -118,15 +113,20 @@ def fanout(args: argparse.Namespace) -> dict[str, Any]:
                 "app_cpu_ms_per_activity": round(app * 1000 / n, 3), "turns": turns,
             }  # fmt: skip
             if ceiling is not None:
-                run["ceiling_activities_per_s"] = round(ceiling, 1)
-                run["of_ceiling"] = round(n / wall / ceiling, 3)
+                rate = ceiling["activities_per_s"]
+                run["ceiling_activities_per_s"] = round(rate, 1)
+                run["of_ceiling"] = round(n / wall / rate, 3)
+                # The same figures with no engine: what grpc.aio and the SDK cost alone.
+                for side in ("server", "app"):
+                    key = f"{side}_cpu_ms_per_activity"
+                    run[f"ceiling_{key}"] = round(ceiling[key], 3)
             runs.append(run)
     return {"runs": runs}
 
 
-def ceiling_activities_per_s(n: int) -> float:
+def measure_ceiling(n: int) -> dict[str, float]:
     """`actorflow bench sdk-ceiling --activities-only` for `n` activities, in its own
-    process (its own no-op server and SDK app, beside the idle cluster)."""
+    process (its own no-op server and SDK app, beside the idle cluster): its metrics."""
     with tempfile.TemporaryDirectory(prefix="af-bench-ceiling-") as tmp:
         out = Path(tmp) / "ceiling.json"
         subprocess.run(
@@ -134,8 +134,8 @@ def ceiling_activities_per_s(n: int) -> float:
              "--rtt", "0", "--activities-only", "--json", str(out), "-q"],
             check=True, timeout=300,
         )  # fmt: skip
-        rate: float = json.loads(out.read_text())["metrics"]["activities_per_s"]
-    return rate
+        metrics: dict[str, float] = json.loads(out.read_text())["metrics"]
+    return metrics
 
 
 def chain(args: argparse.Namespace) -> dict[str, Any]:

@@ -26,6 +26,7 @@ METRICS: dict[str, dict[str, Any]] = {
                 "wall_s": n / 700,
                 "activities_per_s": 700.0,
                 "sidecar_cpu_ms_per_activity": 1.0,
+                "ceiling_server_cpu_ms_per_activity": 0.5,
             }
             for n in (10, 100)
         ]
