@@ -1,0 +1,75 @@
+"""Short pauses of the cyclic garbage collector in a long-lived service process.
+
+A full (generation 2) pass of CPython's collector walks every tracked object: in a
+reminders node holding 25,000 reminders that took 17-36 ms, twice in a 2.6 s run at
+7,000 registrations/s, and every registration in flight waited for it (on the leader) or
+for the commit it held up (both followers apply the same entries, so they collect at
+the same moments). Most of those objects are old and will stay: the start-up objects, and
+the state machine's table.
+
+`CollectorPolicy.install()` freezes what is alive at start-up, then the survivors of
+every full pass (`gc.freeze()` from the collector's own "stop" callback, when only
+reachable objects are left), so that each full pass walks only what is new since the
+last. The price is that a frozen object that later becomes part of a garbage cycle is not
+reclaimed; so every `sweep_every_s` one full pass is let walk everything
+(`gc.unfreeze()`), which reclaims those. Objects without cycles (reminders, placement
+entries) are freed by reference counting, frozen or not.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["DEFAULT_SWEEP_EVERY_S", "CollectorPolicy"]
+
+DEFAULT_SWEEP_EVERY_S = 600.0
+
+
+@dataclass(slots=True)
+class CollectorPolicy:
+    sweep_every_s: float = DEFAULT_SWEEP_EVERY_S
+    clock: Callable[[], float] = time.monotonic
+    freezes: int = 0  # full passes whose survivors were frozen
+    sweeps: int = 0  # full passes let walk everything
+    _last_sweep: float = 0.0
+    _installed: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.sweep_every_s <= 0:
+            raise ValueError(f"sweep_every_s must be positive, got {self.sweep_every_s}")
+
+    def install(self) -> None:
+        """Collect and freeze what is alive now (call once start-up is done)."""
+        if self._installed:
+            return
+        gc.collect()
+        gc.freeze()
+        self._last_sweep = self.clock()
+        gc.callbacks.append(self._on_pass)
+        self._installed = True
+
+    def uninstall(self) -> None:
+        if not self._installed:
+            return
+        gc.callbacks.remove(self._on_pass)
+        gc.unfreeze()
+        self._installed = False
+
+    def _on_pass(self, phase: str, info: dict[str, Any]) -> None:
+        if phase != "stop" or info.get("generation") != 2:
+            return
+        now = self.clock()
+        if now - self._last_sweep >= self.sweep_every_s:
+            # The next full pass walks everything once, frozen objects included.
+            gc.unfreeze()
+            self._last_sweep = now
+            self.sweeps += 1
+        else:
+            # A full pass has just ended: generations 0 and 1 are empty and generation 2
+            # holds only reachable objects, so nothing freed is frozen.
+            gc.freeze()
+            self.freezes += 1
