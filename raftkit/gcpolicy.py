@@ -11,9 +11,12 @@ the state machine's table.
 every full pass (`gc.freeze()` from the collector's own "stop" callback, when only
 reachable objects are left), so that each full pass walks only what is new since the
 last. The price is that a frozen object that later becomes part of a garbage cycle is not
-reclaimed; so every `sweep_every_s` one full pass is let walk everything
-(`gc.unfreeze()`), which reclaims those. Objects without cycles (reminders, placement
-entries) are freed by reference counting, frozen or not.
+reclaimed; so one full pass is let walk everything (`gc.unfreeze()`, a "sweep"), which
+reclaims those, when the frozen objects have grown `sweep_growth` times since the last
+sweep, or `sweep_every_s` after it, whichever comes first. A sweep costs what a full
+pass cost without the policy, but it is rare: the default collector makes a full pass
+each time the old objects grow by a quarter. Objects without cycles (reminders,
+placement entries) are freed by reference counting, frozen or not.
 """
 
 from __future__ import annotations
@@ -24,23 +27,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_SWEEP_EVERY_S", "CollectorPolicy"]
+__all__ = ["DEFAULT_SWEEP_EVERY_S", "DEFAULT_SWEEP_GROWTH", "CollectorPolicy"]
 
 DEFAULT_SWEEP_EVERY_S = 600.0
+DEFAULT_SWEEP_GROWTH = 2.0
 
 
 @dataclass(slots=True)
 class CollectorPolicy:
     sweep_every_s: float = DEFAULT_SWEEP_EVERY_S
+    sweep_growth: float = DEFAULT_SWEEP_GROWTH
     clock: Callable[[], float] = time.monotonic
     freezes: int = 0  # full passes whose survivors were frozen
     sweeps: int = 0  # full passes let walk everything
     _last_sweep: float = 0.0
+    _baseline: int = 0  # frozen objects after the last sweep (or install)
+    _rebase: bool = False  # the next freeze follows a sweep: take a new baseline
     _installed: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.sweep_every_s <= 0:
             raise ValueError(f"sweep_every_s must be positive, got {self.sweep_every_s}")
+        if self.sweep_growth <= 1:
+            raise ValueError(f"sweep_growth must be above 1, got {self.sweep_growth}")
 
     def install(self) -> None:
         """Collect and freeze what is alive now (call once start-up is done)."""
@@ -49,6 +58,7 @@ class CollectorPolicy:
         gc.collect()
         gc.freeze()
         self._last_sweep = self.clock()
+        self._baseline = gc.get_freeze_count()
         gc.callbacks.append(self._on_pass)
         self._installed = True
 
@@ -63,13 +73,18 @@ class CollectorPolicy:
         if phase != "stop" or info.get("generation") != 2:
             return
         now = self.clock()
-        if now - self._last_sweep >= self.sweep_every_s:
+        grown = gc.get_freeze_count() >= self._baseline * self.sweep_growth
+        if grown or now - self._last_sweep >= self.sweep_every_s:
             # The next full pass walks everything once, frozen objects included.
             gc.unfreeze()
             self._last_sweep = now
+            self._rebase = True
             self.sweeps += 1
         else:
             # A full pass has just ended: generations 0 and 1 are empty and generation 2
             # holds only reachable objects, so nothing freed is frozen.
             gc.freeze()
             self.freezes += 1
+            if self._rebase:
+                self._baseline = gc.get_freeze_count()
+                self._rebase = False

@@ -1,5 +1,5 @@
-"""`CollectorPolicy`: full GC passes walk only what is new; a periodic sweep still
-reclaims garbage cycles among frozen objects."""
+"""`CollectorPolicy`: full GC passes walk only what is new; a sweep (after a while, or
+once the frozen objects have doubled) still reclaims garbage cycles among them."""
 
 from __future__ import annotations
 
@@ -30,9 +30,11 @@ def policy() -> Iterator[tuple[CollectorPolicy, FakeClock]]:
     clock = FakeClock()
     p = CollectorPolicy(sweep_every_s=60.0, clock=clock)
     p.install()
+    gc.disable()  # only the tests' own gc.collect() calls make passes
     try:
         yield p, clock
     finally:
+        gc.enable()
         p.uninstall()
 
 
@@ -82,6 +84,22 @@ def test_a_sweep_reclaims_a_cycle_that_became_garbage_while_frozen(
     assert p.freezes >= 3  # and freezing goes on after the sweep
 
 
+def test_a_sweep_comes_once_the_frozen_objects_have_doubled(
+    policy: tuple[CollectorPolicy, FakeClock],
+) -> None:
+    p, _ = policy
+    kept = [Node() for _ in range(2 * gc.get_freeze_count())]
+    gc.collect()  # frozen: at least twice what was frozen at install
+    assert p.sweeps == 0
+    gc.collect()  # grown: this pass ends with an unfreeze
+    assert p.sweeps == 1
+    assert gc.get_freeze_count() == 0
+    gc.collect()  # walks everything, then freezes again from a new baseline
+    assert gc.get_freeze_count() >= len(kept)
+    gc.collect()
+    assert p.sweeps == 1
+
+
 def test_uninstall_restores_the_default_collector() -> None:
     p = CollectorPolicy()
     p.install()
@@ -92,6 +110,8 @@ def test_uninstall_restores_the_default_collector() -> None:
     assert p.freezes == 0
 
 
-def test_the_sweep_period_must_be_positive() -> None:
+def test_the_sweep_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="sweep_every_s"):
         CollectorPolicy(sweep_every_s=0)
+    with pytest.raises(ValueError, match="sweep_growth"):
+        CollectorPolicy(sweep_growth=1.0)
