@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -18,7 +19,6 @@ from pathlib import Path
 
 from placement.cli import run_event_loop
 from raftkit.errors import ConfigError
-from raftkit.gcpolicy import CollectorPolicy
 from sidecar.app import Sidecar
 from sidecar.config import SidecarConfig
 from sidecar.http import serve_http
@@ -97,10 +97,10 @@ async def serve(config: SidecarConfig) -> None:
     sidecar = Sidecar(config)
     await sidecar.start()
     runner = await serve_http(sidecar)
-    # Keep the cyclic collector's full passes short: they walked every activation and
-    # history of a 10,000-activity fan-out, up to 256 ms each (see raftkit.gcpolicy).
-    collector = CollectorPolicy()
-    collector.install()
+    # Objects made at start-up live as long as the process: keep the cyclic collector
+    # from walking them again and again (long gen-2 pauses show up as tail latency).
+    gc.collect()
+    gc.freeze()
     print(
         "READY "
         + json.dumps(
@@ -118,7 +118,6 @@ async def serve(config: SidecarConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("sidecar %s stopping", config.name)
-    collector.uninstall()
     await runner.cleanup()
     await sidecar.stop()
 
