@@ -11,6 +11,9 @@ be read as a fraction of these (DESIGN.md section 7):
   the N waiting coroutines, no engine and no store), the floor under a sidecar's own;
 - `turns_per_s`: N one-turn workflows ("noop": start, complete) queued at once;
 - `activity_rtt_p50_ms`, `turn_rtt_p50_ms`: one item at a time, round trip.
+
+`--activities-only` and `--rtt-only` measure one part (what `bench fanout` and
+`bench latency` measure right before their own runs).
 """
 
 from __future__ import annotations
@@ -94,34 +97,43 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
             while hub.apps.connections == 0:
                 await asyncio.sleep(0.05)  # waiting for the app process to connect
         await asyncio.gather(*(hub.apps.run_activity(activity(i)) for i in range(200)))  # warm
-        own0, app0 = process_cpu_s(os.getpid()), process_cpu_s(app.pid)
-        started = time.perf_counter()
-        await asyncio.gather(*(hub.apps.run_activity(activity(i)) for i in range(args.n)))
-        activities = {
-            "activities_per_s": args.n / (time.perf_counter() - started),
-            "server_cpu_ms_per_activity": (process_cpu_s(os.getpid()) - own0) * 1000 / args.n,
-            "app_cpu_ms_per_activity": (process_cpu_s(app.pid) - app0) * 1000 / args.n,
-        }
-        if args.activities_only:
-            return activities
-        started = time.perf_counter()
-        await asyncio.gather(*(hub.apps.run_workflow(turn(i)) for i in range(args.n)))
-        turns_per_s = args.n / (time.perf_counter() - started)
-        rtt_a, rtt_t = [], []
-        for i in range(args.rtt):
-            t0 = time.perf_counter()
-            await hub.apps.run_activity(activity(i))
-            rtt_a.append((time.perf_counter() - t0) * 1000)
-            t0 = time.perf_counter()
-            await hub.apps.run_workflow(turn(i))
-            rtt_t.append((time.perf_counter() - t0) * 1000)
+        metrics: dict[str, float] = {}
+        if not args.rtt_only:
+            metrics.update(await _activities(hub.apps, args.n, app.pid))
+        if not (args.activities_only or args.rtt_only):
+            started = time.perf_counter()
+            await asyncio.gather(*(hub.apps.run_workflow(turn(i)) for i in range(args.n)))
+            metrics["turns_per_s"] = args.n / (time.perf_counter() - started)
+        if not args.activities_only:
+            metrics.update(await _round_trips(hub.apps, args.rtt))
     finally:
         app.send_signal(signal.SIGTERM)
         app.wait(15)
         await server.stop(grace=None)
+    return metrics
+
+
+async def _activities(apps: AppConnections, n: int, app_pid: int) -> dict[str, float]:
+    own0, app0 = process_cpu_s(os.getpid()), process_cpu_s(app_pid)
+    started = time.perf_counter()
+    await asyncio.gather(*(apps.run_activity(activity(i)) for i in range(n)))
     return {
-        **activities,
-        "turns_per_s": turns_per_s,
+        "activities_per_s": n / (time.perf_counter() - started),
+        "server_cpu_ms_per_activity": (process_cpu_s(os.getpid()) - own0) * 1000 / n,
+        "app_cpu_ms_per_activity": (process_cpu_s(app_pid) - app0) * 1000 / n,
+    }
+
+
+async def _round_trips(apps: AppConnections, count: int) -> dict[str, float]:
+    rtt_a, rtt_t = [], []
+    for i in range(count):
+        t0 = time.perf_counter()
+        await apps.run_activity(activity(i))
+        rtt_a.append((time.perf_counter() - t0) * 1000)
+        t0 = time.perf_counter()
+        await apps.run_workflow(turn(i))
+        rtt_t.append((time.perf_counter() - t0) * 1000)
+    return {
         "activity_rtt_p50_ms": percentile(rtt_a, 50),
         "turn_rtt_p50_ms": percentile(rtt_t, 50),
     }
@@ -135,14 +147,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--n", type=int, default=5000, help="items per throughput phase")
     p.add_argument("--rtt", type=int, default=200, help="sequential round trips")
-    p.add_argument(
+    only = p.add_mutually_exclusive_group()
+    only.add_argument(
         "--activities-only", action="store_true",
         help="measure activities_per_s only (what `bench fanout` compares each N with)",
+    )  # fmt: skip
+    only.add_argument(
+        "--rtt-only", action="store_true",
+        help="measure the round trips only (what `bench latency` compares with)",
     )  # fmt: skip
     add_common_args(p)
     args = p.parse_args(argv)
     started = now_iso()
     metrics = uvloop.run(measure(args))
-    params = {"n": args.n, "rtt": args.rtt, "activities_only": args.activities_only}
+    params = {
+        "n": args.n, "rtt": args.rtt,
+        "activities_only": args.activities_only, "rtt_only": args.rtt_only,
+    }  # fmt: skip
     emit(result("sdk-ceiling", params, metrics, started), args.json, args.quiet, args.plot)
     return 0
