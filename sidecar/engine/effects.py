@@ -1,18 +1,21 @@
 """Carry out what a saved turn decided: dispatch activities, arm timers, start children,
 send events, notify parents.
 
-Every effect is safe to repeat (the receivers drop duplicates), so each runs in its own
-task and is retried with backoff until it succeeds or its actor deactivates; whatever
-is still undone then is derived again from the stored state by the next activation
-(`pending_work`). A fan-out of N activities is N concurrent dispatches.
+Every effect is safe to repeat (the receivers drop duplicates), so each is retried with
+backoff until it succeeds or its actor deactivates; whatever is still undone then is
+derived again from the stored state by the next activation (`pending_work`). A fan-out
+of N activities is N dispatches, at most MAX_IN_FLIGHT at a time, so that the first
+activities reach the app while the rest are still being routed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +41,11 @@ from sidecar.workflow import (
 log = logging.getLogger(__name__)
 
 RETRY_MAX_S = 5.0
+# Effects of one activation carried out at a time (the others wait their turn). With a
+# task per effect a fan-out of N went breadth-first: every dispatch took each step before
+# any took the next, so the app got its first activity only after all N had been routed
+# and activated (115 ms for 1,000 in-process, 616 ms for 5,000), and sat idle meanwhile.
+MAX_IN_FLIGHT = 64
 
 
 def encode_dispatch(d: DispatchActivity, source_app: str, *, fresh: bool = False) -> bytes:
@@ -67,13 +75,27 @@ def rfc3339(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
+@dataclass(slots=True)
+class _Attempt:
+    effect: Effect
+    first: bool = True
+    delay_s: float = 0.05  # the backoff before the next attempt, if this one fails
+
+
 class EffectRunner:
-    """Owned by one actor activation; its tasks end with the activation."""
+    """Owned by one actor activation; its tasks end with the activation.
+
+    Effects wait in a queue for one of at most MAX_IN_FLIGHT workers; a failed attempt
+    goes back to the queue after its backoff, so a worker never sleeps on one effect
+    while others wait."""
 
     def __init__(self, services: Any, owner: Any) -> None:
         self._s = services
         self._owner = owner
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queue: collections.deque[_Attempt] = collections.deque()
+        self._workers: set[asyncio.Task[None]] = set()
+        self._backoffs: set[asyncio.TimerHandle] = set()
+        self._closed = False
 
     def start(self, effects: Iterable[Effect]) -> None:
         for effect in effects:
@@ -82,24 +104,65 @@ class EffectRunner:
                 continue
             if isinstance(effect, Completed):
                 continue  # watchers were told when the state was saved
-            task = asyncio.get_running_loop().create_task(self.run(effect))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._queue.append(_Attempt(effect))
+        self._staff()
+
+    def _staff(self) -> None:
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        for _ in range(min(MAX_IN_FLIGHT - len(self._workers), len(self._queue))):
+            self._workers.add(loop.create_task(self._work()))
+
+    async def _work(self) -> None:
+        try:
+            while self._queue:
+                attempt = self._queue.popleft()
+                try:
+                    await self._run(attempt.effect, attempt.first)
+                except (UnknownActorTypeError, ActorCallError) as exc:
+                    name = type(attempt.effect).__name__
+                    log.warning("effect %s refused, not retried: %s", name, exc)
+                except Exception as exc:
+                    name = type(attempt.effect).__name__
+                    log.info("effect %s failed (%s); retrying", name, exc)
+                    delay_s = min(attempt.delay_s * 2, RETRY_MAX_S)
+                    self._later(attempt.delay_s, _Attempt(attempt.effect, False, delay_s))
+        finally:
+            # Leaves the count in the same step as it finds the queue empty: an effect
+            # queued after that sees one worker fewer and staffs a new one.
+            task = asyncio.current_task()
+            if task is not None:
+                self._workers.discard(task)
+
+    def _later(self, delay_s: float, attempt: _Attempt) -> None:
+        def requeue() -> None:
+            self._backoffs.discard(handle)
+            self._queue.append(attempt)
+            self._staff()
+
+        handle = asyncio.get_running_loop().call_later(delay_s, requeue)  # retry backoff
+        self._backoffs.add(handle)
 
     async def close(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        self._closed = True
+        self._queue.clear()
+        for handle in self._backoffs:
+            handle.cancel()
+        self._backoffs.clear()
+        workers = list(self._workers)
+        for worker in workers:
+            worker.cancel()
+        for worker in workers:
             with contextlib.suppress(asyncio.CancelledError):
-                await task
+                await worker
 
     def _wf(self, app_id: str) -> str:
         return workflow_type(self._s.namespace, app_id or self._s.app_id)
 
     async def run(self, effect: Effect) -> None:
-        """Carry out one effect (in the caller's task; `start` gives each its own),
-        retried with backoff; returns once it succeeded or was refused."""
+        """Carry out one effect in the caller's task (not through the queue), retried
+        with backoff; returns once it succeeded or was refused."""
         delay = 0.05
         first = True
         while True:

@@ -1,0 +1,126 @@
+"""`EffectRunner`: at most MAX_IN_FLIGHT effects of an activation at a time, so a big
+fan-out streams to the app instead of routing every dispatch before the first runs; a
+failing effect backs off without holding a worker; `close` stops everything."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from sidecar.engine import effects as effects_module
+from sidecar.engine.effects import MAX_IN_FLIGHT, EffectRunner
+from sidecar.workflow import DispatchActivity
+
+
+def _dispatch(task_id: int) -> DispatchActivity:
+    return DispatchActivity(
+        instance_id="wf", execution_id="e", generation=1, task_id=task_id, name="a",
+        input=None, task_execution_id=f"te{task_id}", target_app_id="", version="", fresh=True,
+    )  # fmt: skip
+
+
+@dataclass
+class Router:
+    """Counts calls in flight; holds each until `release` is set; fails the actor ids
+    in `failing` (an unreachable target)."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    failing: set[str] = field(default_factory=set)
+    in_flight: int = 0
+    most: int = 0
+    done: list[str] = field(default_factory=list)
+    attempts: dict[str, int] = field(default_factory=dict)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+        self.attempts[actor_id] = self.attempts.get(actor_id, 0) + 1
+        self.changed.set()
+        if actor_id in self.failing:
+            raise ConnectionError("unreachable")
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await self.release.wait()
+        finally:
+            self.in_flight -= 1
+        self.done.append(actor_id)
+        self.changed.set()
+        return b""
+
+
+@dataclass
+class Services:
+    router: Router
+    namespace: str = "default"
+    app_id: str = "app"
+
+
+class Owner:
+    source_app = "app"
+
+    def kick(self) -> None:
+        return None
+
+
+async def _until(router: Router, predicate: Any) -> None:
+    async with asyncio.timeout(10):
+        while not predicate():
+            router.changed.clear()
+            await router.changed.wait()
+
+
+async def test_a_big_fan_out_runs_at_most_max_in_flight_at_a_time() -> None:
+    router = Router()
+    runner = EffectRunner(Services(router), Owner())
+    n = 3 * MAX_IN_FLIGHT + 5
+    runner.start([_dispatch(i) for i in range(n)])
+    await _until(router, lambda: router.in_flight == MAX_IN_FLIGHT)
+    assert len(router.attempts) == MAX_IN_FLIGHT  # the rest wait, not started
+    router.release.set()
+    await _until(router, lambda: len(router.done) == n)
+    assert router.most == MAX_IN_FLIGHT
+    assert sorted(router.done) == sorted(_dispatch(i).actor_id for i in range(n))
+    await runner.close()
+
+
+async def test_a_failing_effect_backs_off_without_holding_a_worker(monkeypatch: Any) -> None:
+    router = Router()
+    router.release.set()
+    bad = [_dispatch(i) for i in range(MAX_IN_FLIGHT)]
+    router.failing = {d.actor_id for d in bad}
+    runner = EffectRunner(Services(router), Owner())
+    runner.start(bad)
+    await _until(router, lambda: all(router.attempts.get(d.actor_id) for d in bad))
+    # Every worker has met a failure; a healthy effect still goes through at once,
+    # while the failing ones wait out their backoff.
+    good = _dispatch(10_000)
+    runner.start([good])
+    await _until(router, lambda: good.actor_id in router.done)
+    # And the failing ones are tried again once they recover.
+    router.failing.clear()
+    await _until(router, lambda: len(router.done) == MAX_IN_FLIGHT + 1)
+    assert all(router.attempts[d.actor_id] >= 2 for d in bad)
+    await runner.close()
+
+
+async def test_close_cancels_running_and_backing_off_effects(monkeypatch: Any) -> None:
+    monkeypatch.setattr(effects_module, "RETRY_MAX_S", 0.05)
+    router = Router()
+    waiting, failing = _dispatch(1), _dispatch(2)
+    router.failing = {failing.actor_id}
+    runner = EffectRunner(Services(router), Owner())
+    runner.start([waiting, failing])
+    await _until(router, lambda: router.in_flight == 1 and failing.actor_id in router.attempts)
+    await runner.close()
+    assert router.in_flight == 0  # the held call was cancelled
+    tried = dict(router.attempts)
+    runner.start([_dispatch(3)])  # a closed runner starts nothing
+    router.release.set()
+    router.changed.clear()
+    with pytest.raises(TimeoutError):  # several backoff periods: no call at all
+        async with asyncio.timeout(0.3):
+            await router.changed.wait()
+    assert router.attempts == tried and router.done == []
