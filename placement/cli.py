@@ -20,7 +20,6 @@ from typing import Any
 from placement.config import PlacementConfig
 from placement.server import PlacementNode
 from raftkit.errors import ConfigError, RaftError
-from raftkit.gcpolicy import CollectorPolicy
 from raftkit.peers import parse_peer
 
 log = logging.getLogger("placement")
@@ -101,8 +100,6 @@ def config_from_args(args: argparse.Namespace) -> PlacementConfig:
 async def serve(config: PlacementConfig) -> None:
     node = PlacementNode(config)
     port = await node.start()
-    collector = CollectorPolicy()
-    collector.install()  # short full GC passes (see raftkit.gcpolicy)
     print(f"READY placement {config.node_id} api=127.0.0.1:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -110,7 +107,6 @@ async def serve(config: PlacementConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("placement node %s stopping", config.node_id)
-    collector.uninstall()
     await node.stop()
 
 

@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 from raftkit.errors import ConfigError, RaftError
-from raftkit.gcpolicy import CollectorPolicy
 from reminders.config import RemindersConfig, parse_peer
 
 __all__ = ["main"]
@@ -97,15 +96,12 @@ async def _serve(config: RemindersConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await node.start()
-    collector = CollectorPolicy()
-    collector.install()  # short full GC passes (see raftkit.gcpolicy)
     ready = {"node_id": config.node_id, "api": config.api_address, "raft": config.raft_address}
     print("READY " + json.dumps(ready), flush=True)
     try:
         await stop.wait()
     finally:
         log.info("reminders node %s stopping", config.node_id)
-        collector.uninstall()
         await node.stop()
 
 
