@@ -118,14 +118,7 @@ class EffectRunner:
         try:
             while self._queue:
                 attempt = self._queue.popleft()
-                try:
-                    await self._run(attempt.effect, attempt.first)
-                except (UnknownActorTypeError, ActorCallError) as exc:
-                    name = type(attempt.effect).__name__
-                    log.warning("effect %s refused, not retried: %s", name, exc)
-                except Exception as exc:
-                    name = type(attempt.effect).__name__
-                    log.info("effect %s failed (%s); retrying", name, exc)
+                if not await self._attempt(attempt.effect, attempt.first):
                     delay_s = min(attempt.delay_s * 2, RETRY_MAX_S)
                     self._later(attempt.delay_s, _Attempt(attempt.effect, False, delay_s))
         finally:
@@ -163,20 +156,21 @@ class EffectRunner:
     async def run(self, effect: Effect) -> None:
         """Carry out one effect in the caller's task (not through the queue), retried
         with backoff; returns once it succeeded or was refused."""
-        delay = 0.05
-        first = True
-        while True:
-            try:
-                await self._run(effect, first)
-                return
-            except (UnknownActorTypeError, ActorCallError) as exc:
-                log.warning("effect %s refused, not retried: %s", type(effect).__name__, exc)
-                return
-            except Exception as exc:
-                log.info("effect %s failed (%s); retrying", type(effect).__name__, exc)
-            first = False
-            await asyncio.sleep(delay)  # retry backoff
-            delay = min(delay * 2, RETRY_MAX_S)
+        attempt = _Attempt(effect)
+        while not await self._attempt(attempt.effect, attempt.first):
+            await asyncio.sleep(attempt.delay_s)  # retry backoff
+            attempt = _Attempt(effect, False, min(attempt.delay_s * 2, RETRY_MAX_S))
+
+    async def _attempt(self, effect: Effect, first: bool) -> bool:
+        """One try; True when it is over (carried out, or refused: not retried)."""
+        try:
+            await self._run(effect, first)
+        except (UnknownActorTypeError, ActorCallError) as exc:
+            log.warning("effect %s refused, not retried: %s", type(effect).__name__, exc)
+        except Exception as exc:
+            log.info("effect %s failed (%s); retrying", type(effect).__name__, exc)
+            return False
+        return True
 
     async def _run(self, effect: Effect, first: bool = True) -> None:
         router = self._s.router

@@ -238,6 +238,7 @@ class WorkflowActor:
                 _cancel(early)
                 await self._commit(settled)
                 return True
+            reply: Awaitable[pb.WorkflowResponse]
             if early is not None:
                 # Planned from the saved start; `apply_response` checks it against the
                 # state as it is when the answer comes, like any turn.
@@ -247,7 +248,7 @@ class WorkflowActor:
                 if planned is None:
                     return False
                 turn = planned
-                reply = asyncio.ensure_future(self.apps.run_workflow(turn.request, turn.past))
+                reply = self.apps.run_workflow(turn.request, turn.past)  # awaited below
         response = await reply
         async with self._lock:
             self._fold()
