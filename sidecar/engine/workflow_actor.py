@@ -66,8 +66,19 @@ from sidecar.workflow.state import new_state
 
 log = logging.getLogger(__name__)
 
-COALESCE_MIN_OPEN = 16  # open tasks below which turns run back to back
+# Turns of a big fan-out: every turn makes the SDK replay the whole history (it re-runs
+# the workflow function, which re-creates every task), so completions are let gather
+# before the next turn while more than COALESCE_MIN_OPEN tasks are open: for about as
+# long as the last turn took (at most COALESCE_MAX_S), and after a turn that changed
+# nothing (no action: the workflow is blocked, typically on all of its tasks) for
+# IDLE_HOLD_FACTOR times as long (at most IDLE_HOLD_MAX_S), so that replays take at most
+# about 1 / (1 + IDLE_HOLD_FACTOR) of the time. The wait ends early once every open task
+# has its outcome waiting, and at once for anything else (an external event, a timer,
+# a termination, a recovery).
+COALESCE_MIN_OPEN = 16
 COALESCE_MAX_S = 0.25
+IDLE_HOLD_FACTOR = 8
+IDLE_HOLD_MAX_S = 10.0
 
 
 def now_ms() -> int:
@@ -111,6 +122,11 @@ class WorkflowActor:
         # The first turn of a new instance, sent to the app while its start is saved
         # (`_start`); taken by the runner instead of planning that turn again.
         self._early: _EarlyTurn | None = None
+        # Completions gather until this time (time.monotonic()) before the next turn,
+        # unless `_hurry` is set: see `_plan_gather`.
+        self._gather_until = 0.0
+        self._hurry = asyncio.Event()
+        self._idle_turn = False  # the last answer from the app had no action
 
     def _key(self, short: str) -> str:
         return store_key(self.app_id, self.type, self.id, short)
@@ -202,28 +218,53 @@ class WorkflowActor:
     async def _run(self) -> None:
         try:
             while True:
+                await self._gather()
+                self._hurry.clear()  # what arrives from now on is in the turn after this
                 started = time.monotonic()
                 if not await self._one_turn():
                     return
-                await self._coalesce(time.monotonic() - started)
+                self._plan_gather(time.monotonic() - started)
         except ConflictError:
             return
         except Exception:
             log.exception("workflow %s: turn failed", self.id)
 
-    async def _coalesce(self, last_turn_s: float) -> None:
-        """Every turn makes the SDK replay the whole history, so a big fan-out whose
-        completions trickle in would cost one full replay per handful of completions.
-        While many tasks are still open, let completions gather for about as long as the
-        last turn took (at most COALESCE_MAX_S) before the next turn: it at most doubles
-        the wait of a turn that was slow anyway, and divides the number of replays."""
+    def _plan_gather(self, last_turn_s: float) -> None:
+        """How long completions may gather before the next turn (see COALESCE_MIN_OPEN):
+        none while few tasks are open."""
         state = self.state
-        waiting = len(state.inbox) + len(self._unfolded) if state is not None else 0
-        if state is None or state.is_terminal or not waiting:
+        if state is None or state.is_terminal or len(state.open.tasks) <= COALESCE_MIN_OPEN:
+            self._gather_until = 0.0
+        elif self._idle_turn:
+            hold = max(min(last_turn_s, COALESCE_MAX_S), IDLE_HOLD_FACTOR * last_turn_s)
+            self._gather_until = time.monotonic() + min(hold, IDLE_HOLD_MAX_S)
+        else:
+            self._gather_until = time.monotonic() + min(last_turn_s, COALESCE_MAX_S)
+
+    def _all_in(self) -> bool:
+        """Every open task and child has (about) its outcome waiting: no reason to wait
+        for more."""
+        state = self.state
+        if state is None:
+            return True
+        waiting = len(state.inbox) + len(self._unfolded)
+        return waiting >= len(state.open.tasks) + len(state.open.children)
+
+    def _hurry_up(self) -> None:
+        """Something arrived that the next turn must not wait for."""
+        self._gather_until = 0.0
+        self._hurry.set()
+
+    async def _gather(self) -> None:
+        """Wait for `_gather_until` unless nothing waits, all is in, or we are hurried."""
+        state = self.state
+        if state is None or not (state.inbox or self._unfolded):
+            return  # nothing to run a turn for: the runner stops, a later kick restarts it
+        delay = self._gather_until - time.monotonic()
+        if delay <= 0 or self._hurry.is_set() or self._all_in():
             return
-        if len(state.open.tasks) <= max(COALESCE_MIN_OPEN, waiting):
-            return
-        await asyncio.sleep(min(last_turn_s, COALESCE_MAX_S))  # gathering events, bounded
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._hurry.wait(), delay)  # gathering events, bounded
 
     async def _one_turn(self) -> bool:
         async with self._lock:
@@ -236,6 +277,7 @@ class WorkflowActor:
             settled = settle(state, now_ms())
             if settled is not None:
                 _cancel(early)
+                self._idle_turn = False
                 await self._commit(settled)
                 return True
             reply: Awaitable[pb.WorkflowResponse]
@@ -254,6 +296,7 @@ class WorkflowActor:
             self._fold()
             assert self.state is not None
             result = apply_response(self.state, turn, response, now_ms())
+            self._idle_turn = not response.actions
             await self._commit(result)
         return True
 
@@ -330,6 +373,7 @@ class WorkflowActor:
                 raise ActorCallError(f"ALREADY_EXISTS: an instance with id {self.id!r} is running")
             generation = self.state.generation + 1 if self.state is not None else 1
             await self._save(self._started(event, generation))
+        self._hurry_up()
         self.kick()
         return b""
 
@@ -355,6 +399,8 @@ class WorkflowActor:
             inbox_kind(event)
             if self.state is not None and self.state.exists:
                 self._unfolded.append((event, d.get("gen"), d.get("exec")))
+                if self._gather_until and self._all_in():
+                    self._hurry.set()
                 self.kick()
             return b""
         async with self._lock:
@@ -366,6 +412,7 @@ class WorkflowActor:
             new = add_events(self.state, [event])
             if new is not self.state:
                 await self._save(new)
+        self._hurry_up()
         self.kick()
         return b""
 
@@ -377,6 +424,7 @@ class WorkflowActor:
             self._fold()
             if self.state is not None:
                 self.state = add_events(self.state, [event], generation=int(data["g"]))
+        self._hurry_up()
         self.kick()
         return b""
 
@@ -410,6 +458,7 @@ class WorkflowActor:
         what they already have; activities still running ignore the repeat."""
         if self.state is not None and not self.state.is_terminal:
             self.effects.start(pending_work(self.state))
+        self._hurry_up()
         self.kick()
         return b""
 
