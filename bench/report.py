@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -46,6 +47,27 @@ def percentile(values: Sequence[float], p: float) -> float:
     return float(ordered[rank - 1])
 
 
+def median_of(repetitions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One row for repeated runs of the same measurement: every number is its median
+    over the repetitions (each field on its own; an int field stays an int when the
+    median is whole), anything else is taken from the first; the repetitions
+    themselves go along under `repetitions` when there are several."""
+    if not repetitions:
+        raise ValueError("no repetitions to summarise")
+    row: dict[str, Any] = {}
+    for key, first in repetitions[0].items():
+        values = [rep[key] for rep in repetitions if key in rep]
+        if isinstance(first, bool) or not isinstance(first, int | float):
+            row[key] = first
+            continue
+        middle = statistics.median(values)
+        whole = all(isinstance(v, int) for v in values) and float(middle).is_integer()
+        row[key] = int(middle) if whole else round(float(middle), 3)
+    if len(repetitions) > 1:
+        row["repetitions"] = [dict(rep) for rep in repetitions]
+    return row
+
+
 def result(
     scenario: str, params: Mapping[str, Any], metrics: Mapping[str, Any], started_at: str
 ) -> dict[str, Any]:
@@ -77,6 +99,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def _shown(key: str, value: Any) -> str:
+    if isinstance(value, list) and (key in ("samples_ms", "repetitions") or len(value) > 8):
+        return f"{len(value)} values (in the JSON)"
+    return f"{value:,.2f}" if isinstance(value, float) else f"{value}"
+
+
 def emit(
     data: Mapping[str, Any],
     json_path: Path | None,
@@ -91,10 +119,12 @@ def emit(
         )
         print("  params: " + ", ".join(f"{k}={v}" for k, v in data["params"].items()))
         for key, value in data["metrics"].items():
-            shown = f"{value:,.2f}" if isinstance(value, float) else f"{value}"
-            if isinstance(value, list) and (key == "samples_ms" or len(value) > 8):
-                shown = f"{len(value)} values (in the JSON)"
-            print(f"  {key:<28} {shown}")
+            if isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+                print(f"  {key}")  # rows (fanout's N, scale's sizes): one line each
+                for row in value:
+                    print("    " + ", ".join(f"{k}={_shown(k, v)}" for k, v in row.items()))
+                continue
+            print(f"  {key:<28} {_shown(key, value)}")
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(data, indent=2) + "\n")

@@ -39,7 +39,15 @@ from pathlib import Path
 from typing import Any
 
 from actorflow.testing import UpCluster, free_port_block
-from bench.report import add_common_args, emit, now_iso, percentile, process_cpu_s, result
+from bench.report import (
+    add_common_args,
+    emit,
+    median_of,
+    now_iso,
+    percentile,
+    process_cpu_s,
+    result,
+)
 
 APP = Path(__file__).resolve().parent / "bench_app.py"
 
@@ -101,30 +109,37 @@ def fanout(args: argparse.Namespace) -> dict[str, Any]:
     with cluster() as info:
         client = sdk_client(info)
         run_one(client, "fanout", 50)  # warm-up
-        pid, app_pid = info["sidecars"][0]["pid"], info["app_pid"]
         for n in args.n:
-            ceiling = None if args.no_ceiling else measure_ceiling(max(n, 1000))
-            cpu0, app0, items0 = process_cpu_s(pid), process_cpu_s(app_pid), work_items(info)
-            wall, output = run_one(client, "fanout", n)
-            cpu, app = process_cpu_s(pid) - cpu0, process_cpu_s(app_pid) - app0
-            turns = work_items(info)["workflow"] - items0["workflow"]
-            if int(output) != n * (n - 1):
-                raise RuntimeError(f"fanout {n}: wrong sum {output}")
-            run: dict[str, Any] = {
-                "n": n, "wall_s": round(wall, 3), "activities_per_s": round(n / wall, 1),
-                "sidecar_cpu_ms_per_activity": round(cpu * 1000 / n, 3),
-                "app_cpu_ms_per_activity": round(app * 1000 / n, 3), "turns": turns,
-            }  # fmt: skip
-            if ceiling is not None:
-                rate = ceiling["activities_per_s"]
-                run["ceiling_activities_per_s"] = round(rate, 1)
-                run["of_ceiling"] = round(n / wall / rate, 3)
-                # The same figures with no engine: what grpc.aio and the SDK cost alone.
-                for side in ("server", "app"):
-                    key = f"{side}_cpu_ms_per_activity"
-                    run[f"ceiling_{key}"] = round(ceiling[key], 3)
-            runs.append(run)
+            reps = [_fanout_once(args, info, client, n) for _ in range(args.repeat)]
+            runs.append(median_of(reps))
     return {"runs": runs}
+
+
+def _fanout_once(
+    args: argparse.Namespace, info: dict[str, Any], client: Any, n: int
+) -> dict[str, Any]:
+    pid, app_pid = info["sidecars"][0]["pid"], info["app_pid"]
+    ceiling = None if args.no_ceiling else measure_ceiling(max(n, 1000))
+    cpu0, app0, items0 = process_cpu_s(pid), process_cpu_s(app_pid), work_items(info)
+    wall, output = run_one(client, "fanout", n)
+    cpu, app = process_cpu_s(pid) - cpu0, process_cpu_s(app_pid) - app0
+    turns = work_items(info)["workflow"] - items0["workflow"]
+    if int(output) != n * (n - 1):
+        raise RuntimeError(f"fanout {n}: wrong sum {output}")
+    run: dict[str, Any] = {
+        "n": n, "wall_s": round(wall, 3), "activities_per_s": round(n / wall, 1),
+        "sidecar_cpu_ms_per_activity": round(cpu * 1000 / n, 3),
+        "app_cpu_ms_per_activity": round(app * 1000 / n, 3), "turns": turns,
+    }  # fmt: skip
+    if ceiling is not None:
+        rate = ceiling["activities_per_s"]
+        run["ceiling_activities_per_s"] = round(rate, 1)
+        run["of_ceiling"] = round(n / wall / rate, 3)
+        # The same figures with no engine: what grpc.aio and the SDK cost alone.
+        for side in ("server", "app"):
+            key = f"{side}_cpu_ms_per_activity"
+            run[f"ceiling_{key}"] = round(ceiling[key], 3)
+    return run
 
 
 def measure_ceiling(n: int, *only: str) -> dict[str, float]:
@@ -147,16 +162,20 @@ def chain(args: argparse.Namespace) -> dict[str, Any]:
     with cluster() as info:
         client = sdk_client(info)
         run_one(client, "chain", 2)  # warm-up
-        latencies: list[float] = []
+        return median_of([_chain_once(args, client) for _ in range(args.repeat)])
 
-        def one(i: int) -> None:
-            wall, _ = run_one(client, "chain", args.steps)
-            latencies.append(wall * 1000)
 
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.workflows) as pool:
-            list(pool.map(one, range(args.workflows)))
-        elapsed = time.perf_counter() - started
+def _chain_once(args: argparse.Namespace, client: Any) -> dict[str, Any]:
+    latencies: list[float] = []
+
+    def one(i: int) -> None:
+        wall, _ = run_one(client, "chain", args.steps)
+        latencies.append(wall * 1000)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.workflows) as pool:
+        list(pool.map(one, range(args.workflows)))
+    elapsed = time.perf_counter() - started
     return {
         "workflows_per_s": args.workflows / elapsed,
         "activities_per_s": args.workflows * args.steps / elapsed,
@@ -170,8 +189,18 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         client = sdk_client(info)
         for i in range(10):
             run_one(client, "single", i)  # warm-up
-        rtt = None if args.no_ceiling else measure_ceiling(0, "--rtt-only", "--rtt", "200")
-        samples = [run_one(client, "single", i)[0] * 1000 for i in range(args.count)]
+        reps = [_latency_once(args, client) for _ in range(args.repeat)]
+    samples = [ms for rep in reps for ms in rep.pop("samples_ms")]
+    metrics = median_of(reps)
+    # Every round trip of every repetition, for the histogram (`--plot`); not one of
+    # section 7's figures.
+    metrics["samples_ms"] = samples
+    return metrics
+
+
+def _latency_once(args: argparse.Namespace, client: Any) -> dict[str, Any]:
+    rtt = None if args.no_ceiling else measure_ceiling(0, "--rtt-only", "--rtt", "200")
+    samples = [run_one(client, "single", i)[0] * 1000 for i in range(args.count)]
     metrics: dict[str, Any] = {
         "p50_ms": percentile(samples, 50),
         "p99_ms": percentile(samples, 99),
@@ -183,7 +212,6 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         sdk_ms = 2 * rtt["turn_rtt_p50_ms"] + rtt["activity_rtt_p50_ms"]
         metrics["sdk_round_trips_ms"] = round(sdk_ms, 3)
         metrics["p50_over_sdk_round_trips"] = round(metrics["p50_ms"] / sdk_ms, 3)
-    # Every round trip, for the histogram (`--plot`); not one of section 7's figures.
     metrics["samples_ms"] = [round(ms, 3) for ms in samples]
     return metrics
 
@@ -204,14 +232,24 @@ def main_for(scenario: str, argv: list[str] | None) -> int:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--count", type=int, default=200)
     p.add_argument(
+        "--repeat", type=int, default=3,
+        help="run the measurement this many times (fanout: per N, each with its own "
+        "ceiling right before) and report each figure's median; every repetition is "
+        "kept under `repetitions`",
+    )  # fmt: skip
+    p.add_argument(
         "--no-ceiling", action="store_true",
         help="fanout, latency: skip measuring the SDK ceiling (round trips) first",
     )  # fmt: skip
     add_common_args(p)
     args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat must be 1 or more")
     started = now_iso()
     metrics = SCENARIOS[scenario](args)
-    params: dict[str, Any] = {"sidecars": 1, "store": "sqlite", "app": "bench/bench_app.py"}
+    params: dict[str, Any] = {
+        "sidecars": 1, "store": "sqlite", "app": "bench/bench_app.py", "repeat": args.repeat,
+    }  # fmt: skip
     ceiling = not args.no_ceiling
     params.update({"fanout": {"n": args.n, "ceiling": ceiling},
                    "chain": {"workflows": args.workflows, "steps": args.steps},
