@@ -392,9 +392,9 @@ class Dispatcher:
         count = len(waiting) if limit is None else min(limit, len(waiting))
         for key in list(itertools.islice(waiting, count)):
             del waiting[key]
-            stored = self._replica.lookup(key)
-            if stored is not None:
-                self._queue.upsert(key, stored.schedule.next_due_ms)
+            found = self._replica.firing(key)
+            if found is not None:
+                self._queue.upsert(key, found[0])
 
     def _route(self, key: Key) -> Subscriber | None:
         subs = self._subs.get(key[:2])
@@ -420,15 +420,16 @@ class Dispatcher:
             return
         deadline = self._clock.monotonic() + self.config.ack_timeout_s
         batches: dict[int, tuple[Subscriber, list[pb.Trigger]]] = {}
-        lookup = self._replica.lookup
+        lookup = self._replica.firing
         for key, _ in due:
-            stored = lookup(key)
-            if stored is None:
+            found = lookup(key)
+            if found is None:
                 continue  # deleted
-            if stored.schedule.next_due_ms > now_ms:
+            due_ms, generation, data = found
+            if due_ms > now_ms:
                 # Moved later (a replace, or a retry slot of a replaced reminder): never
                 # early. Queued again at the replicated time; its change event may follow.
-                self._queue.upsert(key, stored.schedule.next_due_ms)
+                self._queue.upsert(key, due_ms)
                 continue
             sub = self._route(key)
             if sub is None:
@@ -436,13 +437,12 @@ class Dispatcher:
                 continue
             fid = next(self._fire_ids)
             attempt = self._attempts.pop(key, 0) + 1
-            due_ms = stored.schedule.next_due_ms
-            self._in_flight[fid] = Firing(key, stored.generation, due_ms, attempt, sub, deadline)
+            self._in_flight[fid] = Firing(key, generation, due_ms, attempt, sub, deadline)
             sub.in_flight += 1
             trigger = pb.Trigger(
                 fire_id=fid,
                 key=key_to_proto(key),
-                data=stored.data,
+                data=data,
                 due_ms=due_ms,
                 sent_ms=now_ms,
                 attempt=attempt,

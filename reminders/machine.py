@@ -30,7 +30,7 @@ every replica numbers reminders alike.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,15 @@ __all__ = [
 
 Key = tuple[str, str, str, str, str]
 Change = tuple[Key, int | None]
+
+# A reminder as the table holds it: a plain tuple of atoms (due_time, period, ttl, data,
+# created_ms, generation, then the schedule's next_due_ms, remaining, interval_ms,
+# expires_ms). CPython's collector stops tracking an exact tuple of atoms after its first
+# young pass, so a node holding 100,000 reminders does not make every full pass walk
+# 200,000 objects (`Stored` and `ScheduleState` instances would stay tracked for life),
+# and a full pass on the leader is a pause every registration in flight waits out.
+# `Stored` is built on each read.
+_Row = tuple[str, str, str, bytes, int, int, int, int | None, int | None, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,18 +126,49 @@ def create_item(
     }
 
 
+def _row(stored: Stored) -> _Row:
+    s = stored.schedule
+    return (
+        stored.due_time, stored.period, stored.ttl, stored.data, stored.created_ms,
+        stored.generation, s.next_due_ms, s.remaining, s.interval_ms, s.expires_ms,
+    )  # fmt: skip
+
+
+def _stored(key: Key, row: _Row) -> Stored:
+    due_time, period, ttl, data, created_ms, generation, due_ms, remaining, every, expires = row
+    schedule = ScheduleState(due_ms, remaining, every, expires)
+    return Stored(key, due_time, period, ttl, data, created_ms, generation, schedule)
+
+
 class ReminderTable:
-    """All reminders of the cluster. Not thread-safe: the shell serialises access."""
+    """All reminders of the cluster. Writes are not thread-safe: the shell serialises
+    them; a single-key `get` is one dict read of an immutable row, atomic under the GIL."""
 
     def __init__(self) -> None:
-        self.reminders: dict[Key, Stored] = {}
+        self._rows: dict[Key, _Row] = {}
         self.generation = 0
 
     def __len__(self) -> int:
-        return len(self.reminders)
+        return len(self._rows)
 
     def get(self, key: Key) -> Stored | None:
-        return self.reminders.get(key)
+        row = self._rows.get(key)
+        return None if row is None else _stored(key, row)
+
+    def firing(self, key: Key) -> tuple[int, int, bytes] | None:
+        """(next_due_ms, generation, data): what firing a reminder needs, read from its
+        row without building a `Stored` (this is on the path of every trigger)."""
+        row = self._rows.get(key)
+        return None if row is None else (row[6], row[5], row[3])
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self._rows)
+
+    def items(self) -> Iterable[tuple[Key, Stored]]:
+        return ((key, _stored(key, row)) for key, row in self._rows.items())
+
+    def _put(self, stored: Stored) -> None:
+        self._rows[stored.key] = _row(stored)
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -155,13 +195,13 @@ class ReminderTable:
         results: list[Stored] = []
         changes: list[Change] = []
         for key, due_time, period, ttl, data, schedule in parsed:
-            current = self.reminders.get(key)
+            current = self.get(key)
             if current is not None and current.same_request(due_time, period, ttl, data):
                 results.append(current)
                 continue
             self.generation += 1
             stored = Stored(key, due_time, period, ttl, data, now_ms, self.generation, schedule)
-            self.reminders[key] = stored
+            self._put(stored)
             results.append(stored)
             changes.append((key, schedule.next_due_ms))
         return results, changes
@@ -171,7 +211,7 @@ class ReminderTable:
         existed: list[bool] = []
         changes: list[Change] = []
         for key in keys:
-            found = self.reminders.pop(key, None) is not None
+            found = self._rows.pop(key, None) is not None
             existed.append(found)
             if found:
                 changes.append((key, None))
@@ -181,27 +221,20 @@ class ReminderTable:
         items = [(key_from_wire(k), int(g), int(d), int(f)) for k, g, d, f in body["items"]]
         changes: list[Change] = []
         for key, generation, due_ms, fired_at_ms in items:
-            current = self.reminders.get(key)
-            if (
-                current is None
-                or current.generation != generation
-                or current.schedule.next_due_ms != due_ms
-            ):
+            row = self._rows.get(key)
+            if row is None or row[5] != generation or row[6] != due_ms:
                 continue  # replaced, deleted, or this firing was already recorded
-            nxt = after_fire(current.schedule, fired_at_ms)
+            nxt = after_fire(ScheduleState(*row[6:]), fired_at_ms)
             if nxt is None:
-                del self.reminders[key]
+                del self._rows[key]
                 changes.append((key, None))
             else:
-                self.reminders[key] = Stored(
-                    key,
-                    current.due_time,
-                    current.period,
-                    current.ttl,
-                    current.data,
-                    current.created_ms,
-                    current.generation,
-                    nxt,
+                self._rows[key] = (
+                    *row[:6],
+                    nxt.next_due_ms,
+                    nxt.remaining,
+                    nxt.interval_ms,
+                    nxt.expires_ms,
                 )
                 changes.append((key, nxt.next_due_ms))
         return len(changes), changes
@@ -209,10 +242,9 @@ class ReminderTable:
     # -- snapshot --------------------------------------------------------------------------
 
     def to_wire(self) -> dict[str, Any]:
-        return {
-            "generation": self.generation,
-            "reminders": [r.to_wire() for r in self.reminders.values()],
-        }
+        """The snapshot: `rows` pairs each key with its row as is (msgpack writes tuples
+        as arrays), the cheapest form to write on the Raft thread, which pauses for it."""
+        return {"generation": self.generation, "rows": list(self._rows.items())}
 
     @classmethod
     def from_wire(cls, raw: Any) -> ReminderTable:
@@ -220,13 +252,14 @@ class ReminderTable:
         if not raw:
             return table
         table.generation = int(raw["generation"])
-        for row in raw["reminders"]:
-            stored = Stored.from_wire(row)
-            table.reminders[stored.key] = stored
+        for key, row in raw.get("rows", ()):
+            table._put(Stored.from_wire([key, *row[:6], row[6:]]))  # checked like a create
+        for old in raw.get("reminders", ()):  # the form written before rows (2026-11-26)
+            table._put(Stored.from_wire(old))
         return table
 
     def due_times(self) -> Iterable[tuple[Key, int]]:
-        return ((k, r.schedule.next_due_ms) for k, r in self.reminders.items())
+        return ((key, row[6]) for key, row in self._rows.items())
 
 
 def _parse_create_item(item: Any) -> tuple[Key, str, str, str, bytes, ScheduleState]:

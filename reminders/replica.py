@@ -2,7 +2,7 @@
 
 pysyncobj applies commands on its tick thread while the asyncio shell reads the table
 (API reads, the firing loop). A lock serialises apply, snapshot and whole-table reads;
-a single-key `lookup` is one dict read of an immutable `Stored`, atomic under the GIL.
+a single-key `lookup` is one dict read of an immutable row, atomic under the GIL.
 
 Change feed: after each apply that changed something, `on_changes(seq, changes)` is
 called on the tick thread (the shell forwards it with `call_soon_threadsafe`); after a
@@ -66,7 +66,11 @@ class Replica:
         return len(self._table)
 
     def lookup(self, key: Key) -> Stored | None:
-        return self._table.reminders.get(key)
+        return self._table.get(key)
+
+    def firing(self, key: Key) -> tuple[int, int, bytes] | None:
+        """(next_due_ms, generation, data) of a reminder, or None: see `ReminderTable`."""
+        return self._table.firing(key)
 
     def due_snapshot(self) -> tuple[int, list[tuple[Key, int]]]:
         """Every reminder's next due time, and the change seq this reflects."""
@@ -77,12 +81,13 @@ class Replica:
         """The reminders of an app (narrowed by actor type and id when given), by key."""
         with self._lock:
             found = [
-                r
-                for k, r in self._table.reminders.items()
+                stored
+                for k in self._table
                 if k[0] == namespace
                 and k[1] == app_id
                 and (not actor_type or k[2] == actor_type)
                 and (not actor_id or k[3] == actor_id)
+                and (stored := self._table.get(k)) is not None
             ]
         found.sort(key=lambda r: r.key)
         return found
