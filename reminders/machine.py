@@ -164,9 +164,6 @@ class ReminderTable:
     def __iter__(self) -> Iterator[Key]:
         return iter(self._rows)
 
-    def items(self) -> Iterable[tuple[Key, Stored]]:
-        return ((key, _stored(key, row)) for key, row in self._rows.items())
-
     def _put(self, stored: Stored) -> None:
         self._rows[stored.key] = _row(stored)
 
