@@ -67,11 +67,17 @@ def _completed(item: pb.WorkItem) -> set[int]:
     }
 
 
-async def _blocked_fan_out(
-    actor: WorkflowActor, apps: AppConnections, stream: AsyncGenerator[pb.WorkItem, None]
-) -> None:
-    """Start, schedule TASKS activities, complete the first five, and answer the turn
-    that carries them slowly and with no action (the workflow waits on all of them)."""
+Stream = AsyncGenerator[pb.WorkItem, None]
+
+
+async def _blocked_fan_out() -> tuple[WorkflowActor, Stream]:
+    """An instance that scheduled TASKS activities, got the first five back, and whose
+    app answered the turn carrying them slowly and with no action (the workflow waits
+    on all of them); its actor, and the app's stream of work items."""
+    apps = AppConnections()
+    actor = _actor(MemoryStore(), apps)
+    await actor.on_activate()
+    stream = apps.stream()
     start = execution_started_event(
         name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
     )
@@ -91,18 +97,22 @@ async def _blocked_fan_out(
     while len(actor.state.open.tasks) > TASKS - 5:
         await asyncio.wait_for(changed.wait(), 10)
         changed.clear()
+    return actor, stream
+
+
+async def _next_turn_held(stream: Stream) -> asyncio.Future[pb.WorkItem]:
+    """The next turn, checked not to go out while the hold lasts (it lasts 8x the slow
+    turn; this waits 2x)."""
+    turn = asyncio.ensure_future(_next_turn(stream))
+    done, _ = await asyncio.wait({turn}, timeout=2 * SLOW_TURN_S)
+    assert not done, "a turn went out during the hold"
+    return turn
 
 
 async def test_after_a_turn_that_changed_nothing_completions_wait_for_the_rest() -> None:
-    store, apps = MemoryStore(), AppConnections()
-    actor = _actor(store, apps)
-    await actor.on_activate()
-    stream = apps.stream()
-    await _blocked_fan_out(actor, apps, stream)
+    actor, stream = await _blocked_fan_out()
     await _complete(actor, range(6, TASKS))  # all but the last
-    third = asyncio.ensure_future(_next_turn(stream))
-    done, _ = await asyncio.wait({third}, timeout=2 * SLOW_TURN_S)
-    assert not done, "a turn went out while most tasks were still coming in"
+    third = await _next_turn_held(stream)
     await _complete(actor, [TASKS])  # the last: no reason to wait any longer
     item = await asyncio.wait_for(third, 3)
     assert _completed(item) == set(range(6, TASKS + 1))  # one replay for all of them
@@ -111,15 +121,9 @@ async def test_after_a_turn_that_changed_nothing_completions_wait_for_the_rest()
 
 
 async def test_an_external_event_ends_the_hold_at_once() -> None:
-    store, apps = MemoryStore(), AppConnections()
-    actor = _actor(store, apps)
-    await actor.on_activate()
-    stream = apps.stream()
-    await _blocked_fan_out(actor, apps, stream)
+    actor, stream = await _blocked_fan_out()
     await _complete(actor, range(6, 9))
-    third = asyncio.ensure_future(_next_turn(stream))
-    done, _ = await asyncio.wait({third}, timeout=2 * SLOW_TURN_S)
-    assert not done
+    third = await _next_turn_held(stream)
     event = raised_event("approval", '"yes"', 3)
     await actor.invoke("event", _payload(event, durable=True))
     item = await asyncio.wait_for(third, 3)  # the hold would last 4 s
