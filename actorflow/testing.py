@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -14,24 +15,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+PORT_BLOCK_LOW = 10_000  # blocks from free_port_block start at or above this port
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port_block(count: int) -> int:
-    """A base port such that base..base+count-1 are free right now."""
-    for _ in range(200):
+    """A base port such that base..base+count-1 are free right now, chosen below the
+    kernel's range for outgoing connections: a block is often bound long after it was
+    chosen (`actorflow up --add` binds the next sidecar's port), and a port in that
+    range can be taken meanwhile by any connection the machine opens."""
+    high = _ephemeral_low() - count
+    if high > PORT_BLOCK_LOW:
+        for _ in range(500):
+            base = random.randrange(PORT_BLOCK_LOW, high)
+            if all(_free(p) for p in range(base, base + count)):
+                return base
+    for _ in range(200):  # no room below that range: any block free right now
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             base = int(s.getsockname()[1])
-        if base + count >= 65000:
-            continue
-        ok = True
-        for p in range(base, base + count):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
+        if base + count < 65000 and all(_free(p) for p in range(base, base + count)):
             return base
     raise RuntimeError("no free port block")
 
