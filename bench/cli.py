@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
+import sys
+from types import FrameType
 
 # scenario -> module with `main(argv) -> int` (or "module:function")
 SCENARIOS: dict[str, str] = {
@@ -21,7 +24,14 @@ SCENARIOS: dict[str, str] = {
 }
 
 
+def _stop(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM unwinds like Ctrl-C: every scenario's `finally` stops the cluster it
+    # started, instead of leaving its processes running without the bench.
+    sys.exit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(
         prog="actorflow bench",
         description="Run a benchmark scenario; `actorflow bench SCENARIO --help` for its options.",
