@@ -81,6 +81,10 @@ class _Attempt:
     first: bool = True
     delay_s: float = 0.05  # the backoff before the next attempt, if this one fails
 
+    def retry(self) -> _Attempt:
+        """The attempt after this one failed: its backoff doubled, up to RETRY_MAX_S."""
+        return _Attempt(self.effect, False, min(self.delay_s * 2, RETRY_MAX_S))
+
 
 class EffectRunner:
     """Owned by one actor activation; its tasks end with the activation.
@@ -119,8 +123,7 @@ class EffectRunner:
             while self._queue:
                 attempt = self._queue.popleft()
                 if not await self._attempt(attempt.effect, attempt.first):
-                    delay_s = min(attempt.delay_s * 2, RETRY_MAX_S)
-                    self._later(attempt.delay_s, _Attempt(attempt.effect, False, delay_s))
+                    self._later(attempt.delay_s, attempt.retry())
         finally:
             # Leaves the count in the same step as it finds the queue empty: an effect
             # queued after that sees one worker fewer and staffs a new one.
@@ -159,7 +162,7 @@ class EffectRunner:
         attempt = _Attempt(effect)
         while not await self._attempt(attempt.effect, attempt.first):
             await asyncio.sleep(attempt.delay_s)  # retry backoff
-            attempt = _Attempt(effect, False, min(attempt.delay_s * 2, RETRY_MAX_S))
+            attempt = attempt.retry()
 
     async def _attempt(self, effect: Effect, first: bool) -> bool:
         """One try; True when it is over (carried out, or refused: not retried)."""

@@ -65,6 +65,18 @@ def _finished(actor: WorkflowActor) -> Any:
     return actor.watchers.watch(ID)
 
 
+async def _started(
+    store: MemoryStore, apps: AppConnections, router: RecordingRouter
+) -> tuple[WorkflowActor, AsyncGenerator[pb.WorkItem, None], pb.WorkItem]:
+    """A new activation that started the instance: the actor, the app's stream, and
+    the first turn, taken from the stream and not answered yet."""
+    actor = _actor(store, apps, router)
+    await actor.on_activate()
+    stream = apps.stream()
+    await actor.invoke("start", _start())
+    return actor, stream, await _next_turn(stream)
+
+
 async def test_a_new_instance_first_turn_runs_while_its_start_is_saved() -> None:
     store, apps, router = GatedStore(), AppConnections(), RecordingRouter()
     actor = _actor(store, apps, router)
@@ -96,11 +108,7 @@ async def test_a_new_instance_first_turn_runs_while_its_start_is_saved() -> None
 
 async def test_a_refused_start_drops_its_early_turn() -> None:
     store, apps, router = MemoryStore(), AppConnections(), RecordingRouter()
-    first = _actor(store, apps, router)
-    await first.on_activate()
-    stream = apps.stream()
-    await first.invoke("start", _start())
-    turn = await _next_turn(stream)
+    first, stream, turn = await _started(store, apps, router)
     apps.complete(turn.completionToken, response(ID, schedule_task_action(1, "a")))
     await asyncio.wait_for(router.called.wait(), 10)  # running: its activity dispatched
     await stream.aclose()
@@ -119,11 +127,7 @@ async def test_a_refused_start_drops_its_early_turn() -> None:
 
 async def test_activities_are_dispatched_while_their_checkpoint_is_saved() -> None:
     store, apps, router = GatedStore(), AppConnections(), RecordingRouter()
-    actor = _actor(store, apps, router)
-    await actor.on_activate()
-    stream = apps.stream()
-    await actor.invoke("start", _start())
-    turn = await _next_turn(stream)
+    actor, stream, turn = await _started(store, apps, router)
     store.gate.clear()  # the checkpoint of this turn will wait
     apps.complete(turn.completionToken, response(ID, schedule_task_action(1, "a")))
     await asyncio.wait_for(store.waiting.wait(), 10)
