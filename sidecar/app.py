@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -38,7 +38,7 @@ from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.naming import activity_type, index_prefix, workflow_type
 from sidecar.engine.taskhub import TaskHubService
-from sidecar.engine.watchers import Watchers
+from sidecar.engine.waits import Waiting
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import StateStore, open_store
 from sidecar.taskhub_wire import taskhub_generic_handler, unknown_method_handler
@@ -59,8 +59,8 @@ class ActorServices:
     namespace: str
     turn_log: Any
     apps: AppConnections
-    watchers: Watchers
     reminders: RemindersClient | None
+    waiting: Waiting = field(default_factory=Waiting)  # callers held by workflow actors
 
 
 class Sidecar:
@@ -75,7 +75,6 @@ class Sidecar:
             activity_window=config.app_activity_window,
             workflow_window=config.app_workflow_window,
         )
-        self.watchers = Watchers()
         self.services: ActorServices | None = None
         self._resume_task: asyncio.Task[None] | None = None
         if config.test_actors:
@@ -121,7 +120,7 @@ class Sidecar:
             self.reminders = RemindersClient(cfg.reminders)
         self.services = ActorServices(
             self.store, self.router, cfg.app_id, cfg.namespace, self._turn_log, self.apps,
-            self.watchers, self.reminders,
+            self.reminders,
         )  # fmt: skip
         self.host.services = self.services
         await self._serve_grpc()

@@ -48,6 +48,7 @@ async def metrics(request: web.Request) -> web.Response:
     sidecar = request.app[SIDECAR]
     host, router = sidecar.host, sidecar.router
     table = sidecar.placement.table if sidecar.placement else None
+    waiting = sidecar.services.waiting if sidecar.services else None
     values = {
         "actorflow_actor_activations_total": ("counter", host.activations if host else 0),
         "actorflow_actor_deactivations_total": ("counter", host.deactivations if host else 0),
@@ -56,6 +57,8 @@ async def metrics(request: web.Request) -> web.Response:
         "actorflow_actor_call_retries_total": ("counter", router.retries if router else 0),
         "actorflow_workflow_work_items_total": ("counter", sidecar.apps.dispatched_workflows),
         "actorflow_activity_work_items_total": ("counter", sidecar.apps.dispatched_activities),
+        # Clients of any sidecar waiting for an instance this sidecar's actors hold.
+        "actorflow_workflow_waiting_callers": ("gauge", waiting.callers if waiting else 0),
     }
     lines = []
     for name, (kind, value) in values.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NewType, Protocol
@@ -12,13 +13,19 @@ ActorKey = tuple[str, str]  # (actor type, actor id)
 
 REMINDER_METHOD = "__reminder__"
 
+# What a turn answers: the reply's bytes, or a future of them when the reply comes after
+# the turn (a caller waiting for a later state): the turn ends at once, the mailbox moves
+# on, and the caller gets the future's outcome. The actor settles the future itself, in
+# a later turn or a task of its own; the runtime cancels it when the caller goes away.
+Answer = bytes | asyncio.Future[bytes]
+
 
 class Actor(Protocol):
     """One activation. The runtime calls these one at a time (turn-based)."""
 
     async def on_activate(self) -> None: ...
 
-    async def invoke(self, method: str, payload: bytes) -> bytes: ...
+    async def invoke(self, method: str, payload: bytes) -> Answer: ...
 
     async def on_deactivate(self) -> None: ...
 

@@ -10,6 +10,10 @@ still queued with `NotOwnerError` (the callers retry at the new owner) and calls
 sweep timer per host finds those) or when the actor asks to (`ActorContext.leave`);
 calls that arrive meanwhile go to the next activation instead of being refused.
 
+A turn may answer with a future instead of bytes (`Answer`: a caller waiting for a
+later state of the actor): the turn ends, the mailbox moves on, and the caller gets the
+future's outcome when the actor settles it; a caller that goes away cancels it.
+
 `owns(actor_type, actor_id)` is asked before a message is queued: a sidecar never
 activates an actor the current table gives to another host.
 """
@@ -63,6 +67,29 @@ def _leave(activation: Activation) -> None:
     if not activation.left_on_its_own and not activation.leaving:
         activation.left_on_its_own = True
         activation.mailbox.put_nowait(None)
+
+
+def _forward(later: asyncio.Future[bytes], reply: asyncio.Future[bytes]) -> None:
+    """A reply that comes after its turn (`Answer`): `later`'s outcome goes to the caller,
+    and a caller that goes away withdraws `later`."""
+
+    def answer(done: asyncio.Future[bytes]) -> None:
+        if reply.done():
+            return
+        if done.cancelled():
+            reply.set_exception(ActorCallError("the actor withdrew its answer"))
+        elif (error := done.exception()) is not None:
+            reply.set_exception(error if isinstance(error, ActorCallError) else
+                                ActorCallError(f"{type(error).__name__}: {error}"))  # fmt: skip
+        else:
+            reply.set_result(done.result())
+
+    def withdraw(_reply: asyncio.Future[bytes]) -> None:
+        if not later.done():
+            later.cancel()
+
+    later.add_done_callback(answer)
+    reply.add_done_callback(withdraw)
 
 
 class ActorHost:
@@ -197,7 +224,9 @@ class ActorHost:
             if not message.reply.done():
                 message.reply.set_exception(ActorCallError(f"{type(exc).__name__}: {exc}"))
         else:
-            if not message.reply.done():
+            if isinstance(result, asyncio.Future):
+                _forward(result, message.reply)
+            elif not message.reply.done():
                 message.reply.set_result(result)
 
     def _redeliver(self, activation: Activation) -> None:

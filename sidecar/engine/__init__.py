@@ -6,8 +6,8 @@ in `sidecar.workflow`.
 - `effects`: carries out a saved turn's effects (dispatches, timers, children, events).
 - `apps`: GetWorkItems streams and completions (`AppConnections`).
 - `taskhub`: the Durable Task service the Dapr SDK calls (`TaskHubService`).
-- `naming`, `status`, `watchers`: actor types and index keys, GetInstance answers, local
-  waiters.
+- `naming`, `status`, `waits`: actor types and index keys, GetInstance answers, an
+  instance's waiting callers (kept by its actor).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.taskhub import TaskHubService
-from sidecar.engine.watchers import Watchers
 from sidecar.engine.workflow_actor import WorkflowActor
 
-__all__ = ["ActivityActor", "AppConnections", "TaskHubService", "Watchers", "WorkflowActor"]
+__all__ = ["ActivityActor", "AppConnections", "TaskHubService", "WorkflowActor"]

@@ -107,7 +107,7 @@ class EffectRunner:
                 self._owner.kick()
                 continue
             if isinstance(effect, Completed):
-                continue  # watchers were told when the state was saved
+                continue  # waiting callers were answered when the state was saved
             self._queue.append(_Attempt(effect))
         self._staff()
 

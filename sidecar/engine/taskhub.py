@@ -10,18 +10,18 @@ RerunWorkflowFromEvent reads the source (GetInstance and its history) and hands 
 the new instance's actor, which builds its state with the core's `rerun_from`.
 PurgeInstances passes `recursive` on: each workflow actor purges its children first.
 
-Waiting (WaitForInstanceStart/Completion) re-reads the instance when its actor reports
-a change on this sidecar, and otherwise at a growing interval (up to 1 s) when the actor
-lives on another sidecar: it reads the actor's memory, never scans the store.
+Waiting (WaitForInstanceStart/Completion) is a `wait` call to the instance's actor,
+wherever it lives: the actor answers when a change it makes passes the test, or after
+WAIT_CHUNK_S with the state as it is, and the wait is asked again (through the router, so
+it follows the instance when placement moves it). Nothing polls, and nothing scans the
+store.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -46,6 +46,7 @@ TERMINAL = {
     pb.ORCHESTRATION_STATUS_TERMINATED,
 }
 MAX_INSTANCE_ID = 256
+WAIT_CHUNK_S = 10.0  # a waiting call asks the instance's actor again this often
 _WRAPPED = f"{ActorCallError.__name__}: "
 
 
@@ -150,39 +151,28 @@ class TaskHubService:
         return await self._get(context, request.instanceId, request.getInputsAndOutputs, router)
 
     async def _wait(
-        self, request: pb.GetInstanceRequest, context: Context,
-        done: Callable[[pb.GetInstanceResponse], bool],
-    ) -> pb.GetInstanceResponse:  # fmt: skip
+        self, request: pb.GetInstanceRequest, context: Context, test: str
+    ) -> pb.GetInstanceResponse:
         router = request.router if request.HasField("router") else None
-        interval = 0.05
+        payload = msgpack.packb(
+            {"test": test, "io": request.getInputsAndOutputs, "s": WAIT_CHUNK_S}
+        )
         while True:
-            watch = self._s.watchers.watch(request.instanceId)
-            try:
-                response = await self._get(
-                    context, request.instanceId, request.getInputsAndOutputs, router
-                )
-                if done(response):
-                    return response
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(watch.wait(), interval)
-            finally:
-                self._s.watchers.unwatch(request.instanceId, watch)
-            interval = min(interval * 2, 1.0)
+            answer = msgpack.unpackb(
+                await self._call(context, request.instanceId, "wait", payload, router)
+            )
+            if answer["passed"]:
+                return pb.GetInstanceResponse.FromString(answer["r"])
 
     async def WaitForInstanceStart(
         self, request: pb.GetInstanceRequest, context: Context
     ) -> pb.GetInstanceResponse:
-        pending = pb.ORCHESTRATION_STATUS_PENDING
-        return await self._wait(
-            request, context, lambda r: r.exists and r.workflowState.workflowStatus != pending
-        )
+        return await self._wait(request, context, "started")
 
     async def WaitForInstanceCompletion(
         self, request: pb.GetInstanceRequest, context: Context
     ) -> pb.GetInstanceResponse:
-        return await self._wait(
-            request, context, lambda r: r.exists and r.workflowState.workflowStatus in TERMINAL
-        )
+        return await self._wait(request, context, "completed")
 
     async def RaiseEvent(
         self, request: pb.RaiseEventRequest, context: Context

@@ -30,10 +30,12 @@ from typing import Any
 
 import msgpack
 
-from sidecar.actors.base import REMINDER_METHOD, ActorCallError, ActorContext
+from sidecar.actors.base import REMINDER_METHOD, ActorCallError, ActorContext, Answer
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.effects import EffectRunner
 from sidecar.engine.naming import activity_prefix, index_key, instance_prefix, workflow_type
+from sidecar.engine.status import instance_response
+from sidecar.engine.waits import StateWaits
 from sidecar.store import ConflictError
 from sidecar.workflow import (
     CUSTOM_STATUS_KEY,
@@ -79,6 +81,23 @@ COALESCE_MIN_OPEN = 16
 COALESCE_MAX_S = 0.25
 IDLE_HOLD_FACTOR = 8
 IDLE_HOLD_MAX_S = 10.0
+# `wait`: the longest a caller may ask to be held before it is answered with the state as
+# it is (it then asks again).
+WAIT_MAX_S = 60.0
+
+
+def _started(state: WorkflowState | None) -> bool:
+    return state is not None and state.exists and state.status != pb.ORCHESTRATION_STATUS_PENDING
+
+
+def _completed(state: WorkflowState | None) -> bool:
+    return state is not None and state.exists and state.is_terminal
+
+
+WAIT_TESTS: dict[str, Callable[[WorkflowState | None], bool]] = {
+    "started": _started,
+    "completed": _completed,
+}
 
 
 def now_ms() -> int:
@@ -107,7 +126,8 @@ class WorkflowActor:
         self.router = s.router
         self.apps = s.apps
         self.effects = EffectRunner(s, self)
-        self.watchers = s.watchers
+        # Callers waiting for this instance to start or finish (`wait`), from any sidecar.
+        self.waits: StateWaits[WorkflowState | None] = StateWaits(s.waiting)
         self.state: WorkflowState | None = None
         # Events that need no save of their own (activity and child outcomes), with
         # their generation / execution filters: folded into the state in one
@@ -164,6 +184,7 @@ class WorkflowActor:
             self.effects.start(pending_work(self.state))
 
     async def on_deactivate(self) -> None:
+        self.waits.release()  # their callers ask again, wherever the instance lives next
         early, self._early = self._early, None
         _cancel(early)
         if self._runner is not None:
@@ -177,16 +198,17 @@ class WorkflowActor:
         found = await self.store.get_many([meta, status])
         if meta not in found:
             self.state, self.layout, self.version = None, StoredLayout(), 0
-            return
-        short = {METADATA_KEY: found[meta].value}
-        if status in found:
-            short[CUSTOM_STATUS_KEY] = found[status].value
-        keys = keys_to_load(found[meta].value)
-        rows = await self.store.get_many([self._key(k) for k in keys])
-        short.update({k: rows[self._key(k)].value for k in keys if self._key(k) in rows})
-        self.state = load_state(short)
-        self.version = found[meta].version
-        self.layout = layout_of(self.state) if self.state is not None else StoredLayout()
+        else:
+            short = {METADATA_KEY: found[meta].value}
+            if status in found:
+                short[CUSTOM_STATUS_KEY] = found[status].value
+            keys = keys_to_load(found[meta].value)
+            rows = await self.store.get_many([self._key(k) for k in keys])
+            short.update({k: rows[self._key(k)].value for k in keys if self._key(k) in rows})
+            self.state = load_state(short)
+            self.version = found[meta].version
+            self.layout = layout_of(self.state) if self.state is not None else StoredLayout()
+        self.waits.changed(self.state)
 
     # ---- saving
 
@@ -207,7 +229,7 @@ class WorkflowActor:
                 await self._load()
             raise
         self.state, self.layout, self.version = state, plan.layout, version
-        self.watchers.changed(self.id)
+        self.waits.changed(state)
 
     # ---- the orchestration runner
 
@@ -318,7 +340,7 @@ class WorkflowActor:
 
     # ---- the mailbox
 
-    async def invoke(self, method: str, payload: bytes) -> bytes:
+    async def invoke(self, method: str, payload: bytes) -> Answer:
         handler = self._methods().get(method)
         if handler is None:
             raise ActorCallError(f"INVALID_ARGUMENT: unknown workflow actor method {method!r}")
@@ -326,12 +348,13 @@ class WorkflowActor:
             await self._ensure_loaded()
         return await handler(payload)
 
-    def _methods(self) -> dict[str, Callable[[bytes], Awaitable[bytes]]]:
+    def _methods(self) -> dict[str, Callable[[bytes], Awaitable[Answer]]]:
         return {
             "start": self._start,
             "event": self._event,
             REMINDER_METHOD: self._timer,
             "get": self._get,
+            "wait": self._wait,
             "history": self._history,
             "purge": self._purge,
             "recover": self._recover,
@@ -463,10 +486,39 @@ class WorkflowActor:
         return b""
 
     async def _get(self, payload: bytes) -> bytes:
-        from sidecar.engine.status import instance_response
-
         with_io = bool(msgpack.unpackb(payload)) if payload else True
         return instance_response(self.state, with_io).SerializeToString()
+
+    async def _wait(self, payload: bytes) -> Answer:
+        """Answer once the instance passes a test of WAIT_TESTS (`test`: "started" or
+        "completed"), or after `s` seconds (at most WAIT_MAX_S) or when this activation
+        leaves, whichever comes first: {"passed": bool, "r": GetInstanceResponse bytes,
+        with inputs and outputs when `io`}. The turn ends at once; the answer is a future
+        settled by the save that makes the instance pass, so a waiting caller costs the
+        actor nothing in between."""
+        try:
+            d = msgpack.unpackb(payload)
+            test = WAIT_TESTS[d["test"]]
+            with_io, bound = bool(d.get("io", True)), min(float(d["s"]), WAIT_MAX_S)
+        except Exception as exc:
+            raise ActorCallError(f"INVALID_ARGUMENT: a bad wait request: {exc!r}") from exc
+
+        def answer(passed: bool) -> bytes:
+            r = instance_response(self.state, with_io).SerializeToString()
+            return bytes(msgpack.packb({"passed": passed, "r": r}))
+
+        if test(self.state):
+            return answer(True)
+        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        waited = self.waits.until(test, self.state, bound)
+
+        def settle(done: asyncio.Future[bool]) -> None:
+            if not reply.done():
+                reply.set_result(answer(not done.cancelled() and done.result()))
+
+        waited.add_done_callback(settle)
+        reply.add_done_callback(lambda _: waited.cancel())  # the caller went away
+        return reply
 
     async def _history(self, payload: bytes) -> bytes:
         """The committed history: what the app replays as past events. Events still in
@@ -492,7 +544,7 @@ class WorkflowActor:
             deleted = await self._purge_children(state) if recursive else 0
             await self._delete_rows()
             self.state, self.layout, self.version = None, StoredLayout(), 0
-        self.watchers.changed(self.id)
+        self.waits.changed(None)
         return str(deleted + 1).encode()
 
     async def _purge_children(self, state: WorkflowState) -> int:

@@ -15,7 +15,6 @@ from sidecar.app import ActorServices
 from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.effects import encode_dispatch
-from sidecar.engine.watchers import Watchers
 from sidecar.store.gated import GatedStore
 from sidecar.workflow import ActivityStatus, DispatchActivity, decode_activity
 
@@ -47,7 +46,7 @@ async def test_the_outcome_reaches_the_workflow_before_its_save_ends_and_is_save
     store, apps, router = GatedStore(), AppConnections(), RecordingRouter()
     services = ActorServices(
         store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
-        turn_log=None, apps=apps, watchers=Watchers(), reminders=None,
+        turn_log=None, apps=apps, reminders=None,
     )  # fmt: skip
     left = asyncio.Event()
     ctx = ActorContext(

@@ -7,7 +7,13 @@ from typing import ClassVar
 
 import pytest
 
-from sidecar.actors.base import ActorCallError, ActorContext, NotOwnerError, UnknownActorTypeError
+from sidecar.actors.base import (
+    ActorCallError,
+    ActorContext,
+    Answer,
+    NotOwnerError,
+    UnknownActorTypeError,
+)
 from sidecar.actors.host import ActorHost
 
 
@@ -17,6 +23,7 @@ class Probe:
     running = 0
     overlaps = 0
     log: ClassVar[list[str]] = []
+    later: ClassVar[list[asyncio.Future[bytes]]] = []  # answers of "later", settled by tests
 
     def __init__(self, ctx: ActorContext) -> None:
         self.id = ctx.actor_id
@@ -25,7 +32,10 @@ class Probe:
     async def on_activate(self) -> None:
         Probe.log.append(f"activate {self.id}")
 
-    async def invoke(self, method: str, payload: bytes) -> bytes:
+    async def invoke(self, method: str, payload: bytes) -> Answer:
+        if method == "later":  # the answer comes after the turn
+            Probe.later.append(asyncio.get_running_loop().create_future())
+            return Probe.later[-1]
         Probe.running += 1
         if Probe.running > 1:
             Probe.overlaps += 1
@@ -47,6 +57,7 @@ class Probe:
 def reset() -> None:
     Probe.running = Probe.overlaps = 0
     Probe.log = []
+    Probe.later = []
 
 
 def make_host(
@@ -84,6 +95,37 @@ async def test_actor_errors_reach_the_caller_and_the_actor_keeps_serving() -> No
         await host.invoke("probe", "a", "boom", b"")
     assert await host.invoke("probe", "a", "echo", b"still") == b"still"
     assert host.activations == 1
+
+
+async def test_an_answer_that_comes_after_its_turn_does_not_hold_the_mailbox() -> None:
+    host = make_host()
+    first = asyncio.ensure_future(host.invoke("probe", "a", "later", b""))
+    # The turn that returned a future has ended: the next calls are served meanwhile.
+    assert await asyncio.wait_for(host.invoke("probe", "a", "echo", b"next"), 5) == b"next"
+    assert not first.done() and len(Probe.later) == 1
+    Probe.later[0].set_result(b"late")
+    assert await asyncio.wait_for(first, 5) == b"late"
+    failing = asyncio.ensure_future(host.invoke("probe", "a", "later", b""))
+    await asyncio.wait_for(host.invoke("probe", "a", "echo", b""), 5)
+    Probe.later[1].set_exception(RuntimeError("gone wrong"))
+    with pytest.raises(ActorCallError, match="RuntimeError: gone wrong"):
+        await asyncio.wait_for(failing, 5)
+    withdrawn = asyncio.ensure_future(host.invoke("probe", "a", "later", b""))
+    await asyncio.wait_for(host.invoke("probe", "a", "echo", b""), 5)
+    Probe.later[2].cancel()  # the actor takes its answer back
+    with pytest.raises(ActorCallError, match="withdrew"):
+        await asyncio.wait_for(withdrawn, 5)
+
+
+async def test_a_caller_that_goes_away_withdraws_a_later_answer() -> None:
+    host = make_host()
+    caller = asyncio.ensure_future(host.invoke("probe", "a", "later", b""))
+    await asyncio.wait_for(host.invoke("probe", "a", "echo", b""), 5)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    await asyncio.sleep(0)  # done callbacks run on the next pass of the loop
+    assert Probe.later[0].cancelled()  # the actor can forget that caller
 
 
 async def test_idle_actor_is_deactivated() -> None:

@@ -19,7 +19,6 @@ from sidecar.actors.router import ActorRouter
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
-from sidecar.engine.watchers import Watchers
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store.gated import GatedStore
 from sidecar.store.memory import MemoryStore
@@ -42,7 +41,7 @@ async def _activated(store: MemoryStore, apps: AppConnections) -> WorkflowActor:
     """A workflow actor of instance ID on `store`, its work items going to `apps`."""
     services = ActorServices(
         store=store, router=cast(ActorRouter, NoRouter()), app_id="app", namespace="default",
-        turn_log=None, apps=apps, watchers=Watchers(), reminders=None,
+        turn_log=None, apps=apps, reminders=None,
     )  # fmt: skip
     actor = WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
     await actor.on_activate()

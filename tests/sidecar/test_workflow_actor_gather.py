@@ -6,8 +6,8 @@ external event here) ends the hold at once."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Iterable
-from typing import cast
+from collections.abc import AsyncGenerator, Callable, Iterable
+from typing import Any, cast
 
 import msgpack
 
@@ -16,7 +16,6 @@ from sidecar.actors.router import ActorRouter
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
-from sidecar.engine.watchers import Watchers
 from sidecar.engine.workflow_actor import COALESCE_MIN_OPEN, WorkflowActor
 from sidecar.store.memory import MemoryStore
 from sidecar.workflow.events import execution_started_event, raised_event, task_completed_event
@@ -35,7 +34,7 @@ class NullRouter:
 def _actor(store: MemoryStore, apps: AppConnections) -> WorkflowActor:
     services = ActorServices(
         store=store, router=cast(ActorRouter, NullRouter()), app_id="app",
-        namespace="default", turn_log=None, apps=apps, watchers=Watchers(), reminders=None,
+        namespace="default", turn_log=None, apps=apps, reminders=None,
     )  # fmt: skip
     return WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
 
@@ -70,6 +69,11 @@ def _completed(item: pb.WorkItem) -> set[int]:
 Stream = AsyncGenerator[pb.WorkItem, None]
 
 
+async def _until(actor: WorkflowActor, test: Callable[[Any], bool]) -> None:
+    """Until a save of the actor's leaves a state that passes `test`."""
+    assert await asyncio.wait_for(actor.waits.until(test, actor.state, 10), 11)
+
+
 async def _blocked_fan_out() -> tuple[WorkflowActor, Stream]:
     """An instance that scheduled TASKS activities, got the first five back, and whose
     app answered the turn carrying them slowly and with no action (the workflow waits
@@ -84,19 +88,14 @@ async def _blocked_fan_out() -> tuple[WorkflowActor, Stream]:
     await actor.invoke("start", bytes(msgpack.packb({"e": start.SerializeToString()})))
     first = await _next_turn(stream)
     scheduled = [schedule_task_action(i, "a") for i in range(1, TASKS + 1)]
-    changed = actor.watchers.watch(ID)
     apps.complete(first.completionToken, response(ID, *scheduled))
-    while actor.state is None or len(actor.state.open.tasks) < TASKS:
-        await asyncio.wait_for(changed.wait(), 10)
-        changed.clear()
+    await _until(actor, lambda s: s is not None and len(s.open.tasks) >= TASKS)
     await _complete(actor, range(1, 6))
     second = await _next_turn(stream)
     assert _completed(second) == set(range(1, 6))
     await asyncio.sleep(SLOW_TURN_S)  # the app's replay of a long history, say
     apps.complete(second.completionToken, response(ID))
-    while len(actor.state.open.tasks) > TASKS - 5:
-        await asyncio.wait_for(changed.wait(), 10)
-        changed.clear()
+    await _until(actor, lambda s: len(s.open.tasks) <= TASKS - 5)
     return actor, stream
 
 

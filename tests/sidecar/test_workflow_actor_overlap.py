@@ -6,7 +6,7 @@ dropped (a refused start) or repeated safely (at-least-once activities)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, cast
 
 import msgpack
@@ -17,7 +17,6 @@ from sidecar.actors.router import ActorRouter
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
-from sidecar.engine.watchers import Watchers
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store.gated import GatedStore
 from sidecar.store.memory import MemoryStore
@@ -43,7 +42,7 @@ class RecordingRouter:
 def _actor(store: MemoryStore, apps: AppConnections, router: RecordingRouter) -> WorkflowActor:
     services = ActorServices(
         store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
-        turn_log=None, apps=apps, watchers=Watchers(), reminders=None,
+        turn_log=None, apps=apps, reminders=None,
     )  # fmt: skip
     return WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
 
@@ -61,8 +60,9 @@ async def _next_turn(stream: AsyncGenerator[pb.WorkItem, None]) -> pb.WorkItem:
     return item
 
 
-def _finished(actor: WorkflowActor) -> Any:
-    return actor.watchers.watch(ID)
+async def _until(actor: WorkflowActor, test: Callable[[Any], bool]) -> None:
+    """Until a save of the actor's leaves a state that passes `test`."""
+    assert await asyncio.wait_for(actor.waits.until(test, actor.state, 10), 11)
 
 
 async def _started(
@@ -92,15 +92,12 @@ async def test_a_new_instance_first_turn_runs_while_its_start_is_saved() -> None
     assert kinds == ["workflowStarted", "executionStarted"]
     done = complete_action(1, pb.ORCHESTRATION_STATUS_COMPLETED, '"done"')
     apps.complete(first.completionToken, response(ID, done))
-    changed = _finished(actor)
     store.gate.set()
     assert await asyncio.wait_for(starting, 10) == b""
     # The answer is applied once the start is saved: the instance completes, from that
     # one turn (nothing asked the app again).
-    while actor.state is None or not actor.state.is_terminal:
-        await asyncio.wait_for(changed.wait(), 10)
-        changed.clear()
-    assert actor.state.metadata.output == '"done"'
+    await _until(actor, lambda s: s is not None and s.is_terminal)
+    assert actor.state is not None and actor.state.metadata.output == '"done"'
     assert apps.queued_workflows == 0
     await stream.aclose()
     await actor.on_deactivate()
@@ -135,9 +132,6 @@ async def test_activities_are_dispatched_while_their_checkpoint_is_saved() -> No
     assert router.methods == ["dispatch"]
     assert actor.state is not None and 1 not in actor.state.open.tasks  # not saved yet
     store.gate.set()
-    changed = _finished(actor)
-    while 1 not in actor.state.open.tasks:
-        await asyncio.wait_for(changed.wait(), 10)
-        changed.clear()
+    await _until(actor, lambda s: 1 in s.open.tasks)
     await stream.aclose()
     await actor.on_deactivate()

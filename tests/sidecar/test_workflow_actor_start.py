@@ -1,6 +1,7 @@
 """Starting a workflow: a new instance is written on the condition that nothing is
 stored, with no read; anything stored (a running duplicate, a finished id started
-again) is read and decided as before."""
+again) is read and decided as before. And callers waiting for an instance to start or
+finish: held by its actor, answered by the save that passes their test."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import pytest
 
 from sidecar.actors.base import ActorCallError, ActorContext
 from sidecar.actors.router import ActorRouter
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
-from sidecar.engine.watchers import Watchers
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import Versioned
 from sidecar.store.memory import MemoryStore
@@ -42,7 +43,7 @@ class NoRouter:
 def _actor(store: MemoryStore) -> WorkflowActor:
     services = ActorServices(
         store=store, router=cast(ActorRouter, NoRouter()), app_id="app", namespace="default",
-        turn_log=None, apps=AppConnections(), watchers=Watchers(), reminders=None,
+        turn_log=None, apps=AppConnections(), reminders=None,
     )  # fmt: skip
     return WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
 
@@ -85,15 +86,57 @@ async def test_a_finished_instance_started_again_gets_the_next_generation() -> N
     store = CountingStore()
     first = _actor(store)
     await first.invoke("start", _start())
-    saved = first.watchers.watch(ID)  # told after every save of the instance
     terminate = terminated_event(None, 2).SerializeToString()
     await first.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
-    async with asyncio.timeout(10):  # the actor's runner settles the termination
-        while first.state is None or not first.state.is_terminal:
-            await saved.wait()
-            saved.clear()
+    # The actor's runner settles the termination; a waiting caller is told.
+    finished = await first.invoke("wait", msgpack.packb({"test": "completed", "s": 10}))
+    assert isinstance(finished, asyncio.Future)  # not finished when asked: answered later
+    answer = msgpack.unpackb(await asyncio.wait_for(finished, 11))
+    assert answer["passed"] and first.state is not None and first.state.is_terminal
     await first.on_deactivate()
     second = _actor(store)
     await second.invoke("start", _start())
     assert second.state is not None and second.state.generation == 2
     await second.on_deactivate()
+
+
+def _wait(test: str, seconds: float = 10, io: bool = True) -> bytes:
+    return bytes(msgpack.packb({"test": test, "s": seconds, "io": io}))
+
+
+async def test_waiting_callers_are_answered_by_the_save_that_passes_their_test() -> None:
+    actor = _actor(CountingStore())
+    await actor.on_activate()
+    # Asked before the instance exists: both wait, and the turns end at once.
+    started = await actor.invoke("wait", _wait("started"))
+    finished = await actor.invoke("wait", _wait("completed", io=False))
+    assert isinstance(started, asyncio.Future) and isinstance(finished, asyncio.Future)
+    assert len(actor.waits) == 2
+    await actor.invoke("start", _start())  # saved, pending: no app has run it
+    assert not started.done() and not finished.done()
+    terminate = terminated_event('"stop"', 2).SerializeToString()
+    await actor.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
+    for waiting in (started, finished):
+        answer = msgpack.unpackb(await asyncio.wait_for(waiting, 11))
+        assert answer["passed"]
+        state = pb.GetInstanceResponse.FromString(answer["r"]).workflowState
+        assert state.workflowStatus == pb.ORCHESTRATION_STATUS_TERMINATED
+    assert len(actor.waits) == 0
+    # Passed already: answered in the turn itself.
+    again = await actor.invoke("wait", _wait("completed"))
+    assert isinstance(again, bytes) and msgpack.unpackb(again)["passed"]
+    await actor.on_deactivate()
+
+
+async def test_a_wait_ends_unpassed_at_its_bound_or_when_the_actor_leaves() -> None:
+    actor = _actor(CountingStore())
+    await actor.on_activate()
+    await actor.invoke("start", _start())
+    bounded = await actor.invoke("wait", _wait("completed", seconds=0.01))
+    held = await actor.invoke("wait", _wait("completed"))
+    assert isinstance(bounded, asyncio.Future) and isinstance(held, asyncio.Future)
+    assert not msgpack.unpackb(await asyncio.wait_for(bounded, 5))["passed"]
+    await actor.on_deactivate()  # placement moved it, say: the caller asks the next owner
+    assert not msgpack.unpackb(await asyncio.wait_for(held, 5))["passed"]
+    with pytest.raises(ActorCallError, match="INVALID_ARGUMENT"):
+        await actor.invoke("wait", _wait("finished"))
