@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure-raft", action="store_true", help="no Raft password (tests only)")
     p.add_argument("--ack-timeout", type=float, default=float(_env("ACK_TIMEOUT", "5") or 5),
                    help="seconds before a resend")  # fmt: skip
+    p.add_argument("--fire-linger", type=int, default=int(_env("FIRE_LINGER", "10") or 10),
+                   help="ms a due reminder may wait while firings are in flight")  # fmt: skip
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     return p
 
@@ -83,6 +85,7 @@ def _config(ns: argparse.Namespace) -> RemindersConfig:
         raft_password=password,
         allow_insecure_raft=ns.insecure_raft,
         ack_timeout_s=ns.ack_timeout,
+        fire_linger_ms=ns.fire_linger,
         raft_overrides={"bind_address": ns.raft_bind_address} if ns.raft_bind_address else {},
     )
 

@@ -13,7 +13,10 @@ leading, or loses its quorum, the loop drops all firing state at once and closes
 trigger streams so that sidecars go and find the new leader, which re-fires from the
 replicated schedule (at least once).
 
-Firing. Due keys are popped from the queue; for each the replica's current record is
+Firing. While firings are in flight, a reminder that falls due waits up to
+`fire_linger_ms` for others, so that under load they leave in batches (as Nagle's
+algorithm holds small segments while data is unacknowledged); with nothing in flight
+it goes at once. Due keys are popped from the queue; for each the replica's current record is
 read: a reminder deleted or moved later in the meantime is skipped (an event is on its
 way), so nothing is ever sent before its replicated due time. Triggers go, grouped per
 subscriber and `batch_size` per message, to a subscriber of the reminder's app (namespace
@@ -255,16 +258,27 @@ class Dispatcher:
             self._lose(str(exc))
             return
         self._expire(self._clock.monotonic())
-        self._fire(self._clock.wall_ms())
+        now_ms = self._clock.wall_ms()
+        fire_at = self._fire_at_ms()
+        if fire_at is not None and fire_at <= now_ms:
+            self._fire(now_ms)
         self._flush_progress()
+
+    def _fire_at_ms(self) -> int | None:
+        """When the next firing goes out: the earliest due time, plus the linger while
+        firings are in flight (see the module docstring)."""
+        nxt = self._queue.next_due_ms()
+        if nxt is None or not self._in_flight:
+            return nxt
+        return nxt + self.config.fire_linger_ms
 
     def _wake_in_s(self) -> float | None:
         if not self._firing:
             return None if not self._term else 0.05
         waits: list[float] = [0.05]  # re-check the term fence and quorum at this pace
-        nxt = self._queue.next_due_ms()
-        if nxt is not None:
-            waits.append(max(0.0, (nxt - self._clock.wall_ms()) / 1000))
+        fire_at = self._fire_at_ms()
+        if fire_at is not None:
+            waits.append(max(0.0, (fire_at - self._clock.wall_ms()) / 1000))
         if self._in_flight:
             first = next(iter(self._in_flight.values()))
             waits.append(max(0.0, first.deadline - self._clock.monotonic()))

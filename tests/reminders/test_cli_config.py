@@ -49,3 +49,11 @@ def test_config_maps_leader_raft_address_to_api_address(tmp_path: Path) -> None:
             batch_size=0,
             raft_password="secret",
         )
+
+
+def test_fire_linger_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = [*BASE, "--data-dir", str(tmp_path), "--insecure-raft"]
+    assert main([*args, "--fire-linger", "-1"]) == 2
+    assert "fire_linger_ms" in capsys.readouterr().err
+    assert main([*args, "--fire-linger", "5000"]) == 2
+    assert "fire_linger_ms" in capsys.readouterr().err
