@@ -15,15 +15,15 @@ replicated schedule (at least once).
 
 Firing. While firings are in flight, a reminder that falls due waits up to
 `fire_linger_ms` for others, so that under load they leave in batches (as Nagle's
-algorithm holds small segments while data is unacknowledged); with nothing in flight
-it goes at once. Due keys are popped from the queue; for each the replica's current record is
-read: a reminder deleted or moved later in the meantime is skipped (an event is on its
-way), so nothing is ever sent before its replicated due time. Triggers go, grouped per
-subscriber and `batch_size` per message, to a subscriber of the reminder's app (namespace
-and app id) that declared its actor type, or declared none (round robin). Right before
-every send the term fence is checked (`RaftNode.ensure_leader`); every batch carries the
-term. With no subscriber, or all of them at `max_in_flight`, a reminder waits in
-`_waiting` until one connects or frees capacity: it is never dropped.
+algorithm holds small segments while data is unacknowledged); with nothing in flight it
+goes at once. Due keys are popped from the queue; for each the replica's current record
+is read: a reminder deleted or moved later in the meantime is skipped (an event is on
+its way), so nothing is ever sent before its replicated due time. Triggers go, grouped
+per subscriber and `batch_size` per message, to a subscriber of the reminder's app
+(namespace and app id) that declared its actor type, or declared none (round robin).
+Right before every send the term fence is checked (`RaftNode.ensure_leader`); every
+batch carries the term. With no subscriber, or all of them at `max_in_flight`, a
+reminder waits in `_waiting` until one connects or frees capacity: it is never dropped.
 
 Acknowledgement. A delivered firing is recorded through Raft as `progress` (key,
 generation, due time, ack time), many per command, one command in flight at a time. Until

@@ -32,6 +32,8 @@ def _settle(future: asyncio.Future[bool], passed: bool) -> None:
 
 
 class StateWaits(Generic[S]):
+    """The waits on one actor's state `S`; the actor calls `changed` after each change."""
+
     def __init__(self, tally: Waiting | None = None) -> None:
         self._waits: dict[asyncio.Future[bool], Test[S]] = {}
         self._tally = tally if tally is not None else Waiting()
