@@ -9,10 +9,12 @@ A test module chooses its cluster with a module attribute, read by the module-sc
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +88,17 @@ class Cluster:
         self.stop()
         (self.up.data_dir / "cluster.json").unlink(missing_ok=True)
         self.start()
+
+    def waiting_callers(self) -> list[int]:
+        """Each sidecar's `actorflow_workflow_waiting_callers` gauge."""
+        held = []
+        for sidecar in self.info["sidecars"]:
+            with urllib.request.urlopen(f"{sidecar['http']}/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+            found = re.search(r"^actorflow_workflow_waiting_callers (\d+)$", text, re.MULTILINE)
+            assert found, text
+            held.append(int(found.group(1)))
+        return held
 
     def client(self, index: int = 0) -> DaprWorkflowClient:
         host, port = self.info["sidecars"][index]["grpc"].rsplit(":", 1)

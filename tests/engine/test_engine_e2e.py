@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,18 +25,6 @@ def test_fan_out_and_in(cluster: Any, uid: Any) -> None:
     assert json.loads(state.serialized_output) == sum(2 * i for i in range(100))
 
 
-def _waiting_callers(cluster: Any) -> list[int]:
-    """Each sidecar's `actorflow_workflow_waiting_callers` gauge."""
-    held = []
-    for sidecar in cluster.info["sidecars"]:
-        with urllib.request.urlopen(f"{sidecar['http']}/metrics", timeout=10) as resp:
-            text = resp.read().decode()
-        found = re.search(r"^actorflow_workflow_waiting_callers (\d+)$", text, re.MULTILINE)
-        assert found, text
-        held.append(int(found.group(1)))
-    return held
-
-
 def test_waits_through_any_sidecar_are_held_by_the_instance_owner(cluster: Any, uid: Any) -> None:
     """A client may wait through a sidecar that does not host the instance: its wait is
     held by the instance's actor on the owner, and answered by the save that finishes
@@ -50,15 +36,15 @@ def test_waits_through_any_sidecar_are_held_by_the_instance_owner(cluster: Any, 
             pool.submit(c.wait_for_workflow_completion, iid, timeout_in_seconds=60) for c in clients
         ]
         deadline = time.monotonic() + 30
-        while sorted(_waiting_callers(cluster)) != [0] * (len(clients) - 1) + [len(clients)]:
-            assert time.monotonic() < deadline, f"waits not held: {_waiting_callers(cluster)}"
+        while sorted(cluster.waiting_callers()) != [0] * (len(clients) - 1) + [len(clients)]:
+            assert time.monotonic() < deadline, f"waits not held: {cluster.waiting_callers()}"
             time.sleep(0.05)  # polling the sidecars' metrics, bounded
         clients[-1].raise_workflow_event(iid, "release", data="go")
         states = [w.result(timeout=30) for w in waiting]
     for state in states:
         assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
         assert json.loads(state.serialized_output) == "go"
-    assert _waiting_callers(cluster) == [0] * len(clients)
+    assert cluster.waiting_callers() == [0] * len(clients)
 
 
 def test_durable_timer_then_external_event_and_custom_status(cluster: Any, uid: Any) -> None:
