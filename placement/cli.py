@@ -21,6 +21,7 @@ from placement.config import PlacementConfig
 from placement.server import PlacementNode
 from raftkit.errors import ConfigError, RaftError
 from raftkit.peers import parse_peer
+from raftkit.service import freeze_startup_objects
 
 log = logging.getLogger("placement")
 
@@ -100,6 +101,7 @@ def config_from_args(args: argparse.Namespace) -> PlacementConfig:
 async def serve(config: PlacementConfig) -> None:
     node = PlacementNode(config)
     port = await node.start()
+    freeze_startup_objects()
     print(f"READY placement {config.node_id} api=127.0.0.1:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,6 +12,7 @@ process answers with a reset at once, so nothing else showed it.)"""
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,12 @@ from raftkit.config import RaftConfig, parse_address
 from raftkit.errors import ConfigError
 from raftkit.peers import api_address_for, check_peers
 
-__all__ = ["KEEPALIVE_CLIENT_OPTIONS", "KEEPALIVE_SERVER_OPTIONS", "RaftServiceConfig"]
+__all__ = [
+    "KEEPALIVE_CLIENT_OPTIONS",
+    "KEEPALIVE_SERVER_OPTIONS",
+    "RaftServiceConfig",
+    "freeze_startup_objects",
+]
 
 KEEPALIVE_CLIENT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.keepalive_time_ms", 2000),
@@ -33,6 +39,16 @@ KEEPALIVE_SERVER_OPTIONS: list[tuple[str, int]] = [
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
     ("grpc.http2.max_ping_strikes", 0),
 ]
+
+
+def freeze_startup_objects() -> None:
+    """Take what is alive once a process is up (its imports, its own long-lived
+    structures) out of the cyclic collector's reach: it lives as long as the process, and
+    every full collection walked it again. Call once, when the process is serving.
+    In a reminders node under `bench reminders` the longest full passes went from 31-105
+    ms to 1-22 ms (bench/RESULTS.md)."""
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(frozen=True, slots=True)

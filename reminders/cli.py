@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from raftkit.errors import ConfigError, RaftError
+from raftkit.service import freeze_startup_objects
 from reminders.config import RemindersConfig, parse_peer
 
 __all__ = ["main"]
@@ -99,6 +100,7 @@ async def _serve(config: RemindersConfig) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await node.start()
+    freeze_startup_objects()
     ready = {"node_id": config.node_id, "api": config.api_address, "raft": config.raft_address}
     print("READY " + json.dumps(ready), flush=True)
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from placement.cli import run_event_loop
 from raftkit.errors import ConfigError
+from raftkit.service import freeze_startup_objects
 from sidecar.app import Sidecar
 from sidecar.config import SidecarConfig
 from sidecar.http import serve_http
@@ -104,8 +105,7 @@ async def serve(config: SidecarConfig) -> None:
     runner = await serve_http(sidecar)
     # Objects made at start-up live as long as the process: keep the cyclic collector
     # from walking them again and again (long gen-2 pauses show up as tail latency).
-    gc.collect()
-    gc.freeze()
+    freeze_startup_objects()
     # Every activity makes dozens of short-lived containers (tasks, futures, messages);
     # with the default 700 most young passes walk objects that would have died anyway.
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
