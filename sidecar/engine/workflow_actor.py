@@ -14,7 +14,9 @@ Two kinds of work share the actor's state:
   while its start is saved, and activities are dispatched while the checkpoint that
   schedules them is saved (both are dropped or repeated safely if the save fails).
 Every state change happens under one lock, so the runner and the mailbox never lose each
-other's changes. A failed save (another activation wrote first) reloads from the store.
+other's changes. A failed save (another activation wrote first) reloads from the store
+and re-issues what the stored state has pending. A deactivation lets a checkpoint being
+written land before the activation is gone.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from sidecar.workflow import (
     CUSTOM_STATUS_KEY,
     METADATA_KEY,
     AppTurn,
+    CheckpointPlan,
     DispatchActivity,
     Effect,
     Metadata,
@@ -81,6 +84,10 @@ COALESCE_MIN_OPEN = 16
 COALESCE_MAX_S = 0.25
 IDLE_HOLD_FACTOR = 8
 IDLE_HOLD_MAX_S = 10.0
+# A deactivation waits this long at most for a checkpoint being written to land.
+WRITE_DRAIN_S = 10.0
+# The runner plans again from the store after a failed save, but not more often in a row.
+MAX_CONFLICTS_IN_A_ROW = 2
 # `wait`: the longest a caller may ask to be held before it is answered with the state as
 # it is (it then asks again).
 WAIT_MAX_S = 60.0
@@ -108,6 +115,12 @@ def now_ms() -> int:
 class _EarlyTurn:
     turn: AppTurn
     reply: asyncio.Future[pb.WorkflowResponse]
+
+
+def _retrieve(done: asyncio.Future[int]) -> None:
+    """A write whose saver went away (cancelled) still has its error read here."""
+    if not done.cancelled():
+        done.exception()
 
 
 def _cancel(early: _EarlyTurn | None) -> None:
@@ -147,6 +160,7 @@ class WorkflowActor:
         self._gather_until = 0.0
         self._hurry = asyncio.Event()
         self._idle_turn = False  # the last answer from the app had no action
+        self._writing: asyncio.Future[int] | None = None  # the checkpoint being written
 
     def _key(self, short: str) -> str:
         return store_key(self.app_id, self.type, self.id, short)
@@ -180,6 +194,11 @@ class WorkflowActor:
             return
         await self._load()
         self._loaded = True
+        self._reissue()
+
+    def _reissue(self) -> None:
+        """Re-issue what the state has pending (its activities, timers, children...):
+        after a load, the actors that were carrying it out may be gone."""
         if self.state is not None and not self.state.is_terminal:
             self.effects.start(pending_work(self.state))
 
@@ -191,6 +210,12 @@ class WorkflowActor:
             self._runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
+        # A checkpoint being written goes on when its runner is cancelled: let it land
+        # before this activation is gone, or it could land after the next owner read
+        # the state and make that owner's first save fail.
+        writing = self._writing
+        if writing is not None and not writing.done():
+            await asyncio.wait({writing}, timeout=WRITE_DRAIN_S)
         await self.effects.close()
 
     async def _load(self) -> None:
@@ -213,23 +238,34 @@ class WorkflowActor:
     # ---- saving
 
     async def _save(self, state: WorkflowState, *, reload_on_conflict: bool = True) -> None:
-        """Checkpoint `state` (the caller holds the lock)."""
+        """Checkpoint `state` (the caller holds the lock). The write is a task of its
+        own, which a deactivation waits for (see `on_deactivate`). When another
+        activation wrote first, the state is read again from the store and what it has
+        pending is re-issued (that activation's effects may never have gone out)."""
         plan = plan_checkpoint(self.layout, state, self.app_id, self.type, self.store.limits)
-        version = self.version
-        index = index_key(self.app_id, self.id)
+        writing = asyncio.ensure_future(self._write(plan, state))
+        writing.add_done_callback(_retrieve)
+        self._writing = writing
         try:
-            for i, txn in enumerate(plan.transactions):
-                writes = dict(txn.writes)
-                if i == plan.final:
-                    writes[index] = b"0" if state.is_terminal else b"1"
-                version = await self.store.transact(writes, expect=plan.expect(version))
+            version = await asyncio.shield(writing)
         except ConflictError:
             if reload_on_conflict:
                 log.warning("workflow %s: stored state moved under us; reloading", self.id)
                 await self._load()
+                self._reissue()
             raise
         self.state, self.layout, self.version = state, plan.layout, version
         self.waits.changed(state)
+
+    async def _write(self, plan: CheckpointPlan, state: WorkflowState) -> int:
+        version = self.version
+        index = index_key(self.app_id, self.id)
+        for i, txn in enumerate(plan.transactions):
+            writes = dict(txn.writes)
+            if i == plan.final:
+                writes[index] = b"0" if state.is_terminal else b"1"
+            version = await self.store.transact(writes, expect=plan.expect(version))
+        return version
 
     # ---- the orchestration runner
 
@@ -238,16 +274,25 @@ class WorkflowActor:
             self._runner = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
+        conflicts = 0
         try:
             while True:
                 await self._gather()
                 self._hurry.clear()  # what arrives from now on is in the turn after this
                 started = time.monotonic()
-                if not await self._one_turn():
-                    return
+                try:
+                    if not await self._one_turn():
+                        return
+                    conflicts = 0
+                except ConflictError:
+                    # Reloaded, its pending work re-issued (`_save`): plan from the stored
+                    # state. Twice in a row means another activation keeps writing: stop,
+                    # and let the next event start the runner again.
+                    conflicts += 1
+                    if conflicts >= MAX_CONFLICTS_IN_A_ROW:
+                        return
+                    continue
                 self._plan_gather(time.monotonic() - started)
-        except ConflictError:
-            return
         except Exception:
             log.exception("workflow %s: turn failed", self.id)
 

@@ -31,10 +31,12 @@ class RecordingRouter:
 
     def __init__(self) -> None:
         self.methods: list[str] = []
+        self.actors: list[str] = []
         self.called = asyncio.Event()
 
     async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
         self.methods.append(method)
+        self.actors.append(actor_id)
         self.called.set()
         return b""
 
@@ -117,6 +119,8 @@ async def test_a_refused_start_drops_its_early_turn() -> None:
     await again.on_activate()
     with pytest.raises(ActorCallError, match="ALREADY_EXISTS"):
         await again.invoke("start", _start())
+    for _ in range(20):  # the early turn's cancellation is delivered
+        await asyncio.sleep(0)
     assert apps.queued_workflows == 0
     assert again.state is not None and not again.state.is_terminal
     await again.on_deactivate()
@@ -135,3 +139,53 @@ async def test_activities_are_dispatched_while_their_checkpoint_is_saved() -> No
     await _until(actor, lambda s: 1 in s.open.tasks)
     await stream.aclose()
     await actor.on_deactivate()
+
+
+async def test_a_deactivation_lets_the_checkpoint_being_written_land() -> None:
+    """Placement moves the instance while its checkpoint is being written: the write
+    lands before the activation is gone, so the next owner reads it (it used to be cut
+    off with the runner, or with a real store to land after the next owner's read)."""
+    store, apps, router = GatedStore(), AppConnections(), RecordingRouter()
+    actor, stream, turn = await _started(store, apps, router)
+    store.gate.clear()
+    apps.complete(turn.completionToken, response(ID, schedule_task_action(1, "a")))
+    await asyncio.wait_for(store.waiting.wait(), 10)  # the checkpoint waits at the gate
+    leaving = asyncio.ensure_future(actor.on_deactivate())
+    for _ in range(20):  # the deactivation runs as far as it can
+        await asyncio.sleep(0)
+    assert not leaving.done()
+    store.gate.set()
+    await asyncio.wait_for(leaving, 10)
+    await stream.aclose()
+    successor = _actor(store, apps, router)
+    await successor.on_activate()
+    await successor.invoke("get", b"")
+    assert successor.state is not None and 1 in successor.state.open.tasks
+    await successor.on_deactivate()
+
+
+async def test_a_save_that_finds_another_write_reloads_and_reissues_what_is_pending() -> None:
+    """Two activations of one instance (a move racing a turn): the second saves a turn
+    that schedules task 1; the first's next save fails, and it reloads and dispatches
+    task 1 itself, since the other's dispatch may never have gone out."""
+    store, apps, router = MemoryStore(), AppConnections(), RecordingRouter()
+    first, stream, first_turn = await _started(store, apps, router)
+    second = _actor(store, apps, router)
+    await second.on_activate()
+    await second.invoke("get", b"")  # loads, and plans its own turn
+    second_turn = await _next_turn(stream)
+    apps.complete(second_turn.completionToken, response(ID, schedule_task_action(1, "a")))
+    await _until(second, lambda s: 1 in s.open.tasks)
+    for _ in range(20):  # its dispatch goes out
+        await asyncio.sleep(0)
+    task_1 = [a for a in router.actors if a.startswith(f"{ID}::1::")]
+    assert len(task_1) == 1
+    apps.complete(first_turn.completionToken, response(ID, schedule_task_action(7, "b")))
+    await _until(first, lambda s: s is not None and 1 in s.open.tasks)  # reloaded
+    assert first.state is not None and 7 not in first.state.open.tasks
+    for _ in range(20):  # the re-issued dispatch goes out
+        await asyncio.sleep(0)
+    assert len([a for a in router.actors if a.startswith(f"{ID}::1::")]) == 2
+    await stream.aclose()
+    await first.on_deactivate()
+    await second.on_deactivate()
