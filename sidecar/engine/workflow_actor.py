@@ -243,7 +243,7 @@ class WorkflowActor:
         activation wrote first, the state is read again from the store and what it has
         pending is re-issued (that activation's effects may never have gone out)."""
         plan = plan_checkpoint(self.layout, state, self.app_id, self.type, self.store.limits)
-        writing = asyncio.ensure_future(self._write(plan, state))
+        writing = asyncio.ensure_future(self._write(plan, state, self.version))
         writing.add_done_callback(_retrieve)
         self._writing = writing
         try:
@@ -257,8 +257,7 @@ class WorkflowActor:
         self.state, self.layout, self.version = state, plan.layout, version
         self.waits.changed(state)
 
-    async def _write(self, plan: CheckpointPlan, state: WorkflowState) -> int:
-        version = self.version
+    async def _write(self, plan: CheckpointPlan, state: WorkflowState, version: int) -> int:
         index = index_key(self.app_id, self.id)
         for i, txn in enumerate(plan.transactions):
             writes = dict(txn.writes)
