@@ -100,6 +100,16 @@ class Cluster:
             held.append(int(found.group(1)))
         return held
 
+    def held_waits(self, count: int) -> list[int]:
+        """The gauges once `count` waits are held in all (bounded)."""
+        deadline = time.monotonic() + 30
+        while True:
+            held = self.waiting_callers()
+            if sum(held) == count:
+                return held
+            assert time.monotonic() < deadline, f"waits not held: {held}"
+            time.sleep(0.05)  # polling the sidecars' metrics, bounded
+
     def client(self, index: int = 0) -> DaprWorkflowClient:
         host, port = self.info["sidecars"][index]["grpc"].rsplit(":", 1)
         return DaprWorkflowClient(host=host, port=port)

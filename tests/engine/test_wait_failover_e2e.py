@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -15,17 +14,6 @@ import pytest
 from dapr.ext.workflow import WorkflowStatus
 
 pytestmark = pytest.mark.slow
-
-
-def _held_by(cluster: Any, count: int) -> list[int]:
-    """The gauges once `count` waits are held somewhere (bounded)."""
-    deadline = time.monotonic() + 30
-    while True:
-        held: list[int] = cluster.waiting_callers()
-        if sum(held) == count:
-            return held
-        assert time.monotonic() < deadline, f"waits not held: {held}"
-        time.sleep(0.05)  # polling the sidecars' metrics, bounded
 
 
 def test_a_wait_held_by_a_sidecar_that_dies_is_answered_by_the_next_owner(
@@ -39,7 +27,7 @@ def test_a_wait_held_by_a_sidecar_that_dies_is_answered_by_the_next_owner(
             waiting: Future[Any] = pool.submit(
                 client.wait_for_workflow_completion, iid, timeout_in_seconds=90
             )
-            if _held_by(cluster, 1) == [0, 1]:
+            if cluster.held_waits(1) == [0, 1]:
                 break
             client.raise_workflow_event(iid, "release", data="not this one")
             waiting.result(timeout=30)
