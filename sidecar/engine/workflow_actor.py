@@ -522,9 +522,15 @@ class WorkflowActor:
     async def _recover(self, payload: bytes) -> bytes:
         """Placement moved actors (a sidecar joined, left or died): re-issue everything
         still pending, since the actors that were running it may be gone. Receivers drop
-        what they already have; activities still running ignore the repeat."""
-        if self.state is not None and not self.state.is_terminal:
-            self.effects.start(pending_work(self.state))
+        what they already have; activities still running ignore the repeat.
+
+        Under the lock, so after a checkpoint being written: the work that checkpoint
+        schedules went out early (see `_commit`), maybe to the sidecar that just left,
+        and only the saved state has it."""
+        async with self._lock:
+            self._fold()
+            if self.state is not None and not self.state.is_terminal:
+                self.effects.start(pending_work(self.state))
         self._hurry_up()
         self.kick()
         return b""

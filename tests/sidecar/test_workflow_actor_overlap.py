@@ -189,3 +189,27 @@ async def test_a_save_that_finds_another_write_reloads_and_reissues_what_is_pend
     await stream.aclose()
     await first.on_deactivate()
     await second.on_deactivate()
+
+
+async def test_a_recover_during_a_checkpoint_reissues_what_that_checkpoint_schedules() -> None:
+    """Placement moves actors while a turn's checkpoint is being written: the activity
+    that turn schedules went out early, maybe to the sidecar that is leaving. The
+    recover that follows the move re-issues it (it used to read the state from before
+    that checkpoint, so the activity was never run again and the workflow stalled;
+    found in a live-scaling bench run)."""
+    store, apps, router = GatedStore(), AppConnections(), RecordingRouter()
+    actor, stream, turn = await _started(store, apps, router)
+    store.gate.clear()
+    apps.complete(turn.completionToken, response(ID, schedule_task_action(1, "a")))
+    await asyncio.wait_for(store.waiting.wait(), 10)  # the checkpoint waits at the gate
+    await asyncio.wait_for(router.called.wait(), 10)  # task 1's early dispatch went out
+    recovering = asyncio.ensure_future(actor.invoke("recover", b""))
+    for _ in range(20):  # the recover runs as far as it can
+        await asyncio.sleep(0)
+    store.gate.set()
+    await asyncio.wait_for(recovering, 10)
+    for _ in range(20):  # the re-issued dispatch goes out
+        await asyncio.sleep(0)
+    assert len([a for a in router.actors if a.startswith(f"{ID}::1::")]) == 2
+    await stream.aclose()
+    await actor.on_deactivate()
