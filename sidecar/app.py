@@ -160,6 +160,8 @@ class Sidecar:
         self._grpc = server
 
     async def stop(self) -> None:
+        if self.host is not None:
+            self.host.refuse_new()
         if self.placement is not None:
             await self.placement.stop()
         if self.host is not None:

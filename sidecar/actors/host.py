@@ -15,7 +15,9 @@ later state of the actor): the turn ends, the mailbox moves on, and the caller g
 future's outcome when the actor settles it; a caller that goes away cancels it.
 
 `owns(actor_type, actor_id)` is asked before a message is queued: a sidecar never
-activates an actor the current table gives to another host.
+activates an actor the current table gives to another host. A sidecar that is leaving
+(`refuse_new`) activates nothing more: the table it holds no longer says what the
+others will hold once placement has removed it.
 """
 
 from __future__ import annotations
@@ -113,6 +115,7 @@ class ActorHost:
         self._sweep: asyncio.TimerHandle | None = None
         self.activations = 0
         self.deactivations = 0
+        self._refusing = False  # leaving: no new activations (see `refuse_new`)
 
     @property
     def actor_types(self) -> tuple[str, ...]:
@@ -128,7 +131,7 @@ class ActorHost:
         key = (actor_type, actor_id)
         activation = self._active.get(key)
         if activation is None or activation.leaving:
-            version = self._owns(actor_type, actor_id)
+            version = None if self._refusing else self._owns(actor_type, actor_id)
             if version is None:
                 raise NotOwnerError(actor_type, actor_id, 0)
             if activation is None:
@@ -247,6 +250,13 @@ class ActorHost:
             message = activation.mailbox.get_nowait()
             if message is not None and not message.reply.done():
                 message.reply.set_exception(error)
+
+    def refuse_new(self) -> None:
+        """From now on only actors already active here take messages; a call for any
+        other is refused with `NotOwnerError` (its caller waits for a newer table). For
+        a sidecar that is leaving: what it activated after its leave was announced would
+        be a second activation beside the new owner's, and would die with it."""
+        self._refusing = True
 
     async def deactivate(self, keys: Iterable[ActorKey]) -> None:
         """Finish each actor's turn in progress, then deactivate it; give up waiting after

@@ -89,6 +89,19 @@ async def test_unknown_type_and_not_owner_are_refused() -> None:
     assert await host.invoke("probe", "mine", "echo", b"ok") == b"ok"
 
 
+async def test_a_leaving_host_serves_its_active_actors_and_activates_no_more() -> None:
+    """A sidecar that announced its leave still holds a table that gives it actors;
+    activating one then would make a second activation beside the new owner's."""
+    host = make_host()
+    assert await host.invoke("probe", "active", "echo", b"a") == b"a"
+    host.refuse_new()
+    assert await host.invoke("probe", "active", "echo", b"b") == b"b"
+    with pytest.raises(NotOwnerError):
+        await host.invoke("probe", "new", "echo", b"c")
+    assert host.active == frozenset({("probe", "active")})
+    await host.deactivate_all()
+
+
 async def test_actor_errors_reach_the_caller_and_the_actor_keeps_serving() -> None:
     host = make_host()
     with pytest.raises(ActorCallError, match="boom"):
