@@ -24,6 +24,7 @@ import msgpack
 from placement.client import ClientConfig, PlacementClient
 from placement.errors import NoHostsError
 from placement.table import Table, TableHost
+from raftkit.service import KEEPALIVE_SERVER_OPTIONS
 from reminders.api.v1 import reminders_pb2 as rpb
 from reminders.client import RemindersClient, TriggerSubscriber
 from sidecar.actors.base import REMINDER_METHOD, ActorFactory
@@ -145,6 +146,10 @@ class Sidecar:
             options=[
                 ("grpc.max_receive_message_length", self.config.max_payload_bytes),
                 ("grpc.max_send_message_length", self.config.max_payload_bytes),
+                # The SDK pings every 30 s, calls in flight or not: with gRPC's default
+                # policy the third such ping got GOAWAY and the connection, with a
+                # client's held wait on it, was closed.
+                *KEEPALIVE_SERVER_OPTIONS,
             ],
         )
         peer = PeerService(self.host.invoke, self._wait_unlocked)

@@ -9,10 +9,14 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
+import grpc
 import pytest
 from dapr.ext.workflow import WorkflowStatus
+
+from sidecar.api.taskhub.v1 import taskhub_pb2
 
 pytestmark = pytest.mark.slow
 
@@ -43,6 +47,46 @@ def test_waits_through_any_sidecar_are_held_by_the_instance_owner(cluster: Any, 
         assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
         assert json.loads(state.serialized_output) == "go"
     assert cluster.waiting_callers() == [0] * len(clients)
+
+
+def test_a_long_wait_survives_the_clients_keepalive_pings(cluster: Any, uid: Any) -> None:
+    """The SDK's channels ping every 30 s, with or without calls in flight; a sidecar
+    with gRPC's default policy answered the third ping without data with GOAWAY
+    ("too_many_pings"): the connection closed once its calls ended, and the client
+    logged an error and connected again (seen after a client waited a minute and a
+    half). Here a client pings every 200 ms through a held wait, and its connection
+    stays up."""
+    iid = cluster.client(0).schedule_new_workflow("waits", instance_id=uid("pinged"))
+    channel = grpc.insecure_channel(
+        cluster.info["sidecars"][0]["grpc"],
+        options=[
+            ("grpc.keepalive_time_ms", 200),
+            ("grpc.keepalive_timeout_ms", 5000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.max_pings_without_data", 0),
+        ],
+    )
+    wait = channel.unary_unary(
+        "/TaskHubSidecarService/WaitForInstanceCompletion",
+        request_serializer=taskhub_pb2.GetInstanceRequest.SerializeToString,
+        response_deserializer=taskhub_pb2.GetInstanceResponse.FromString,
+    )
+    states: list[grpc.ChannelConnectivity] = []
+    channel.subscribe(states.append, try_to_connect=True)
+    with channel, ThreadPoolExecutor(1) as pool:
+        request = taskhub_pb2.GetInstanceRequest(instanceId=iid, getInputsAndOutputs=True)
+        waiting = pool.submit(wait, request, timeout=60)
+        cluster.held_waits(1)
+        # Pings for 6 s with no data on the connection (the default policy closed it
+        # well within that); the wait stays held.
+        with pytest.raises(FutureTimeout):
+            waiting.result(timeout=6.0)
+        cluster.client(0).raise_workflow_event(iid, "release", data="still here")
+        answer = waiting.result(timeout=30)
+        ready = states.index(grpc.ChannelConnectivity.READY)
+        assert states[ready:] == [grpc.ChannelConnectivity.READY]  # never dropped
+    assert answer.exists
+    assert answer.workflowState.workflowStatus == taskhub_pb2.ORCHESTRATION_STATUS_COMPLETED
 
 
 def test_durable_timer_then_external_event_and_custom_status(cluster: Any, uid: Any) -> None:
