@@ -1,5 +1,6 @@
 """`RemindersClient` leaves a node that answers nothing (a host cut off by the network:
-no reset, no reply) for another one within its per-attempt timeout."""
+no reset, no reply) for another one within its per-attempt timeout; `TriggerSubscriber`
+keeps looking for a leader at a short pace."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import grpc
 import pytest
 
 from reminders.api.v1 import reminders_pb2 as pb
-from reminders.client import SERVICE, RemindersClient
+from reminders.client import RECONNECT_MAX_S, SERVICE, RemindersClient, TriggerSubscriber
 
 
 @pytest.fixture
@@ -86,3 +87,34 @@ async def test_the_deadline_still_bounds_the_call(black_hole: str) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await client.create(key, due_time="1h")
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+async def test_a_subscriber_looking_for_a_leader_asks_again_within_a_quarter_second() -> None:
+    """While no node answers as leader (an election after the leader died) a
+    subscriber's pause between attempts grows only to RECONNECT_MAX_S: firing resumes
+    when it finds the new leader, so a pause of a second cost up to a second."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    closed = f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()  # nothing listens there: every attempt fails at once
+    pauses: list[float] = []
+    enough = asyncio.Event()
+
+    async def record(delay_s: float) -> None:
+        pauses.append(delay_s)
+        if len(pauses) >= 12:
+            enough.set()
+        await asyncio.sleep(0)
+
+    async def handler(term: int, triggers: list[pb.Trigger]) -> None:
+        return None
+
+    sub = TriggerSubscriber(
+        [closed], host="h", namespace="ns", app_id="app", handler=handler, sleep=record
+    )
+    task = asyncio.create_task(sub.run())
+    await asyncio.wait_for(enough.wait(), 30)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert pauses[0] == 0.05
+    assert max(pauses) == RECONNECT_MAX_S == 0.25
