@@ -21,6 +21,8 @@ SCENARIOS: dict[str, str] = {
     "checkpoint": "bench.checkpoint_bench",
     "actors": "bench.actors_bench",
     "machine": "bench.machine_bench",
+    "report": "bench.summary:report_main",
+    "all": "bench.summary:all_main",
 }
 
 
@@ -34,7 +36,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _stop)
     parser = argparse.ArgumentParser(
         prog="actorflow bench",
-        description="Run a benchmark scenario; `actorflow bench SCENARIO --help` for its options.",
+        description="Run a benchmark scenario; `actorflow bench SCENARIO --help` for its options. "
+        "`all` runs every scenario and writes a summary; `report DIR` summarises results.",
     )
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     args, rest = parser.parse_known_args(argv[:1])
