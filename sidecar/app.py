@@ -78,6 +78,7 @@ class Sidecar:
         )
         self.services: ActorServices | None = None
         self._resume_task: asyncio.Task[None] | None = None
+        self._resume_again = False  # a table came while a resume was running
         if config.test_actors:
             self.factories[COUNTER_TYPE] = CounterActor
         self.placement: PlacementClient | None = None
@@ -200,8 +201,17 @@ class Sidecar:
     async def _on_table(self, old: Table | None, new: Table) -> None:
         assert self.host is not None
         await self.host.deactivate_unowned()
+        self._resume_again = True
         if self._resume_task is None or self._resume_task.done():
-            self._resume_task = asyncio.get_running_loop().create_task(self._resume_owned())
+            self._resume_task = asyncio.get_running_loop().create_task(self._resume())
+
+    async def _resume(self) -> None:
+        """Resume after every table change; changes that come while a resume runs are
+        folded into one more pass (its list of owned workflows came from an older table,
+        so the ones the newer table gives us would be left waiting)."""
+        while self._resume_again:
+            self._resume_again = False
+            await self._resume_owned()
 
     async def _resume_owned(self) -> None:
         """Wake the running workflows this sidecar owns (after a join, a leave, a crash
