@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.report import add_common_args, emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, result, status_printer
 from bench.ring_lookup import measure_build_ms, measure_lookups
 from placement.localcluster import PlacementCluster
 
@@ -45,6 +45,7 @@ async def _leader_api(cluster: PlacementCluster) -> str:
 
 def run(args: argparse.Namespace) -> dict[str, object]:
     started = now_iso()
+    status = status_printer(args.quiet, "placement")
     with tempfile.TemporaryDirectory(prefix="af-bench-placement-") as tmp:
         cluster = PlacementCluster(
             Path(tmp), extra_args=["--host-timeout=30", "--ack-timeout=10", "--log-level=WARNING"]
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         cluster.start()
         try:
             leader = asyncio.run(_leader_api(cluster))
+            status(f"3 nodes up; {args.hosts} simulated hosts join, then {args.changes} changes")
             out = Path(tmp) / "sim.json"
             subprocess.run(
                 [
@@ -70,6 +72,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         finally:
             cluster.stop()
     lat = sim["latencies_ms"]
+    status(f"dissemination measured; ring lookups for {args.lookup_seconds:g} s")
     metrics = {
         "dissemination_p50_ms": percentile(lat, 50),
         "dissemination_p99_ms": percentile(lat, 99),

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.report import add_common_args, emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, result, status_printer
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.client import RemindersClient, TriggerSubscriber
 from reminders.testing import LocalCluster
@@ -188,14 +188,20 @@ def _lateness(sink: Sink) -> list[float]:
 
 async def _run(ns: argparse.Namespace, base: Path) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
+    status = status_printer(ns.quiet, "reminders")
     cluster = LocalCluster(base, extra_args=["--log-level", "WARNING"])
     await cluster.start()
     try:
         await cluster.wait_leader()
         async with RemindersClient(cluster.addresses, timeout_s=30) as client:
             metrics.update(await _register_phase(client, ns.register, ns.concurrency, ns.warmup))
+            status(
+                f"register: {metrics['register_per_s']:.0f}/s, "
+                f"p99 {metrics['register_p99_ms']:.1f} ms"
+            )
             if ns.paced_rate > 0:
                 metrics.update(await _paced_register_phase(client, ns.paced_rate, ns.paced_seconds))
+                status(f"paced at {ns.paced_rate}/s: p99 {metrics['paced_register_p99_ms']:.1f} ms")
             reg_rate = max(1000.0, metrics["register_per_s"])
 
             # Burst: everything due at T0, after registration is surely over.
@@ -206,6 +212,7 @@ async def _run(ns: argparse.Namespace, base: Path) -> dict[str, Any]:
             burst = _lateness(sink)
             metrics["burst_lateness_p50_ms"] = percentile(burst, 50)
             metrics["burst_lateness_p99_ms"] = percentile(burst, 99)
+            status(f"burst of {ns.burst}: {metrics['triggers_per_s']:.0f} triggers/s")
 
             # Steady: due evenly at --steady-rate per second.
             start = _now_ms() + int(1000 * (ns.burst / reg_rate) * 1.5) + 2000
@@ -214,6 +221,9 @@ async def _run(ns: argparse.Namespace, base: Path) -> dict[str, Any]:
             steady = _lateness(sink)
             metrics["lateness_p50_ms"] = percentile(steady, 50)
             metrics["lateness_p99_ms"] = percentile(steady, 99)
+            status(
+                f"steady at {ns.steady_rate}/s: lateness p99 {metrics['lateness_p99_ms']:.0f} ms"
+            )
 
             # Failover: the leader is SIGKILLed in the middle of the window.
             start = _now_ms() + int(1000 * (ns.failover / reg_rate) * 1.5) + 2000

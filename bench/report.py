@@ -10,7 +10,7 @@ import os
 import platform
 import statistics
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,16 @@ def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of process `pid` so far (Linux /proc), all its threads."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def status_printer(quiet: bool, prefix: str) -> Callable[[str], None]:
+    """One line of progress on stderr per step of a long run (`-q` silences it)."""
+
+    def status(line: str) -> None:
+        if not quiet:
+            print(f"  [{prefix}] {line}", file=sys.stderr, flush=True)
+
+    return status
 
 
 def now_iso() -> str:

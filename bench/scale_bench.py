@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from actorflow.testing import UpCluster, free_port_block
-from bench.report import add_common_args, emit, now_iso, result
+from bench.report import add_common_args, emit, now_iso, result, status_printer
 
 APP = Path(__file__).resolve().parent / "bench_app.py"
 NAP_S = 0.2
@@ -342,14 +342,6 @@ def activity_metrics(work: Workload) -> dict[str, Any]:
 
 
 # ---- the scenarios
-
-
-def status_printer(quiet: bool, prefix: str) -> Callable[[str], None]:
-    def status(line: str) -> None:
-        if not quiet:
-            print(f"  [{prefix}] {line}", file=sys.stderr, flush=True)
-
-    return status
 
 
 def run_size(args: argparse.Namespace, root: Path, n: int) -> dict[str, Any]:

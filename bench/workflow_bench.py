@@ -47,6 +47,7 @@ from bench.report import (
     percentile,
     process_cpu_s,
     result,
+    status_printer,
 )
 
 APP = Path(__file__).resolve().parent / "bench_app.py"
@@ -109,8 +110,14 @@ def fanout(args: argparse.Namespace) -> dict[str, Any]:
     with cluster() as info:
         client = sdk_client(info)
         run_one(client, "fanout", 50)  # warm-up
+        status = status_printer(args.quiet, "fanout")
         for n in args.n:
-            reps = [_fanout_once(args, info, client, n) for _ in range(args.repeat)]
+            reps = []
+            for i in range(args.repeat):
+                rep = _fanout_once(args, info, client, n)
+                share = f", {rep['of_ceiling']:.0%} of the ceiling" if "of_ceiling" in rep else ""
+                status(f"N={n} {i + 1}/{args.repeat}: {rep['activities_per_s']:.0f}/s{share}")
+                reps.append(rep)
             runs.append(median_of(reps))
     return {"runs": runs}
 
@@ -162,7 +169,13 @@ def chain(args: argparse.Namespace) -> dict[str, Any]:
     with cluster() as info:
         client = sdk_client(info)
         run_one(client, "chain", 2)  # warm-up
-        return median_of([_chain_once(args, client) for _ in range(args.repeat)])
+        status = status_printer(args.quiet, "chain")
+        reps = []
+        for i in range(args.repeat):
+            reps.append(_chain_once(args, client))
+            rate, p99 = reps[-1]["activities_per_s"], reps[-1]["workflow_p99_ms"]
+            status(f"{i + 1}/{args.repeat}: {rate:.0f} activities/s, p99 {p99:.0f} ms")
+        return median_of(reps)
 
 
 def _chain_once(args: argparse.Namespace, client: Any) -> dict[str, Any]:
@@ -189,7 +202,12 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         client = sdk_client(info)
         for i in range(10):
             run_one(client, "single", i)  # warm-up
-        reps = [_latency_once(args, client) for _ in range(args.repeat)]
+        status = status_printer(args.quiet, "latency")
+        reps = []
+        for i in range(args.repeat):
+            reps.append(_latency_once(args, client))
+            p50, p99 = reps[-1]["p50_ms"], reps[-1]["p99_ms"]
+            status(f"{i + 1}/{args.repeat}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     samples = [ms for rep in reps for ms in rep.pop("samples_ms")]
     metrics = median_of(reps)
     # Every round trip of every repetition, for the histogram (`--plot`); not one of

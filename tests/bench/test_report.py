@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import emit, median_of, result
+from bench.report import emit, median_of, result, status_printer
 
 
 def test_each_number_is_its_own_median_and_the_repetitions_go_along() -> None:
@@ -46,3 +46,11 @@ def test_the_table_shows_one_line_per_row_and_counts_repetitions(
     emit(data, tmp_path / "out.json", quiet=False)
     out = capsys.readouterr().out
     assert "    n=10, activities_per_s=6.00, repetitions=2 values (in the JSON)" in out
+
+
+def test_progress_lines_go_to_stderr_unless_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    status_printer(False, "fanout")("N=1000 1/3: 800/s")
+    status_printer(True, "fanout")("not shown")
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "  [fanout] N=1000 1/3: 800/s\n"
