@@ -24,6 +24,7 @@ use the SDK's `DaprWorkflowClient` from this process.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
@@ -105,19 +106,36 @@ def run_one(client: Any, name: str, arg: Any, timeout: int = 600) -> tuple[float
     return time.perf_counter() - started, state.serialized_output
 
 
+def _repeated(
+    args: argparse.Namespace,
+    name: str,
+    once: Callable[[], dict[str, Any]],
+    line: Callable[[dict[str, Any]], str],
+) -> list[dict[str, Any]]:
+    """`once()` run `--repeat` times, with a line of progress after each."""
+    status = status_printer(args.quiet, name)
+    reps = []
+    for i in range(args.repeat):
+        reps.append(once())
+        status(f"{i + 1}/{args.repeat}: {line(reps[-1])}")
+    return reps
+
+
 def fanout(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
     with cluster() as info:
         client = sdk_client(info)
         run_one(client, "fanout", 50)  # warm-up
-        status = status_printer(args.quiet, "fanout")
         for n in args.n:
-            reps = []
-            for i in range(args.repeat):
-                rep = _fanout_once(args, info, client, n)
-                share = f", {rep['of_ceiling']:.0%} of the ceiling" if "of_ceiling" in rep else ""
-                status(f"N={n} {i + 1}/{args.repeat}: {rep['activities_per_s']:.0f}/s{share}")
-                reps.append(rep)
+            reps = _repeated(
+                args,
+                f"fanout N={n}",
+                functools.partial(_fanout_once, args, info, client, n),
+                lambda r: (
+                    f"{r['activities_per_s']:.0f}/s"
+                    + (f", {r['of_ceiling']:.0%} of the ceiling" if "of_ceiling" in r else "")
+                ),
+            )
             runs.append(median_of(reps))
     return {"runs": runs}
 
@@ -169,12 +187,14 @@ def chain(args: argparse.Namespace) -> dict[str, Any]:
     with cluster() as info:
         client = sdk_client(info)
         run_one(client, "chain", 2)  # warm-up
-        status = status_printer(args.quiet, "chain")
-        reps = []
-        for i in range(args.repeat):
-            reps.append(_chain_once(args, client))
-            rate, p99 = reps[-1]["activities_per_s"], reps[-1]["workflow_p99_ms"]
-            status(f"{i + 1}/{args.repeat}: {rate:.0f} activities/s, p99 {p99:.0f} ms")
+        reps = _repeated(
+            args,
+            "chain",
+            lambda: _chain_once(args, client),
+            lambda r: (
+                f"{r['activities_per_s']:.0f} activities/s, p99 {r['workflow_p99_ms']:.0f} ms"
+            ),
+        )
         return median_of(reps)
 
 
@@ -202,12 +222,12 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         client = sdk_client(info)
         for i in range(10):
             run_one(client, "single", i)  # warm-up
-        status = status_printer(args.quiet, "latency")
-        reps = []
-        for i in range(args.repeat):
-            reps.append(_latency_once(args, client))
-            p50, p99 = reps[-1]["p50_ms"], reps[-1]["p99_ms"]
-            status(f"{i + 1}/{args.repeat}: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        reps = _repeated(
+            args,
+            "latency",
+            lambda: _latency_once(args, client),
+            lambda r: f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms",
+        )
     samples = [ms for rep in reps for ms in rep.pop("samples_ms")]
     metrics = median_of(reps)
     # Every round trip of every repetition, for the histogram (`--plot`); not one of
