@@ -4,9 +4,9 @@ servers together, and stops them in order.
 Start: open the store; serve gRPC (the app-facing Durable Task API and the peer API on
 one port) and HTTP; join placement with this sidecar's actor types; subscribe to
 reminder triggers. Stop (SIGINT/SIGTERM), in the order uvicorn uses: stop accepting
-(leave placement, so others take over our actors at once), drain (deactivate every
-actor, finishing turns in progress within the drain timeout), cancel the rest, flush
-(close the store).
+(activate no new actor; leave placement, so others take over our actors at once), drain
+(deactivate every actor, finishing turns in progress within the drain timeout), cancel
+the rest, flush (close the store).
 """
 
 from __future__ import annotations
