@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from actorflow.testing import UpCluster, free_port_block
-from bench.report import add_common_args, emit, now_iso, percentile, result
+from bench.report import add_common_args, emit, now_iso, percentile, result, status_printer
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"
@@ -192,6 +192,9 @@ def example_cluster(sidecars: int) -> Iterator[list[str]]:
 # ---- locust
 
 
+PROGRESS_S = 10.0  # seconds between two progress lines while locust runs
+
+
 def run_locust(args: argparse.Namespace, hosts: list[str], out: Path) -> int:
     """Locust headless in a subprocess; its return code (1 means "some failure"), or -1
     when it had to be killed at its deadline."""
@@ -233,10 +236,18 @@ def run_locust(args: argparse.Namespace, hosts: list[str], out: Path) -> int:
     with (out / "locust-stdout.log").open("wb") as log:
         # cwd=out: locust reads locust.conf and pyproject.toml [tool.locust] from its cwd.
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=out)
+        status = status_printer(args.quiet, "locust")
+        status(f"{args.users} users on {len(hosts)} sidecar(s) for {args.duration:g} s")
+        began = time.monotonic()
+        deadline = began + args.duration + stop_timeout + 120
         try:
-            return proc.wait(timeout=args.duration + stop_timeout + 120)
-        except subprocess.TimeoutExpired:
-            return -1
+            while True:
+                try:  # a line of progress every PROGRESS_S while locust runs
+                    return proc.wait(timeout=max(0.0, min(PROGRESS_S, deadline - time.monotonic())))
+                except subprocess.TimeoutExpired:
+                    if time.monotonic() >= deadline:
+                        return -1
+                    status(f"{time.monotonic() - began:.0f} s of {args.duration:g}")
         finally:
             if proc.poll() is None:  # timed out, or we were interrupted
                 proc.kill()
