@@ -3,9 +3,13 @@ machine.
 
 Layout: table `kv (key TEXT PRIMARY KEY, value BLOB, version INTEGER) WITHOUT ROWID`
 plus a one-row table `kv_revision` holding the last revision handed out. Versions are
-revisions, as in etcd: a transaction takes the next revision of the whole database and
-stamps it on every key it puts, so a key deleted and created again never gets an old
-version back (a per-key counter would restart at 1 and let a stale `expect` pass).
+revisions, as in etcd: a transaction takes a revision no other transaction on the file
+has had and stamps it on every key it puts, so a key deleted and created again never
+gets an old version back (a per-key counter would restart at 1 and let a stale `expect`
+pass). Each writer reserves revisions in blocks (`SqliteConfig.revision_block`), so the
+`kv_revision` row is written once per block, not with every commit (one page of WAL
+fewer per commit); the revisions of one writer increase, those of several processes on
+one file interleave by block, and versions are only ever compared for equality.
 
 Threads: sqlite calls block, so none runs on the event loop.
 - One writer thread owns the write connection (WAL, `synchronous=FULL`, so a returned
@@ -80,12 +84,17 @@ class SqliteConfig:
     linger_s: float = 0.0005
     linger_after_s: float = 0.002
     linger_until_jobs: int = 16
+    # Revisions reserved at a time (see the module docstring); a crash leaves the rest
+    # of a block unused, a harmless gap.
+    revision_block: int = 1024
 
     def __post_init__(self) -> None:
         if self.busy_timeout_ms < 0:
             raise StoreConfigError(f"busy_timeout_ms must be >= 0, got {self.busy_timeout_ms}")
         if self.max_batch_ops < 1:
             raise StoreConfigError(f"max_batch_ops must be >= 1, got {self.max_batch_ops}")
+        if self.revision_block < 1:
+            raise StoreConfigError(f"revision_block must be >= 1, got {self.revision_block}")
         if min(self.linger_s, self.linger_after_s) < 0 or self.linger_until_jobs < 1:
             raise StoreConfigError(
                 "linger_s and linger_after_s must be >= 0 and linger_until_jobs >= 1"
@@ -129,6 +138,8 @@ class _Writer(threading.Thread):
         self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self.ready: asyncio.Future[None] = loop.create_future()
         self.commits = 0  # written by this thread only; read for statistics
+        # The block of revisions reserved and not handed out yet: next..last.
+        self._next_revision, self._last_revision = 1, 0
 
     def run(self) -> None:
         try:
@@ -194,6 +205,8 @@ class _Writer(threading.Thread):
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                # The block may have been reserved in this very transaction: drop it.
+                self._next_revision, self._last_revision = 1, 0
                 raise
         except sqlite3.Error as exc:
             for job in batch:
@@ -201,12 +214,21 @@ class _Writer(threading.Thread):
                     f"sqlite transaction on {self.config.path} failed, nothing written: {exc}"
                 )
 
-    @staticmethod
-    def _apply(conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        # Reserve one revision per job up front (one statement); a job that conflicts or
-        # writes nothing leaves a gap, harmless since versions are only compared.
-        (end,) = conn.execute(_RESERVE, (len(batch),)).fetchone()
-        revision: int = end - len(batch)
+    def _revisions(self, conn: sqlite3.Connection, count: int) -> int:
+        """The first of `count` consecutive revisions no transaction has had, from the
+        reserved block, reserving a new one in this transaction when it runs short."""
+        if self._last_revision - self._next_revision + 1 < count:
+            size = max(count, self.config.revision_block)
+            (end,) = conn.execute(_RESERVE, (size,)).fetchone()
+            self._next_revision, self._last_revision = end - size + 1, end
+        first = self._next_revision
+        self._next_revision += count
+        return first
+
+    def _apply(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
+        # One revision per job; a job that conflicts or writes nothing leaves a gap,
+        # harmless since versions are only compared.
+        revision = self._revisions(conn, len(batch)) - 1
         for job in batch:
             conflict = _find_conflict(conn, job.expect)
             if conflict is not None:

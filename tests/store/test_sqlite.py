@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,7 @@ from sidecar.store import (
     StoreConfigError,
     StoreUnavailableError,
 )
+from sidecar.store.sqlite import _Writer
 
 # The other process: N read-modify-write increments of one counter, retried on conflict.
 _INCREMENTER = textwrap.dedent(
@@ -166,3 +169,59 @@ def test_linger_settings_are_checked(tmp_path: Path) -> None:
 async def test_cannot_open_a_file_in_a_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(StoreUnavailableError, match="cannot open"):
         await SqliteStore.open(SqliteConfig(tmp_path / "missing" / "state.db"))
+
+
+def _revision_row(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        (revision,) = conn.execute("SELECT revision FROM kv_revision").fetchone()
+    return int(revision)
+
+
+async def test_revisions_are_reserved_in_blocks_and_never_shared(tmp_path: Path) -> None:
+    """Two writers on one file (as two sidecars): the revision row is written once per
+    block, and no two transactions get the same revision, so a key deleted by one and
+    created again by the other never gets back a version it had."""
+    config = SqliteConfig(tmp_path / "state.db", revision_block=4)
+    a, b = await SqliteStore.open(config), await SqliteStore.open(config)
+    try:
+        seen = [await a.transact({"k": b"a1"})]
+        seen.append(await b.transact({"k": None}))
+        seen.append(await b.transact({"k": b"b1"}))
+        for i in range(7):
+            seen.append(await (a if i % 2 else b).transact({f"x{i}": b"v"}))
+        assert len(set(seen)) == len(seen)
+        assert (await a.get_many(["k"]))["k"].version == seen[2] != seen[0]
+        # 10 transactions, blocks of 4: a took one block, b took two.
+        assert _revision_row(config.path) == 12
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_failed_commit_drops_the_block_it_reserved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The block is reserved inside a transaction; when that transaction rolls back the
+    reservation is gone from the file, and another writer may take the same numbers:
+    the failed writer must not hand them out."""
+    config = SqliteConfig(tmp_path / "state.db", revision_block=4)
+    a, b = await SqliteStore.open(config), await SqliteStore.open(config)
+    apply = _Writer._apply
+    failing = {"once": True}
+
+    def fail_once(self: _Writer, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        apply(self, conn, batch)
+        if failing.pop("once", False):
+            raise sqlite3.OperationalError("disk I/O error (injected)")
+
+    monkeypatch.setattr(_Writer, "_apply", fail_once)
+    try:
+        with pytest.raises(StoreUnavailableError):
+            await a.transact({"k": b"lost"})
+        from_b = [await b.transact({f"b{i}": b"v"}) for i in range(3)]
+        from_a = await a.transact({"k": b"kept"})
+        assert from_a not in from_b
+        assert (await b.get_many(["k"]))["k"].version == from_a
+    finally:
+        await a.close()
+        await b.close()
