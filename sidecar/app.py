@@ -64,6 +64,12 @@ class ActorServices:
     waiting: Waiting = field(default_factory=Waiting)  # callers held by workflow actors
 
 
+# A running workflow woken after a table change (`_resume_owned`) is asked again when
+# the call fails and it is still ours: otherwise it would wait for the next change.
+WAKE_ATTEMPTS = 3
+WAKE_RETRY_S = 1.0
+
+
 class Sidecar:
     def __init__(self, config: SidecarConfig) -> None:
         self.config = config
@@ -233,8 +239,19 @@ class Sidecar:
 
         async def wake(instance_id: str) -> None:
             async with limit:
-                with contextlib.suppress(Exception):
-                    await router.call(wf, instance_id, "recover", b"", timeout_s=30)
+                for attempt in range(1, WAKE_ATTEMPTS + 1):
+                    if self._owns(wf, instance_id) is None:
+                        return  # moved on: its next owner's pass wakes it
+                    try:
+                        await router.call(wf, instance_id, "recover", b"", timeout_s=30)
+                        return
+                    except Exception as exc:
+                        log.warning(
+                            "resuming workflow %s failed (attempt %d of %d): %s",
+                            instance_id, attempt, WAKE_ATTEMPTS, exc,
+                        )  # fmt: skip
+                    if attempt < WAKE_ATTEMPTS:
+                        await asyncio.sleep(WAKE_RETRY_S * attempt)  # retry backoff
 
         await asyncio.gather(*(wake(i) for i in todo))
 
