@@ -108,7 +108,12 @@ class ReplicatedLog(_SyncObjBase):
         self._raftkit_journal = journal
         self._raftkit_transport: RaftkitTransport | None = None
         conf = config.to_syncobj_conf(serializer=self._write_dump, deserializer=self._read_dump)
-        transport_class = functools.partial(self._make_transport, journal=journal, sealer=sealer)
+        transport_class = functools.partial(
+            self._make_transport,
+            journal=journal,
+            sealer=sealer,
+            keepalive_s=config.connection_timeout_s / 4,
+        )
         staging = injected_journal(journal) if journal is not None else contextlib.nullcontext()
         with staging:
             super().__init__(
@@ -124,10 +129,12 @@ class ReplicatedLog(_SyncObjBase):
         *,
         journal: DurableJournal | None,
         sealer: HmacSealer | None,
+        keepalive_s: float,
     ) -> RaftkitTransport:
         transport = RaftkitTransport(
-            sync_obj, self_node, other_nodes, journal=journal, sealer=sealer
-        )
+            sync_obj, self_node, other_nodes, journal=journal, sealer=sealer,
+            keepalive_s=keepalive_s,
+        )  # fmt: skip
         self._raftkit_transport = transport
         return transport
 

@@ -9,6 +9,13 @@
    durable when pysyncobj sends a vote.
 2. HMAC frame authentication (`raftkit.auth.HmacSealer`) installed as the connection
    "encryptor" when the configuration asks for it; pysyncobj itself only knows Fernet.
+3. Keepalives: every `keepalive_s` each node sends every other one a message pysyncobj
+   ignores (an unknown type). pysyncobj closes a connection that has read nothing for
+   its connection timeout, and checks that only when it sends: two followers never
+   talk while a leader lives, so the first vote request between them after the leader
+   died closed their connection instead of arriving, and every failover took a second
+   election round (measured: the new leader ready 0.9-1.2 s after a SIGKILL, always in
+   the second term after the dead leader's).
 
 pysyncobj builds its transport as `transportClass(syncObj, selfNode, otherNodes)`, so
 `RaftkitTransport` is passed as a `functools.partial` carrying the journal and sealer.
@@ -17,6 +24,7 @@ pysyncobj builds its transport as `transportClass(syncObj, selfNode, otherNodes)
 from __future__ import annotations
 
 import collections
+import time
 from typing import TYPE_CHECKING, Any
 
 from raftkit.auth import HmacSealer
@@ -25,11 +33,15 @@ from raftkit.journal import DurableJournal
 __all__ = ["RaftkitTransport"]
 
 _ACK = "next_node_idx"
+# pysyncobj dispatches on `type` and ignores the types it does not know.
+KEEPALIVE: dict[str, str] = {"type": "raftkit_keepalive"}
 
 if TYPE_CHECKING:
 
     class _TCPTransportBase:
         """The part of pysyncobj's TCPTransport that raftkit relies on."""
+
+        _connections: dict[Any, Any]
 
         def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None: ...
         def send(self, node: Any, message: Any) -> bool: ...
@@ -47,6 +59,7 @@ class RaftkitTransport(_TCPTransportBase):
         *,
         journal: DurableJournal | None = None,
         sealer: HmacSealer | None = None,
+        keepalive_s: float | None = None,
     ) -> None:
         if sealer is not None:
             # TCPTransport copies `syncObj.encryptor` into each connection it creates,
@@ -55,10 +68,28 @@ class RaftkitTransport(_TCPTransportBase):
         self._journal = journal
         self._held: collections.deque[tuple[Any, Any]] = collections.deque()
         self.released_batches = 0
+        self._keepalive_s = keepalive_s
+        self._next_keepalive = 0.0
+        self.keepalives_sent = 0
         super().__init__(syncObj, selfNode, otherNodes)
         if journal is not None:
             # Registered after TCPTransport's own tick callback: runs last before poll.
             syncObj.addOnTickCallback(self.release)
+        if keepalive_s is not None:
+            syncObj.addOnTickCallback(self.keep_alive)
+
+    def keep_alive(self, now: float | None = None) -> None:
+        """On the tick thread: every `keepalive_s`, a message pysyncobj ignores to each
+        connected node, so that no connection goes quiet (see the module docstring)."""
+        if self._keepalive_s is None:
+            return
+        now = time.monotonic() if now is None else now
+        if now < self._next_keepalive:
+            return
+        self._next_keepalive = now + self._keepalive_s
+        for node in list(self._connections):
+            if super().send(node, KEEPALIVE):
+                self.keepalives_sent += 1
 
     def send(self, node: Any, message: Any) -> bool:
         journal = self._journal

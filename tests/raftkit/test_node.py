@@ -316,3 +316,37 @@ async def test_bind_failure_is_a_raft_error(tmp_path: Path) -> None:
         node = RaftNode(config, Recorder())
         with pytest.raises(RaftError, match="cannot bind"):
             node.start()
+
+
+async def test_after_a_quiet_spell_the_first_election_after_the_leader_dies_succeeds(
+    tmp_path: Path,
+) -> None:
+    """Two followers never talk while their leader lives. pysyncobj closes a connection
+    that read nothing for its connection timeout, and checks that when it sends: the
+    first vote request after the leader died closed the followers' connection instead of
+    arriving, so both stood for the same term and a second round was needed. Keepalives
+    (raftkit.transport) keep that connection read from. The wide election range makes a
+    genuine split vote unlikely here."""
+    cluster = InProcCluster(
+        tmp_path, election_timeout_min_s=0.3, election_timeout_max_s=1.5, connection_timeout_s=1.5
+    )
+    cluster.start()
+    try:
+        leader = await cluster.leader()
+        term = leader.term
+        await asyncio.sleep(2.5)  # a quiet spell longer than the connection timeout
+        leader.close()
+        followers = cluster.followers(leader)
+        statuses = await asyncio.gather(
+            *(
+                f.wait_for(
+                    lambda s: s.leader is not None and s.leader != leader.config.self_address,
+                    timeout=10,
+                )
+                for f in followers
+            )
+        )
+        assert {s.term for s in statuses} == {term + 1}
+    finally:
+        for node in cluster.nodes:
+            node.close()
