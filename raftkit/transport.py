@@ -70,7 +70,6 @@ class RaftkitTransport(_TCPTransportBase):
         self.released_batches = 0
         self._keepalive_s = keepalive_s
         self._next_keepalive = 0.0
-        self.keepalives_sent = 0
         super().__init__(syncObj, selfNode, otherNodes)
         if journal is not None:
             # Registered after TCPTransport's own tick callback: runs last before poll.
@@ -78,18 +77,17 @@ class RaftkitTransport(_TCPTransportBase):
         if keepalive_s is not None:
             syncObj.addOnTickCallback(self.keep_alive)
 
-    def keep_alive(self, now: float | None = None) -> None:
+    def keep_alive(self) -> None:
         """On the tick thread: every `keepalive_s`, a message pysyncobj ignores to each
         connected node, so that no connection goes quiet (see the module docstring)."""
         if self._keepalive_s is None:
             return
-        now = time.monotonic() if now is None else now
+        now = time.monotonic()
         if now < self._next_keepalive:
             return
         self._next_keepalive = now + self._keepalive_s
         for node in list(self._connections):
-            if super().send(node, KEEPALIVE):
-                self.keepalives_sent += 1
+            super().send(node, KEEPALIVE)
 
     def send(self, node: Any, message: Any) -> bool:
         journal = self._journal

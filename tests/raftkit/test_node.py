@@ -68,7 +68,14 @@ class Recorder:
 
 
 class InProcCluster:
-    def __init__(self, base: Path, size: int = 3, **overrides: Any) -> None:
+    def __init__(
+        self,
+        base: Path,
+        size: int = 3,
+        per_node: list[dict[str, Any]] | None = None,
+        **overrides: Any,
+    ) -> None:
+        """`overrides` go to every node's RaftConfig, `per_node[i]` to node i's alone."""
         addresses = [f"127.0.0.1:{p}" for p in free_ports(size)]
         self.machines = [Recorder() for _ in addresses]
         self.nodes = []
@@ -79,7 +86,7 @@ class InProcCluster:
                 data_dir=base / f"node{i}",
                 password=SECRET,
                 security=Security.HMAC,
-                **overrides,
+                **{**overrides, **(per_node[i] if per_node else {})},
             )
             node = RaftNode(config, self.machines[i])
             self.machines[i].node = node
@@ -325,16 +332,24 @@ async def test_after_a_quiet_spell_the_first_election_after_the_leader_dies_succ
     that read nothing for its connection timeout, and checks that when it sends: the
     first vote request after the leader died closed the followers' connection instead of
     arriving, so both stood for the same term and a second round was needed. Keepalives
-    (raftkit.transport) keep that connection read from. The wide election range makes a
-    genuine split vote unlikely here."""
+    (raftkit.transport) keep that connection read from. Each node's election timeout is
+    apart from the others' by more than half a second, so whichever leads, one follower
+    stands first and the other gets its request long before its own timeout: no split
+    vote by chance."""
+    timeouts = [(0.3, 0.35), (0.9, 0.95), (1.5, 1.55)]
     cluster = InProcCluster(
-        tmp_path, election_timeout_min_s=0.3, election_timeout_max_s=1.5, connection_timeout_s=1.5
+        tmp_path,
+        per_node=[
+            {"election_timeout_min_s": low, "election_timeout_max_s": high}
+            for low, high in timeouts
+        ],
+        connection_timeout_s=1.6,
     )
     cluster.start()
     try:
         leader = await cluster.leader()
         term = leader.term
-        await asyncio.sleep(2.5)  # a quiet spell longer than the connection timeout
+        await asyncio.sleep(2.5)  # a quiet spell, longer than the connection timeout
         leader.close()
         followers = cluster.followers(leader)
         statuses = await asyncio.gather(
