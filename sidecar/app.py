@@ -3,10 +3,11 @@ servers together, and stops them in order.
 
 Start: open the store; serve gRPC (the app-facing Durable Task API and the peer API on
 one port) and HTTP; join placement with this sidecar's actor types; subscribe to
-reminder triggers. Stop (SIGINT/SIGTERM), in the order uvicorn uses: stop accepting
-(activate no new actor; leave placement, so others take over our actors at once), drain
-(deactivate every actor, finishing turns in progress within the drain timeout), cancel
-the rest, flush (close the store).
+reminder triggers. Stop (SIGINT/SIGTERM): stop accepting (activate no new actor), drain
+(deactivate every actor, finishing turns in progress within the drain timeout), and only
+then leave placement, so that no other sidecar activates one of our actors while it
+still runs a turn here (callers meanwhile are refused and wait for the next table);
+cancel the rest, flush (close the store).
 """
 
 from __future__ import annotations
@@ -174,10 +175,11 @@ class Sidecar:
     async def stop(self) -> None:
         if self.host is not None:
             self.host.refuse_new()
+            # Before leaving: once placement has removed us, the others activate our
+            # actors at once (two activations with a turn running here would lose writes).
+            await self.host.deactivate_all()
         if self.placement is not None:
             await self.placement.stop()
-        if self.host is not None:
-            await self.host.deactivate_all()
         if self._subscriber_task is not None:
             self._subscriber_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -254,8 +254,9 @@ class ActorHost:
     def refuse_new(self) -> None:
         """From now on only actors already active here take messages; a call for any
         other is refused with `NotOwnerError` (its caller waits for a newer table). For
-        a sidecar that is leaving: what it activated after its leave was announced would
-        be a second activation beside the new owner's, and would die with it."""
+        a sidecar that is stopping: it drains its actors, then leaves placement; what it
+        activated meanwhile would run beside the next owner's activation, and die with
+        the process."""
         self._refusing = True
 
     async def deactivate(self, keys: Iterable[ActorKey]) -> None:
