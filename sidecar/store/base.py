@@ -148,13 +148,20 @@ def check_transaction(
     for key, version in expect.items():
         if version < 0:
             raise ValueError(f"expected version of {key!r} must be >= 0, got {version}")
+    # One pass that checks each write and adds up `write_bytes` (on every checkpoint, so
+    # kept cheap: an ASCII key's UTF-8 length is its length).
+    size = 0
     for key, value in writes.items():
         if not key:
             raise ValueError("state store keys must not be empty")
-        if value is not None and not isinstance(value, bytes | bytearray | memoryview):
-            raise TypeError(f"value of {key!r} must be bytes or None, not {type(value)}")
+        size += len(key) if key.isascii() else len(key.encode())
+        if type(value) is bytes:
+            size += len(value)
+        elif value is not None:
+            if not isinstance(value, bytes | bytearray | memoryview):
+                raise TypeError(f"value of {key!r} must be bytes or None, not {type(value)}")
+            size += len(value)
     ops = max(len(writes), len(expect))
-    size = write_bytes(writes)
     if ops > limits.max_ops:
         raise TransactionTooLargeError(
             f"transaction has {len(writes)} writes and {len(expect)} expected versions; "
