@@ -11,21 +11,14 @@ pass). Each writer reserves revisions in blocks (`SqliteConfig.revision_block`),
 fewer per commit); the revisions of one writer increase, those of several processes on
 one file interleave by block, and versions are only ever compared for equality.
 
-Threads: sqlite calls block, so they run on the event loop only in the one case below.
-- One writer thread serves the write connection (WAL, `synchronous=FULL`, so a returned
+Threads: sqlite calls block, so none runs on the event loop.
+- One writer thread owns the write connection (WAL, `synchronous=FULL`, so a returned
   `transact` survives power loss). It group-commits: whatever `transact` calls queued
   while the previous commit ran go into one `BEGIN IMMEDIATE ... COMMIT` (one fsync);
   the calls of one event-loop pass are handed to it together (one wake-up), and
   under load it waits a little for more (see `SqliteConfig.linger_s`),
   each checked and applied in order, so each still sees the ones before it and a
   conflicting one is skipped alone (its checks run before any of its writes).
-- Inline commit: a small transaction (`SqliteConfig.inline_max_ops`) that finds the
-  store idle (nothing handed to the writer and not yet delivered, the last commit not
-  a busy one) and the file's write lock free at the first try commits on the event loop
-  itself, under the connection's lock. The two thread hand-offs (to the writer and back,
-  about 0.04 ms together here) cost as much as a third of such a commit; the loop is held
-  for the commit only when it has nothing else to write. If another connection holds the
-  write lock, the transaction goes to the writer thread instead, which waits for it.
 - One reader thread with its own connection serves `get_many` and `scan_prefix`; WAL
   lets it read while the writer writes. A read spanning several statements runs inside
   one read transaction, so it sees one snapshot.
@@ -94,9 +87,6 @@ class SqliteConfig:
     # Revisions reserved at a time (see the module docstring); a crash leaves the rest
     # of a block unused, a harmless gap.
     revision_block: int = 1024
-    # Transactions of at most this many writes and checks may commit on the event loop
-    # when the store is idle (see the module docstring); 0 sends every one to the writer.
-    inline_max_ops: int = 64
 
     def __post_init__(self) -> None:
         if self.busy_timeout_ms < 0:
@@ -105,51 +95,17 @@ class SqliteConfig:
             raise StoreConfigError(f"max_batch_ops must be >= 1, got {self.max_batch_ops}")
         if self.revision_block < 1:
             raise StoreConfigError(f"revision_block must be >= 1, got {self.revision_block}")
-        if self.inline_max_ops < 0:
-            raise StoreConfigError(f"inline_max_ops must be >= 0, got {self.inline_max_ops}")
         if min(self.linger_s, self.linger_after_s) < 0 or self.linger_until_jobs < 1:
             raise StoreConfigError(
                 "linger_s and linger_after_s must be >= 0 and linger_until_jobs >= 1"
             )
 
 
-def _connect(config: SqliteConfig, *, check_same_thread: bool = True) -> sqlite3.Connection:
+def _connect(config: SqliteConfig) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-    conn = sqlite3.connect(
-        config.path,
-        timeout=config.busy_timeout_ms / 1000,
-        isolation_level=None,
-        check_same_thread=check_same_thread,
-    )
+    conn = sqlite3.connect(config.path, timeout=config.busy_timeout_ms / 1000, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {int(config.busy_timeout_ms)}")
     return conn
-
-
-def _is_busy(exc: sqlite3.Error) -> bool:
-    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-    )
-
-
-def _begin(conn: sqlite3.Connection, wait_s: float) -> bool:
-    """`BEGIN IMMEDIATE` on a connection whose busy timeout is 0, tried again while
-    another connection holds the file's write lock, for up to `wait_s` (0: one try).
-    False if the lock is still held; other errors raise."""
-    deadline = time.monotonic() + wait_s
-    pause = 0.001
-    while True:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return True
-        except sqlite3.OperationalError as exc:
-            left = deadline - time.monotonic()
-            if not _is_busy(exc) or left <= 0:
-                if _is_busy(exc):
-                    return False
-                raise
-        time.sleep(min(pause, left))
-        pause = min(pause * 2, 0.05)
 
 
 @dataclass(eq=False, slots=True)
@@ -171,8 +127,7 @@ def _deliver(jobs: list[_Job]) -> None:
 
 
 class _Writer(threading.Thread):
-    """Serves the write connection; group-commits queued jobs, and takes one job inline
-    on the event loop when idle (see the module docstring)."""
+    """Owns the write connection; group-commits queued jobs (see the module docstring)."""
 
     def __init__(self, config: SqliteConfig, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(name=f"sqlite-writer:{config.path.name}", daemon=True)
@@ -182,103 +137,46 @@ class _Writer(threading.Thread):
         # arrives as one item, so the thread is woken once for them, not once each.
         self.jobs: queue.SimpleQueue[list[_Job] | None] = queue.SimpleQueue()
         self.ready: asyncio.Future[None] = loop.create_future()
-        # Jobs handed to the thread and not delivered yet; read and written on the loop
-        # thread only (`hand_over` and `_delivered`).
-        self.outstanding = 0
-        # Everything below is used under `lock` only: by the thread for each commit, by
-        # the loop for an inline one.
-        self.lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = None
-        self.commits = 0
-        self.inline_commits = 0
-        self._last_commit, self._last_jobs = 0.0, 0
+        self.commits = 0  # written by this thread only; read for statistics
         # The block of revisions reserved and not handed out yet: next..last.
         self._next_revision, self._last_revision = 1, 0
 
     def run(self) -> None:
         try:
-            conn = _connect(self.config, check_same_thread=False)
+            conn = _connect(self.config)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("BEGIN IMMEDIATE")
             for statement in _SCHEMA:
                 conn.execute(statement)
             conn.execute("COMMIT")
-            # From here `_begin` waits for the write lock itself: an inline commit must
-            # not wait for it on the event loop.
-            conn.execute("PRAGMA busy_timeout = 0")
         except sqlite3.Error as exc:
             err = StoreUnavailableError(f"cannot open sqlite store {self.config.path}: {exc}")
             self._call(self.ready.set_exception, err)
             return
-        with self.lock:
-            self._conn = conn
         self._call(self.ready.set_result, None)
         try:
-            self._serve()
+            self._serve(conn)
         finally:
-            with self.lock:
-                self._conn = None
-                conn.close()
+            conn.close()
 
     def _call(self, fn: Callable[..., object], *args: object) -> None:
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
             self.loop.call_soon_threadsafe(fn, *args)
 
-    def hand_over(self, jobs: list[_Job]) -> None:
-        """On the loop thread: queue `jobs` for the thread."""
-        self.outstanding += len(jobs)
-        self.jobs.put(jobs)
-
-    def _delivered(self, jobs: list[_Job]) -> None:
-        self.outstanding -= len(jobs)
-        _deliver(jobs)
-
-    def commit_inline(self, job: _Job) -> bool:
-        """On the loop thread: commit `job` here and now if the store is idle and the
-        file's write lock is free; False (nothing done) otherwise."""
-        if (
-            self.outstanding
-            or len(job.writes) + len(job.expect) > self.config.inline_max_ops
-            or not self.lock.acquire(blocking=False)
-        ):
-            return False
-        try:
-            conn = self._conn
-            if conn is None or self._busy():
-                return False
-            try:
-                if not _begin(conn, 0.0):
-                    return False  # another connection writes: the thread will wait for it
-            except sqlite3.Error as exc:
-                _fail([job], self.config.path, exc)
-                return True
-            self._finish(conn, [job])
-            self.inline_commits += 1
-            return True
-        finally:
-            self.lock.release()
-
-    def _busy(self) -> bool:
-        """The last commit held several jobs and ended moments ago."""
-        return (
-            self._last_jobs > 1
-            and time.monotonic() - self._last_commit < self.config.linger_after_s
-        )
-
-    def _serve(self) -> None:
+    def _serve(self, conn: sqlite3.Connection) -> None:
         stopping = False
+        last_commit, last_jobs = 0.0, 0
         while not stopping:
             jobs = self.jobs.get()
             if jobs is None:
                 return
             batch = jobs
             ops = sum(len(job.writes) for job in jobs)
-            # Busy: linger briefly for more, so that a stream of single writes shares
-            # commits. Idle, or one caller writing in turn (each commit one job): commit
-            # at once.
-            with self.lock:
-                linger = self._busy()
+            # Busy (the last commit held several jobs and ended moments ago): linger
+            # briefly for more, so that a stream of single writes shares commits. Idle, or
+            # one caller writing in turn (each commit one job): commit at once.
+            linger = last_jobs > 1 and time.monotonic() - last_commit < self.config.linger_after_s
             while ops < self.config.max_batch_ops:
                 try:
                     more = (
@@ -293,26 +191,14 @@ class _Writer(threading.Thread):
                     break
                 batch.extend(more)
                 ops += sum(len(job.writes) for job in more)
-            with self.lock:
-                assert self._conn is not None
-                self._commit(self._conn, batch)
-            self._call(self._delivered, batch)
+            self._commit(conn, batch)
+            self.commits += 1
+            last_commit, last_jobs = time.monotonic(), len(batch)
+            self._call(_deliver, batch)
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         try:
-            began = _begin(conn, self.config.busy_timeout_ms / 1000)
-        except sqlite3.Error as exc:
-            _fail(batch, self.config.path, exc)
-            return
-        if not began:
-            held = f"another connection held its write lock for {self.config.busy_timeout_ms} ms"
-            _fail(batch, self.config.path, held)
-            return
-        self._finish(conn, batch)
-
-    def _finish(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        """Apply and commit `batch` in the transaction begun on `conn`."""
-        try:
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 self._apply(conn, batch)
                 conn.execute("COMMIT")
@@ -323,9 +209,10 @@ class _Writer(threading.Thread):
                 self._next_revision, self._last_revision = 1, 0
                 raise
         except sqlite3.Error as exc:
-            _fail(batch, self.config.path, exc)
-        self.commits += 1
-        self._last_commit, self._last_jobs = time.monotonic(), len(batch)
+            for job in batch:
+                job.outcome = StoreUnavailableError(
+                    f"sqlite transaction on {self.config.path} failed, nothing written: {exc}"
+                )
 
     def _revisions(self, conn: sqlite3.Connection, count: int) -> int:
         """The first of `count` consecutive revisions no transaction has had, from the
@@ -359,13 +246,6 @@ class _Writer(threading.Thread):
             job.outcome = revision
 
 
-def _fail(batch: list[_Job], path: Path, cause: object) -> None:
-    for job in batch:
-        job.outcome = StoreUnavailableError(
-            f"sqlite transaction on {path} failed, nothing written: {cause}"
-        )
-
-
 def _find_conflict(conn: sqlite3.Connection, expect: Mapping[str, int]) -> ConflictError | None:
     for key, expected in expect.items():
         row = conn.execute(_VERSION, (key,)).fetchone()
@@ -387,8 +267,6 @@ class SqliteStore:
         self._reader = ThreadPoolExecutor(1, thread_name_prefix=f"sqlite-reader:{config.path}")
         self._closed = False
         self._outbox: list[_Job] = []  # jobs of this loop pass, not yet handed over
-        # The task that committed inline in this loop pass, if one did.
-        self._inline_task: asyncio.Task[object] | None = None
 
     @classmethod
     async def open(cls, config: SqliteConfig) -> SqliteStore:
@@ -405,11 +283,6 @@ class SqliteStore:
     def commits(self) -> int:
         """Commits made so far (each holds one or more `transact` calls)."""
         return self._writer.commits
-
-    @property
-    def inline_commits(self) -> int:
-        """Of `commits`, those made on the event loop (see the module docstring)."""
-        return self._writer.inline_commits
 
     @property
     def path(self) -> Path:
@@ -487,32 +360,16 @@ class SqliteStore:
             raise StoreUnavailableError(f"sqlite store {self._config.path} is closed")
         check_transaction(writes, expect, self._limits)
         loop = asyncio.get_running_loop()
-        job = _Job(dict(writes), dict(expect), loop.create_future())
-        task = asyncio.current_task()
-        if (
-            not self._outbox
-            and self._inline_task in (None, task)
-            and self._writer.commit_inline(job)
-        ):
-            # Other tasks writing in this pass of the loop share a commit on the thread
-            # rather than each hold the loop for one of their own.
-            if self._inline_task is None:
-                loop.call_soon(self._end_inline_pass)
-            self._inline_task = task
-            _deliver([job])
-        else:
-            if not self._outbox:
-                loop.call_soon(self._hand_over)
-            self._outbox.append(job)
-        return await job.future
-
-    def _end_inline_pass(self) -> None:
-        self._inline_task = None
+        future: asyncio.Future[int] = loop.create_future()
+        if not self._outbox:
+            loop.call_soon(self._hand_over)
+        self._outbox.append(_Job(dict(writes), dict(expect), future))
+        return await future
 
     def _hand_over(self) -> None:
         jobs, self._outbox = self._outbox, []
         if jobs:
-            self._writer.hand_over(jobs)
+            self._writer.jobs.put(jobs)
 
     async def close(self) -> None:
         if self._closed:

@@ -17,7 +17,6 @@ from sidecar.store import (
     SqliteStore,
     StoreConfigError,
     StoreUnavailableError,
-    Versioned,
 )
 from sidecar.store.sqlite import _Writer
 
@@ -226,73 +225,3 @@ async def test_a_failed_commit_drops_the_block_it_reserved(
     finally:
         await a.close()
         await b.close()
-
-
-async def test_an_idle_store_commits_small_transactions_on_the_loop(tmp_path: Path) -> None:
-    """One caller writing in turn (a workflow's checkpoints) skips the two thread
-    hand-offs: each small transaction commits inline, with the same results."""
-    store = await SqliteStore.open(SqliteConfig(tmp_path / "state.db"))
-    try:
-        before, inline = store.commits, store.inline_commits
-        version = 0
-        for i in range(5):
-            version = await store.transact(
-                {"meta": b"%d" % i, f"h{i}": b"e"}, expect={"meta": version}
-            )
-        assert (store.commits - before, store.inline_commits - inline) == (5, 5)
-        with pytest.raises(ConflictError):
-            await store.transact({"meta": b"stale", "h9": b"e"}, expect={"meta": version - 1})
-        got = await store.get_many(["meta", "h4", "h9"])
-        assert got == {"meta": Versioned(b"4", version), "h4": Versioned(b"e", version)}
-    finally:
-        await store.close()
-
-
-async def test_writers_of_one_loop_pass_share_a_commit_on_the_thread(tmp_path: Path) -> None:
-    """Several tasks writing at once: at most the first commits inline, the rest share
-    one commit on the writer thread rather than each hold the loop for an fsync."""
-    store = await SqliteStore.open(SqliteConfig(tmp_path / "state.db"))
-    try:
-        before, inline = store.commits, store.inline_commits
-        revisions = await asyncio.gather(*(store.transact({f"k{i}": b"v"}) for i in range(8)))
-        assert len(set(revisions)) == 8
-        assert store.inline_commits - inline <= 1
-        assert store.commits - before <= 2
-    finally:
-        await store.close()
-
-
-async def test_inline_commit_never_waits_on_the_loop_for_another_writer(tmp_path: Path) -> None:
-    """Another connection (another sidecar on the file) holds the write lock: the
-    transaction must not wait for it on the event loop; the writer thread waits, and it
-    commits once the lock is free."""
-    path = tmp_path / "state.db"
-    store = await SqliteStore.open(SqliteConfig(path, busy_timeout_ms=20_000))
-    other = sqlite3.connect(path, isolation_level=None)
-    try:
-        await store.transact({"warm": b"v"})
-        inline = store.inline_commits
-        other.execute("BEGIN IMMEDIATE")
-        task = asyncio.create_task(store.transact({"k": b"v"}))
-        for _ in range(10):  # the loop keeps turning while the lock is held
-            await asyncio.sleep(0)
-        assert not task.done()
-        other.execute("COMMIT")
-        revision = await asyncio.wait_for(task, 20)
-        assert store.inline_commits == inline
-        assert (await store.get_many(["k"]))["k"] == Versioned(b"v", revision)
-    finally:
-        other.close()
-        await store.close()
-
-
-async def test_inline_commits_can_be_turned_off(tmp_path: Path) -> None:
-    store = await SqliteStore.open(SqliteConfig(tmp_path / "state.db", inline_max_ops=0))
-    try:
-        for i in range(3):
-            await store.transact({f"k{i}": b"v"})
-        assert (store.commits, store.inline_commits) == (3, 0)
-    finally:
-        await store.close()
-    with pytest.raises(StoreConfigError, match="inline_max_ops"):
-        SqliteConfig(tmp_path / "state.db", inline_max_ops=-1)
