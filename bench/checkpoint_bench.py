@@ -1,7 +1,10 @@
 """`actorflow bench checkpoint`: the state store cost of one orchestrator turn.
 
 For each store (`--stores sqlite,etcd`) and each batch size k (`--events 1,10,100,1000`),
-one workflow instance checkpoints `--iterations` times: a `transact` of k new history
+one workflow instance checkpoints at least `--iterations` times and for at least
+`--min-seconds` (2 s: this machine runs at half speed for stretches of ~100 ms, and 200
+checkpoints of k = 1 take about 0.1 s, so one such stretch could decide a whole figure;
+`samples` in the JSON says how many were taken): a `transact` of k new history
 keys (`app||dapr.internal.default.app.workflow||wf-k||history-NNNNNN`, ~200 bytes each)
 plus its `metadata` key, with an `expect` on the metadata's current version, exactly the
 shape the engine writes. Interleaved with each checkpoint (alternating which goes first)
@@ -70,27 +73,41 @@ RawTxn = Callable[[dict[str, bytes | None]], Awaitable[None]]
 
 
 async def _measure(
-    store: StateStore, raw: RawTxn, k: int, iterations: int, warmup: int
+    store: StateStore,
+    raw: RawTxn,
+    k: int,
+    iterations: int,
+    *,
+    warmup: int,
+    min_seconds: float = 0.0,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[float], list[float]]:
+    """`warmup` unmeasured pairs, then measured pairs until there are `iterations` of
+    them and `min_seconds` have passed since the first."""
     ours, theirs = Turns(f"wf-{k}", k), Turns(f"wf-{k}", k)
     version = 0
     checkpoint_ms: list[float] = []
     raw_ms: list[float] = []
-    for i in range(warmup + iterations):
+    i = 0
+    started: float | None = None
+    while i < warmup + iterations or (started is not None and clock() - started < min_seconds):
+        if i == warmup:
+            started = clock()
         rows, raw_rows = ours.next(), theirs.next()
         for first in (i % 2 == 0, i % 2 == 1):
             if first:
-                t0 = time.perf_counter()
+                t0 = clock()
                 version = await store.transact(rows, expect={ours.metadata_key: version})
-                elapsed = (time.perf_counter() - t0) * 1000
+                elapsed = (clock() - t0) * 1000
                 if i >= warmup:
                     checkpoint_ms.append(elapsed)
             else:
-                t0 = time.perf_counter()
+                t0 = clock()
                 await raw(raw_rows)
-                elapsed = (time.perf_counter() - t0) * 1000
+                elapsed = (clock() - t0) * 1000
                 if i >= warmup:
                     raw_ms.append(elapsed)
+        i += 1
     return checkpoint_ms, raw_ms
 
 
@@ -100,6 +117,7 @@ def _row(store: str, k: int, checkpoint: list[float], raw: list[float]) -> dict[
     return {
         "store": store,
         "events": k,
+        "samples": len(checkpoint),
         "checkpoint_p50_ms": round(p50, 3),
         "checkpoint_p99_ms": round(percentile(checkpoint, 99), 3),
         "raw_p50_ms": round(raw_p50, 3),
@@ -131,7 +149,9 @@ def _raw_sqlite_txn(conn: sqlite3.Connection, rows: dict[str, bytes | None]) -> 
     conn.execute("COMMIT")
 
 
-async def _bench_sqlite(tmp: Path, events: list[int], iterations: int) -> list[dict[str, Any]]:
+async def _bench_sqlite(
+    tmp: Path, events: list[int], iterations: int, min_seconds: float
+) -> list[dict[str, Any]]:
     path = tmp / "checkpoint.db"
     store = await SqliteStore.open(SqliteConfig(path))
     out: list[dict[str, Any]] = []
@@ -145,7 +165,9 @@ async def _bench_sqlite(tmp: Path, events: list[int], iterations: int) -> list[d
                 await asyncio.to_thread(_raw_sqlite_txn, conn, rows)
 
             for k in events:
-                checkpoint, raw_ms = await _measure(store, raw, k, iterations, warmup=10)
+                checkpoint, raw_ms = await _measure(
+                    store, raw, k, iterations, warmup=10, min_seconds=min_seconds
+                )
                 row = _row("sqlite", k, checkpoint, raw_ms)
                 # The raw rows again from a worker thread (the memory store stands in for ours).
                 _, thread_ms = await _measure(
@@ -158,7 +180,9 @@ async def _bench_sqlite(tmp: Path, events: list[int], iterations: int) -> list[d
     return out
 
 
-async def _bench_etcd(tmp: Path, events: list[int], iterations: int) -> list[dict[str, Any]]:
+async def _bench_etcd(
+    tmp: Path, events: list[int], iterations: int, min_seconds: float
+) -> list[dict[str, Any]]:
     import aetcd
 
     out: list[dict[str, Any]] = []
@@ -174,7 +198,9 @@ async def _bench_etcd(tmp: Path, events: list[int], iterations: int) -> list[dic
                 await client.transaction(compare=[], success=puts, failure=[])
 
             for k in events:
-                checkpoint, raw_ms = await _measure(store, raw, k, iterations, warmup=10)
+                checkpoint, raw_ms = await _measure(
+                    store, raw, k, iterations, warmup=10, min_seconds=min_seconds
+                )
                 out.append(_row("etcd", k, checkpoint, raw_ms))
         finally:
             await client.close()
@@ -187,11 +213,15 @@ async def _run(args: argparse.Namespace) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="actorflow-bench-checkpoint-") as tmp:
         for store in args.stores:
             if store == "sqlite":
-                batches += await _bench_sqlite(Path(tmp), args.events, args.iterations)
+                batches += await _bench_sqlite(
+                    Path(tmp), args.events, args.iterations, args.min_seconds
+                )
             elif etcd_binary() is None:
                 raise SystemExit("bench checkpoint: no etcd binary (apt install etcd-server)")
             else:
-                batches += await _bench_etcd(Path(tmp), args.events, args.iterations)
+                batches += await _bench_etcd(
+                    Path(tmp), args.events, args.iterations, args.min_seconds
+                )
     return batches
 
 
@@ -213,7 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="actorflow bench checkpoint", description=__doc__)
     parser.add_argument("--stores", type=_csv(str), default=["sqlite", "etcd"])
     parser.add_argument("--events", type=_csv(int), default=[1, 10, 100, 1000])
-    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--iterations", type=int, default=200, help="at least this many")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=2.0,
+        help="and measure each batch size for at least this long (see the module docstring)",
+    )
     parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     add_common_args(parser)
     args = parser.parse_args(argv)
@@ -231,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "stores": ",".join(args.stores),
         "events": ",".join(map(str, args.events)),
         "iterations": args.iterations,
+        "min_seconds": args.min_seconds,
         "loop": args.loop,
         "event_bytes": EVENT_BYTES,
         "etcd_max_txn_ops": 4096,
