@@ -9,11 +9,16 @@ from hypothesis import strategies as st
 from sidecar.store import TransactionTooLargeError
 from sidecar.store.base import StoreLimits, check_transaction, write_bytes
 
+
+def _view(data: bytes) -> memoryview:
+    return memoryview(data)
+
+
 _VALUES = st.one_of(
     st.none(),
     st.binary(max_size=40),
     st.binary(max_size=40).map(bytearray),
-    st.binary(max_size=40).map(lambda b: memoryview(b)),
+    st.binary(max_size=40).map(_view),
 )
 
 
