@@ -26,8 +26,8 @@ async def test_at_least_the_iterations_and_the_minimum_time() -> None:
 
     ours, theirs = await _measure(MemoryStore(), raw, 3, 5, warmup=2, clock=_Clock())
     assert (len(ours), len(theirs), len(raws)) == (5, 5, 7)  # warmup pairs not kept
-    # Five clock reads per pair (two timings, the loop's check): 0.25 s of this clock
-    # takes about 50 measured pairs, ten times the iterations asked for.
+    # Five clock reads per pair (two per timing, one for the loop's check): 0.25 s of
+    # this clock takes about 50 measured pairs, ten times the iterations asked for.
     ours, theirs = await _measure(
         MemoryStore(), raw, 3, 5, warmup=2, min_seconds=0.25, clock=_Clock()
     )
