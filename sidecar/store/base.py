@@ -138,7 +138,12 @@ class StateStore(Protocol):
 
 def write_bytes(writes: Mapping[str, bytes | None]) -> int:
     """The size `StoreLimits.max_bytes` bounds: UTF-8 key bytes plus value bytes."""
-    return sum(len(k.encode()) + (len(v) if v is not None else 0) for k, v in writes.items())
+    return sum(_key_bytes(k) + (len(v) if v is not None else 0) for k, v in writes.items())
+
+
+def _key_bytes(key: str) -> int:
+    """UTF-8 length of `key`, without encoding it when it is ASCII (the usual case)."""
+    return len(key) if key.isascii() else len(key.encode())
 
 
 def check_transaction(
@@ -148,13 +153,12 @@ def check_transaction(
     for key, version in expect.items():
         if version < 0:
             raise ValueError(f"expected version of {key!r} must be >= 0, got {version}")
-    # One pass that checks each write and adds up `write_bytes` (on every checkpoint, so
-    # kept cheap: an ASCII key's UTF-8 length is its length).
+    # One pass that checks each write and adds up `write_bytes` (on every checkpoint).
     size = 0
     for key, value in writes.items():
         if not key:
             raise ValueError("state store keys must not be empty")
-        size += len(key) if key.isascii() else len(key.encode())
+        size += _key_bytes(key)
         if type(value) is bytes:
             size += len(value)
         elif value is not None:
