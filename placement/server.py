@@ -53,6 +53,7 @@ from placement.streams import (
 )
 from raftkit.errors import LeadershipLostError, RaftError
 from raftkit.node import RaftNode, RaftStatus, Role
+from raftkit.outbox import OutboxWriter
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
 
 log = logging.getLogger(__name__)
@@ -477,29 +478,29 @@ class PlacementNode:
         reply: asyncio.Future[tuple[grpc.StatusCode, str] | bytes | None]
         reply = asyncio.get_running_loop().create_future()
         self._events.put_nowait(StreamOpened(stream, reply))
-        verdict = await reply
-        if isinstance(verdict, bytes):
-            await context.write(verdict)
-            return
-        if verdict is not None:
-            await context.abort(*verdict)
-        writer = asyncio.create_task(self._write(stream, context))
+        writer: OutboxWriter | None = None
         try:
+            # From here the control loop may close the stream (cancelling this task)
+            # at any await, the verdict's included: every way out goes through finally.
+            verdict = await reply
+            if isinstance(verdict, bytes):
+                await context.write(verdict)  # not registered: nothing cancels it
+                return
+            if verdict is not None:
+                await context.abort(*verdict)
+            writer = OutboxWriter(context, stream.outbox)
             async for report in requests:
                 self._events.put_nowait(ReportIn(stream, report))
         except asyncio.CancelledError:
             if stream.closing is None:
                 raise
         finally:
-            writer.cancel()
+            stream.handler = None  # leaving: a close from now on only sets the status
             self._events.put_nowait(StreamClosed(stream))
+            if writer is not None:
+                await writer.stop()
         if stream.closing is not None and stream.closing[0] is not grpc.StatusCode.OK:
             await context.abort(*stream.closing)
-
-    async def _write(self, stream: HostStream, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        while True:
-            data = await stream.outbox.get()
-            await context.write(data)
 
     async def _info(
         self, request: pb.GetPlacementInfoRequest, context: grpc.aio.ServicerContext[Any, Any]

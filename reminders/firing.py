@@ -96,7 +96,8 @@ class Subscriber:
     def close(self, code: grpc.StatusCode, message: str) -> None:
         if self.closing is None:
             self.closing = (code, message)
-            if self.handler is not None:
+            # The handler closing its own stream is not cancelled: it is on its way out.
+            if self.handler is not None and self.handler is not asyncio.current_task():
                 self.handler.cancel()
 
 

@@ -37,6 +37,7 @@ from raftkit.errors import (
     UnknownOutcomeError,
 )
 from raftkit.node import RaftNode, Role
+from raftkit.outbox import OutboxWriter
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
 from reminders import convert
 from reminders.api.v1 import reminders_pb2 as pb
@@ -380,12 +381,22 @@ class RemindersNode:
             first = await anext(aiter(requests))
         except StopAsyncIteration:
             return
-        sub = await self._subscribe(first, context)
-        if sub is None:
-            return
-        writer = asyncio.get_running_loop().create_task(self._write(sub, context))
+        sub = await self._subscriber(first, context)
+        sub.handler = asyncio.current_task()
+        reply: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
         post = self.dispatcher.post
+        post(SubscriberOpened(sub, reply))
+        writer: OutboxWriter | None = None
         try:
+            # From here the dispatcher may close the subscriber (cancelling this task)
+            # at any await, the reply's included: every way out goes through finally.
+            term = await reply
+            if term is None or term < first.subscribe.known_term:
+                sub.handler = None  # the write below must not be cut short (raftkit.outbox)
+                post(SubscriberClosed(sub))
+                await context.write(self._not_leader_batch())
+                return
+            writer = OutboxWriter(context, sub.outbox)
             async for message in requests:
                 if message.WhichOneof("kind") != "ack":
                     sub.close(grpc.StatusCode.INVALID_ARGUMENT, "only acks may follow subscribe")
@@ -396,14 +407,16 @@ class RemindersNode:
             if sub.closing is None:
                 raise
         finally:
-            writer.cancel()
+            sub.handler = None  # leaving: a close from now on only sets the status
             post(SubscriberClosed(sub))
+            if writer is not None:
+                await writer.stop()
         if sub.closing is not None and sub.closing[0] is not grpc.StatusCode.OK:
             await context.abort(*sub.closing)
 
-    async def _subscribe(
+    async def _subscriber(
         self, first: pb.TriggerStreamRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> Subscriber | None:
+    ) -> Subscriber:
         if first.WhichOneof("kind") != "subscribe":
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "the first message must be subscribe"
@@ -419,29 +432,14 @@ class RemindersNode:
             )
         except InvalidReminderError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        sub = Subscriber(host=host, app=(ns, app), actor_types=types)
-        sub.handler = asyncio.current_task()
-        reply: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self.dispatcher.post(SubscriberOpened(sub, reply))
-        term = await reply
-        if term is None or term < s.known_term:
-            if term is not None:
-                self.dispatcher.post(SubscriberClosed(sub))
-            hint = self.config.api_address_of(self.raft.leader_address) or ""
-            if hint == self.config.api_address:
-                hint = ""
-            batch = pb.TriggerBatch(
-                term=self.raft.term, not_leader=pb.NotLeader(leader_address=hint)
-            )
-            await context.write(batch.SerializeToString())
-            return None
-        return sub
+        return Subscriber(host=host, app=(ns, app), actor_types=types)
 
-    async def _write(self, sub: Subscriber, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        outbox = sub.outbox
-        while True:
-            data = await outbox.get()
-            await context.write(data)
+    def _not_leader_batch(self) -> bytes:
+        hint = self.config.api_address_of(self.raft.leader_address) or ""
+        if hint == self.config.api_address:
+            hint = ""
+        batch = pb.TriggerBatch(term=self.raft.term, not_leader=pb.NotLeader(leader_address=hint))
+        return batch.SerializeToString()
 
     def _handlers(self) -> grpc.GenericRpcHandler:
         def unary(fn: Callable[..., Any], req: Any, resp: Any) -> grpc.RpcMethodHandler[Any, Any]:

@@ -14,6 +14,7 @@ import datetime as dt
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -133,6 +134,41 @@ async def test_api_follower_redirect_and_repetitions(cluster: LocalCluster) -> N
             await _stop(task)
         assert [f[0] for f in recorder.fires] == ["a1"] * 3
         assert all(received >= due for _, due, received, _ in recorder.fires)
+
+    # The trigger stream refuses what breaks its protocol with a status, and the node
+    # goes on serving (the first subscribe above was redirected from a follower).
+    subscribe = pb.Subscribe(host="raw", namespace="ns", app_id="app", known_term=0)
+    ack = pb.TriggerStreamRequest(ack=pb.TriggerAck(term=1))
+    for messages, expected in [
+        ([ack], "must be subscribe"),
+        ([pb.TriggerStreamRequest(subscribe=pb.Subscribe(host="raw"))], "namespace"),
+        ([pb.TriggerStreamRequest(subscribe=subscribe)] * 2, "only acks"),
+    ]:
+        refused = await _trigger_stream_error(leader.api, messages)
+        assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT, refused
+        assert expected in (refused.details() or "")
+    async with RemindersClient([leader.api]) as client:
+        assert (await client.get(_key("a3", app="other"))).key.actor_id == "a3"
+
+
+async def _trigger_stream_error(
+    address: str, messages: list[pb.TriggerStreamRequest]
+) -> grpc.aio.AioRpcError:
+    """The status a raw WatchTriggers stream ends with after `messages` (20 s at most)."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        call: grpc.aio.StreamStreamCall[Any, pb.TriggerBatch] = channel.stream_stream(
+            "/actorflow.reminders.v1.Reminders/WatchTriggers",
+            request_serializer=pb.TriggerStreamRequest.SerializeToString,
+            response_deserializer=pb.TriggerBatch.FromString,
+        )()
+        for message in messages:
+            await call.write(message)
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            async with asyncio.timeout(20):
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+                raise AssertionError(f"the stream ended with {await call.code()}")
+        return err.value
 
 
 async def test_leader_sigkill_while_10000_fire(cluster: LocalCluster) -> None:
