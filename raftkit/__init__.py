@@ -14,6 +14,8 @@ Kept separate so that `reminders` never imports `placement`.
   dumps).
 - `peers`: `RAFT=API` peer pairs and the leader's API address.
 - `service`: `RaftServiceConfig`, the settings every replicated service node shares.
+- `outbox`: `OutboxWriter`, which writes a server stream's queued messages and stops
+  without cutting a write short (placement's host streams, reminders' trigger streams).
 - `errors`: `RaftError` and its subclasses.
 """
 
