@@ -393,6 +393,8 @@ class RemindersNode:
             term = await reply
             if term is None or term < first.subscribe.known_term:
                 sub.handler = None  # the write below must not be cut short (raftkit.outbox)
+                # Closed before the write, so that no firing is routed to it meanwhile
+                # (the finally's second SubscriberClosed is a no-op).
                 post(SubscriberClosed(sub))
                 await context.write(self._not_leader_batch())
                 return
