@@ -15,7 +15,7 @@ from typing import Any
 from raftkit.codec import pack, unpack
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.errors import InvalidReminderError
-from reminders.machine import Key, Stored, create_item, key_from_wire
+from reminders.machine import Key, Row, Stored, create_item, key_from_wire
 from reminders.schedule import plan
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "encode_page_token",
     "key_to_proto",
     "plan_create",
+    "row_to_proto",
     "stored_to_proto",
     "validate_key",
     "validate_name",
@@ -54,8 +55,12 @@ def validate_name(value: str, field: str, max_length: int) -> str:
 
 
 def validate_key(key: pb.ReminderKey, max_length: int, prefix: str = "key") -> Key:
-    # On the registration hot path: field names are only formatted for an error.
+    # On the registration hot path: the five parts are checked together, and one by one
+    # (to name the field) only when that fails.
     parts = (key.namespace, key.app_id, key.actor_type, key.actor_id, key.name)
+    fits = all(parts) and max(map(len, parts)) <= max_length
+    if fits and _CONTROL.search("".join(parts)) is None:
+        return parts
     for part, value in zip(_KEY_PARTS, parts, strict=True):
         problem = _name_problem(value, max_length)
         if problem is not None:
@@ -105,17 +110,22 @@ def key_to_proto(key: Key) -> pb.ReminderKey:
 
 
 def stored_to_proto(stored: Stored) -> pb.Reminder:
-    s = stored.schedule
+    return row_to_proto(stored.key, stored.row())
+
+
+def row_to_proto(key: Key, row: Row) -> pb.Reminder:
+    """The reminder of a table row (`reminders.machine.Row`), as the API returns it."""
+    due_time, period, ttl, data, created_ms, _, next_due_ms, remaining, _, expires_ms = row
     return pb.Reminder(
-        key=key_to_proto(stored.key),
-        due_time=stored.due_time,
-        period=stored.period,
-        ttl=stored.ttl,
-        data=stored.data,
-        next_due_ms=s.next_due_ms,
-        remaining=-1 if s.remaining is None else s.remaining,
-        expires_ms=s.expires_ms or 0,
-        created_ms=stored.created_ms,
+        key=key_to_proto(key),
+        due_time=due_time,
+        period=period,
+        ttl=ttl,
+        data=data,
+        next_due_ms=next_due_ms,
+        remaining=-1 if remaining is None else remaining,
+        expires_ms=expires_ms or 0,
+        created_ms=created_ms,
     )
 
 

@@ -14,7 +14,7 @@ Commands (msgpack bodies; keys travel as 5-element lists):
   key, *unless* the stored one has the same request fields (`due_time`, `period`,
   `ttl`, `data`): then nothing changes. That makes create idempotent by key: a client
   retrying after a lost reply does not reset the schedule (nor restart a relative
-  `due_time`). Returns the list of `Stored` values (existing or new).
+  `due_time`). Returns a `StoredList` (a sequence of `Stored`, existing or new).
 - `delete` `{"keys": [...]}`: returns a list of booleans (existed).
 - `progress` `{"items": [[key, generation, due_ms, fired_at_ms], ...]}`: a batch of
   acknowledged firings. Applied with `schedule.after_fire` only if the reminder still
@@ -30,17 +30,19 @@ every replica numbers reminders alike.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
-from reminders.schedule import ScheduleState, after_fire
+from reminders.schedule import ScheduleState, after_fire, check_schedule
 
 __all__ = [
     "Change",
     "Key",
     "ReminderTable",
+    "Row",
     "Stored",
+    "StoredList",
     "create_item",
     "key_from_wire",
 ]
@@ -55,7 +57,7 @@ Change = tuple[Key, int | None]
 # 200,000 objects (`Stored` and `ScheduleState` instances would stay tracked for life),
 # and a full pass on the leader is a pause every registration in flight waits out.
 # `Stored` is built on each read.
-_Row = tuple[str, str, str, bytes, int, int, int, int | None, int | None, int | None]
+Row = tuple[str, str, str, bytes, int, int, int, int | None, int | None, int | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,14 @@ class Stored:
     created_ms: int
     generation: int
     schedule: ScheduleState
+
+    def row(self) -> Row:
+        """This reminder as the table holds it (see `Row`)."""
+        s = self.schedule
+        return (
+            self.due_time, self.period, self.ttl, self.data, self.created_ms,
+            self.generation, s.next_due_ms, s.remaining, s.interval_ms, s.expires_ms,
+        )  # fmt: skip
 
     def same_request(self, due_time: str, period: str, ttl: str, data: bytes) -> bool:
         return (self.due_time, self.period, self.ttl, self.data) == (due_time, period, ttl, data)
@@ -105,8 +115,10 @@ class Stored:
 def key_from_wire(raw: Any) -> Key:
     if not isinstance(raw, (list, tuple)) or len(raw) != 5:
         raise ValueError(f"a reminder key has 5 parts, got {raw!r}")
-    ns, app, actor_type, actor_id, name = (str(p) for p in raw)
-    return (ns, app, actor_type, actor_id, name)
+    ns, app, actor_type, actor_id, name = raw
+    if all(type(part) is str for part in (ns, app, actor_type, actor_id, name)):
+        return (ns, app, actor_type, actor_id, name)  # as every command carries them
+    return (str(ns), str(app), str(actor_type), str(actor_id), str(name))
 
 
 def create_item(
@@ -126,15 +138,7 @@ def create_item(
     }
 
 
-def _row(stored: Stored) -> _Row:
-    s = stored.schedule
-    return (
-        stored.due_time, stored.period, stored.ttl, stored.data, stored.created_ms,
-        stored.generation, s.next_due_ms, s.remaining, s.interval_ms, s.expires_ms,
-    )  # fmt: skip
-
-
-def _stored(key: Key, row: _Row) -> Stored:
+def _stored(key: Key, row: Row) -> Stored:
     due_time, period, ttl, data, created_ms, generation, due_ms, remaining, every, expires = row
     schedule = ScheduleState(due_ms, remaining, every, expires)
     return Stored(key, due_time, period, ttl, data, created_ms, generation, schedule)
@@ -145,7 +149,7 @@ class ReminderTable:
     them; a single-key `get` is one dict read of an immutable row, atomic under the GIL."""
 
     def __init__(self) -> None:
-        self._rows: dict[Key, _Row] = {}
+        self._rows: dict[Key, Row] = {}
         self.generation = 0
 
     def __len__(self) -> int:
@@ -165,7 +169,7 @@ class ReminderTable:
         return iter(self._rows)
 
     def _put(self, stored: Stored) -> None:
-        self._rows[stored.key] = _row(stored)
+        self._rows[stored.key] = stored.row()
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -189,19 +193,20 @@ class ReminderTable:
         now_ms = int(body["now_ms"])
         # Decode everything first: a malformed item rejects the whole command unchanged.
         parsed = [_parse_create_item(item) for item in body["items"]]
-        results: list[Stored] = []
+        rows = self._rows
+        results: list[tuple[Key, Row]] = []
         changes: list[Change] = []
-        for key, due_time, period, ttl, data, schedule in parsed:
-            current = self.get(key)
-            if current is not None and current.same_request(due_time, period, ttl, data):
-                results.append(current)
+        for key, request, schedule in parsed:
+            row = rows.get(key)
+            if row is not None and row[:4] == request:  # the same request: unchanged
+                results.append((key, row))
                 continue
             self.generation += 1
-            stored = Stored(key, due_time, period, ttl, data, now_ms, self.generation, schedule)
-            self._put(stored)
-            results.append(stored)
-            changes.append((key, schedule.next_due_ms))
-        return results, changes
+            row = (*request, now_ms, self.generation, *schedule)
+            rows[key] = row
+            results.append((key, row))
+            changes.append((key, schedule[0]))
+        return StoredList(results), changes
 
     def _delete(self, body: dict[str, Any]) -> tuple[object, list[Change]]:
         keys = [key_from_wire(k) for k in body["keys"]]
@@ -259,20 +264,49 @@ class ReminderTable:
         return ((key, row[6]) for key, row in self._rows.items())
 
 
-def _parse_create_item(item: Any) -> tuple[Key, str, str, str, bytes, ScheduleState]:
+_Request = tuple[str, str, str, bytes]  # due_time, period, ttl, data: a row's first four
+_Schedule = tuple[int, int | None, int | None, int | None]  # a row's last four
+
+
+def _parse_create_item(item: Any) -> tuple[Key, _Request, _Schedule]:
+    """One item of a `create` body, checked as `ScheduleState` and `Stored` would check
+    it, without building them (this runs for every item on every replica)."""
     if not isinstance(item, dict):
         raise TypeError("a create item must be a map")
-    schedule = ScheduleState(
-        next_due_ms=int(item["due_ms"]),
-        remaining=item["remaining"],
-        interval_ms=item["interval_ms"],
-        expires_ms=item["expires_ms"],
-    )
-    return (
-        key_from_wire(item["key"]),
-        str(item["due_time"]),
-        str(item["period"]),
-        str(item["ttl"]),
-        bytes(item["data"]),
-        schedule,
-    )
+    schedule = (int(item["due_ms"]), item["remaining"], item["interval_ms"], item["expires_ms"])
+    check_schedule(*schedule)
+    request = (str(item["due_time"]), str(item["period"]), str(item["ttl"]), bytes(item["data"]))
+    return key_from_wire(item["key"]), request, schedule
+
+
+class StoredList(Sequence[Stored]):
+    """What a `create` returns: each item's reminder (new or the unchanged existing
+    one), built as a `Stored` only when read; followers never read it."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[tuple[Key, Row]]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[Stored]:
+        return (_stored(key, row) for key, row in self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Stored: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Stored]: ...
+    def __getitem__(self, index: int | slice) -> Stored | list[Stored]:
+        if isinstance(index, slice):
+            return [_stored(key, row) for key, row in self._rows[index]]
+        key, row = self._rows[index]
+        return _stored(key, row)
+
+    def pairs(self) -> list[tuple[Key, Row]]:
+        """The (key, row) of each item, without building a `Stored`."""
+        return self._rows
+
+    def __repr__(self) -> str:
+        return f"StoredList({len(self._rows)} reminders)"

@@ -27,7 +27,15 @@ from typing import Generic, TypeVar
 from reminders.durations import Period, parse_due_time, parse_period, parse_ttl
 from reminders.errors import InvalidReminderError
 
-__all__ = ["DueQueue", "ScheduleState", "after_fire", "next_slot_after", "plan", "plan_parsed"]
+__all__ = [
+    "DueQueue",
+    "ScheduleState",
+    "after_fire",
+    "check_schedule",
+    "next_slot_after",
+    "plan",
+    "plan_parsed",
+]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -52,16 +60,22 @@ class ScheduleState:
     expires_ms: int | None
 
     def __post_init__(self) -> None:
-        if self.interval_ms is not None and self.interval_ms <= 0:
-            raise ValueError(f"interval_ms must be positive, got {self.interval_ms}")
-        if self.remaining is not None and self.remaining < 1:
-            raise ValueError(f"remaining must be None or >= 1, got {self.remaining}")
-        if self.interval_ms is None and self.remaining != 1:
-            raise ValueError("a one-shot schedule (interval_ms None) must have remaining 1")
-        if self.expires_ms is not None and self.expires_ms < self.next_due_ms:
-            raise ValueError(
-                f"expires_ms {self.expires_ms} is before next_due_ms {self.next_due_ms}"
-            )
+        check_schedule(self.next_due_ms, self.remaining, self.interval_ms, self.expires_ms)
+
+
+def check_schedule(
+    next_due_ms: int, remaining: int | None, interval_ms: int | None, expires_ms: int | None
+) -> None:
+    """Raise ValueError unless the four fields hold `ScheduleState`'s invariant (the
+    replicated table checks schedule rows with it without building a `ScheduleState`)."""
+    if interval_ms is not None and interval_ms <= 0:
+        raise ValueError(f"interval_ms must be positive, got {interval_ms}")
+    if remaining is not None and remaining < 1:
+        raise ValueError(f"remaining must be None or >= 1, got {remaining}")
+    if interval_ms is None and remaining != 1:
+        raise ValueError("a one-shot schedule (interval_ms None) must have remaining 1")
+    if expires_ms is not None and expires_ms < next_due_ms:
+        raise ValueError(f"expires_ms {expires_ms} is before next_due_ms {next_due_ms}")
 
 
 def plan(due_time: str, period: str, ttl: str, now_ms: int) -> ScheduleState:

@@ -55,7 +55,7 @@ from reminders.firing import (
     SubscriberOpened,
     SystemClock,
 )
-from reminders.machine import Change, Stored
+from reminders.machine import Change, Key, Row, StoredList
 from reminders.replica import Replica
 from reminders.sizing import MAX_COMMAND_BYTES, MAX_ITEM_BYTES, item_size
 
@@ -74,8 +74,8 @@ class _CreateCall:
 
     items: list[dict[str, Any]]
     sizes: list[int]
-    fut: asyncio.Future[list[Stored]]
-    results: list[Stored | None] = field(default_factory=list)
+    fut: asyncio.Future[StoredList]
+    results: list[tuple[Key, Row] | None] = field(default_factory=list)
     done: int = 0
 
     def __post_init__(self) -> None:
@@ -99,7 +99,7 @@ class CreateBatcher:
         self._task: asyncio.Task[None] | None = None
         self.commands = 0
 
-    async def create(self, items: list[dict[str, Any]]) -> list[Stored]:
+    async def create(self, items: list[dict[str, Any]]) -> StoredList:
         sizes = [item_size(item) for item in items]
         for i, size in enumerate(sizes):
             if size > MAX_ITEM_BYTES:
@@ -152,12 +152,12 @@ class CreateBatcher:
                 if not call.fut.done():
                     call.fut.set_exception(exc)
             return
-        stored = list(result) if isinstance(result, list) else []
-        for (call, index), value in zip(taken, stored, strict=True):
+        pairs = result.pairs() if isinstance(result, StoredList) else []
+        for (call, index), value in zip(taken, pairs, strict=True):
             call.results[index] = value
             call.done += 1
             if call.done == len(call.items) and not call.fut.done():
-                call.fut.set_result([r for r in call.results if r is not None])
+                call.fut.set_result(StoredList([r for r in call.results if r is not None]))
 
 
 class RemindersNode:
@@ -271,8 +271,8 @@ class RemindersNode:
                 max_data_bytes=self.config.max_data_bytes,
                 max_key_part_length=self.config.max_key_part_length,
             )
-            stored = await self.batcher.create([item])
-            return pb.CreateReminderResponse(reminder=convert.stored_to_proto(stored[0]))
+            ((key, row),) = (await self.batcher.create([item])).pairs()
+            return pb.CreateReminderResponse(reminder=convert.row_to_proto(key, row))
 
         return await self._guard(context, run())
 
@@ -295,9 +295,9 @@ class RemindersNode:
                 raise InvalidReminderError(
                     "reminders", f"at most {self.config.create_batch} reminders per call"
                 )
-            stored = await self.batcher.create(items) if items else []
+            created = (await self.batcher.create(items)).pairs() if items else []
             return pb.CreateRemindersResponse(
-                reminders=[convert.stored_to_proto(s) for s in stored]
+                reminders=[convert.row_to_proto(key, row) for key, row in created]
             )
 
         return await self._guard(context, run())

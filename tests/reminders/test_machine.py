@@ -10,7 +10,15 @@ import pytest
 
 from raftkit.codec import Command
 from raftkit.node import Entry
-from reminders.machine import Change, Key, ReminderTable, Stored, create_item
+from reminders.machine import (
+    Change,
+    Key,
+    ReminderTable,
+    Stored,
+    StoredList,
+    create_item,
+    key_from_wire,
+)
 from reminders.replica import Replica
 from reminders.schedule import plan
 
@@ -26,7 +34,7 @@ def _create(key: Key, due: str = "1s", period: str = "", ttl: str = "", data: by
 
 def _created(table: ReminderTable, body: Any) -> tuple[Stored, list[Change]]:
     result, changes = table.apply("create", body)
-    assert isinstance(result, list) and len(result) == 1
+    assert isinstance(result, StoredList) and len(result) == 1
     stored = result[0]
     assert isinstance(stored, Stored)
     return stored, changes
@@ -73,6 +81,53 @@ def test_delete_and_malformed_commands() -> None:
     with pytest.raises((ValueError, KeyError)):
         table.apply("create", bad)
     assert table.get(KEY) is None  # nothing half-applied
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("remaining", 0),  # no firing left
+        ("remaining", 2),  # a one-shot (interval None) with two firings
+        ("remaining", "x"),
+        ("interval_ms", 0),
+        ("expires_ms", NOW),  # expires before it is first due
+        ("due_ms", "soon"),
+    ],
+)
+def test_a_create_with_a_broken_schedule_changes_nothing(field: str, value: object) -> None:
+    """Every replica checks each item's schedule as `ScheduleState` does, before it
+    writes anything: one bad item rejects the whole command."""
+    table = ReminderTable()
+    body = _create(KEY)
+    other: Key = ("ns", "app", "T", "a2", "r")
+    body["items"].insert(0, _create(other)["items"][0])
+    body["items"][1][field] = value
+    with pytest.raises((ValueError, TypeError)):
+        table.apply("create", body)
+    assert table.get(other) is None and table.get(KEY) is None and table.generation == 0
+
+
+def test_create_results_read_as_stored_values() -> None:
+    table = ReminderTable()
+    keys: list[Key] = [("ns", "app", "T", f"a{i}", "r") for i in range(3)]
+    body = {"now_ms": NOW, "items": [_create(k)["items"][0] for k in keys]}
+    result, _ = table.apply("create", body)
+    assert isinstance(result, StoredList) and len(result) == 3
+    assert list(result) == [table.get(k) for k in keys]
+    assert result[1] == table.get(keys[1]) and result[-1].key == keys[2]
+    assert [s.key for s in result[1:]] == keys[1:]
+    assert [key for key, _ in result.pairs()] == keys
+    # The same request again: the stored rows come back untouched.
+    again, changes = table.apply("create", body)
+    assert isinstance(again, StoredList) and changes == []
+    assert list(again) == list(result)
+
+
+def test_key_parts_that_are_not_strings_are_converted() -> None:
+    assert key_from_wire(["ns", 1, "T", "a", "r"]) == ("ns", "1", "T", "a", "r")
+    assert key_from_wire(("ns", "app", "T", "a", "r")) == ("ns", "app", "T", "a", "r")
+    with pytest.raises(ValueError, match="5 parts"):
+        key_from_wire(["ns", "app"])
 
 
 def test_replica_snapshot_round_trip_and_change_feed() -> None:
