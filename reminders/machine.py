@@ -81,9 +81,6 @@ class Stored:
             self.generation, s.next_due_ms, s.remaining, s.interval_ms, s.expires_ms,
         )  # fmt: skip
 
-    def same_request(self, due_time: str, period: str, ttl: str, data: bytes) -> bool:
-        return (self.due_time, self.period, self.ttl, self.data) == (due_time, period, ttl, data)
-
     def to_wire(self) -> list[Any]:
         s = self.schedule
         return [
