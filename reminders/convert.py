@@ -10,12 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from typing import Any
 
 from raftkit.codec import pack, unpack
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.errors import InvalidReminderError
-from reminders.machine import Key, Row, Stored, create_item, key_from_wire
+from reminders.machine import CreateItem, Key, Row, Stored, create_item, key_from_wire
 from reminders.schedule import plan
 
 __all__ = [
@@ -76,7 +75,7 @@ def plan_create(
     max_data_bytes: int,
     max_key_part_length: int,
     prefix: str = "",
-) -> tuple[Key, dict[str, Any]]:
+) -> tuple[Key, CreateItem]:
     """Validate one create and plan its schedule: the key and the `create` command item."""
     if not request.HasField("key"):
         raise InvalidReminderError(f"{prefix}key", f"{prefix}key is required")

@@ -8,8 +8,10 @@ reminder is gone) that the shell's firing loop consumes.
 
 Commands (msgpack bodies; keys travel as 5-element lists):
 
-- `create` `{"now_ms", "items": [{"key", "due_time", "period", "ttl", "data",
-  "due_ms", "remaining", "interval_ms", "expires_ms"}]}`: a batch (group commit). Each
+- `create` `{"now_ms", "items": [[key, due_time, period, ttl, data, due_ms, remaining,
+  interval_ms, expires_ms], ...]}` (`CREATE_ITEM_FIELDS`; logs written before
+  2026-11-27 hold each item as a map of those names, still applied alike; arrays are
+  under half the bytes and decode in half the time): a batch (group commit). Each
   item stores a reminder under a new `generation`, replacing any other reminder of that
   key, *unless* the stored one has the same request fields (`due_time`, `period`,
   `ttl`, `data`): then nothing changes. That makes create idempotent by key: a client
@@ -37,7 +39,9 @@ from typing import Any, overload
 from reminders.schedule import ScheduleState, after_fire, check_schedule
 
 __all__ = [
+    "CREATE_ITEM_FIELDS",
     "Change",
+    "CreateItem",
     "Key",
     "ReminderTable",
     "Row",
@@ -118,21 +122,21 @@ def key_from_wire(raw: Any) -> Key:
     return (str(ns), str(app), str(actor_type), str(actor_id), str(name))
 
 
+# The fields of a `create` item, in the order an item array holds them.
+CREATE_ITEM_FIELDS = (
+    "key", "due_time", "period", "ttl", "data", "due_ms", "remaining", "interval_ms",
+    "expires_ms",
+)  # fmt: skip
+CreateItem = list[Any]
+
+
 def create_item(
     key: Key, *, due_time: str, period: str, ttl: str, data: bytes, schedule: ScheduleState
-) -> dict[str, Any]:
+) -> CreateItem:
     """One item of a `create` command body, as the proposer builds it."""
-    return {
-        "key": list(key),
-        "due_time": due_time,
-        "period": period,
-        "ttl": ttl,
-        "data": data,
-        "due_ms": schedule.next_due_ms,
-        "remaining": schedule.remaining,
-        "interval_ms": schedule.interval_ms,
-        "expires_ms": schedule.expires_ms,
-    }
+    s = schedule
+    return [list(key), due_time, period, ttl, data, s.next_due_ms, s.remaining, s.interval_ms,
+            s.expires_ms]  # fmt: skip
 
 
 def _stored(key: Key, row: Row) -> Stored:
@@ -268,12 +272,15 @@ _Schedule = tuple[int, int | None, int | None, int | None]  # a row's last four
 def _parse_create_item(item: Any) -> tuple[Key, _Request, _Schedule]:
     """One item of a `create` body, checked as `ScheduleState` and `Stored` would check
     it, without building them (this runs for every item on every replica)."""
-    if not isinstance(item, dict):
-        raise TypeError("a create item must be a map")
-    schedule = (int(item["due_ms"]), item["remaining"], item["interval_ms"], item["expires_ms"])
+    if isinstance(item, dict):  # the form of logs written before 2026-11-27
+        item = [item[name] for name in CREATE_ITEM_FIELDS]
+    elif not isinstance(item, (list, tuple)) or len(item) != len(CREATE_ITEM_FIELDS):
+        raise TypeError(f"a create item is an array of {len(CREATE_ITEM_FIELDS)} fields")
+    key, due_time, period, ttl, data, due_ms, remaining, interval_ms, expires_ms = item
+    schedule = (int(due_ms), remaining, interval_ms, expires_ms)
     check_schedule(*schedule)
-    request = (str(item["due_time"]), str(item["period"]), str(item["ttl"]), bytes(item["data"]))
-    return key_from_wire(item["key"]), request, schedule
+    request = (str(due_time), str(period), str(ttl), bytes(data))
+    return key_from_wire(key), request, schedule
 
 
 class StoredList(Sequence[Stored]):

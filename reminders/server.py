@@ -55,7 +55,7 @@ from reminders.firing import (
     SubscriberOpened,
     SystemClock,
 )
-from reminders.machine import Change, Key, Row, StoredList
+from reminders.machine import Change, CreateItem, Key, Row, StoredList
 from reminders.replica import Replica
 from reminders.sizing import MAX_COMMAND_BYTES, MAX_ITEM_BYTES, item_size
 
@@ -72,7 +72,7 @@ T = TypeVar("T")
 class _CreateCall:
     """One API call's creates; may be spread over several commands (size limit)."""
 
-    items: list[dict[str, Any]]
+    items: list[CreateItem]
     sizes: list[int]
     fut: asyncio.Future[StoredList]
     results: list[tuple[Key, Row] | None] = field(default_factory=list)
@@ -99,7 +99,7 @@ class CreateBatcher:
         self._task: asyncio.Task[None] | None = None
         self.commands = 0
 
-    async def create(self, items: list[dict[str, Any]]) -> StoredList:
+    async def create(self, items: list[CreateItem]) -> StoredList:
         sizes = [item_size(item) for item in items]
         for i, size in enumerate(sizes):
             if size > MAX_ITEM_BYTES:

@@ -4,11 +4,11 @@ pysyncobj's 64 KiB chunking threshold (reminders.sizing) and results reach each 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, cast
+from typing import cast
 
 from raftkit.codec import Command, encode_command
 from raftkit.node import RaftNode
-from reminders.machine import Key, ReminderTable, create_item
+from reminders.machine import CreateItem, Key, ReminderTable, create_item
 from reminders.schedule import plan
 from reminders.server import CreateBatcher
 from reminders.sizing import MAX_COMMAND_BYTES
@@ -36,7 +36,7 @@ class FixedClock:
         return 0.0
 
 
-def _item(i: int, data: bytes) -> dict[str, Any]:
+def _item(i: int, data: bytes) -> CreateItem:
     key: Key = ("ns", "app", "T", f"a{i}", "r")
     schedule = plan("1s", "", "", NOW)
     return create_item(key, due_time="1s", period="", ttl="", data=data, schedule=schedule)

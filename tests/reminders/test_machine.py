@@ -11,6 +11,7 @@ import pytest
 from raftkit.codec import Command
 from raftkit.node import Entry
 from reminders.machine import (
+    CREATE_ITEM_FIELDS,
     Change,
     Key,
     ReminderTable,
@@ -94,17 +95,47 @@ def test_delete_and_malformed_commands() -> None:
         ("due_ms", "soon"),
     ],
 )
-def test_a_create_with_a_broken_schedule_changes_nothing(field: str, value: object) -> None:
+@pytest.mark.parametrize("as_map", [False, True])
+def test_a_create_with_a_broken_schedule_changes_nothing(
+    field: str, value: object, as_map: bool
+) -> None:
     """Every replica checks each item's schedule as `ScheduleState` does, before it
-    writes anything: one bad item rejects the whole command."""
+    writes anything: one bad item rejects the whole command (in either item form)."""
     table = ReminderTable()
     body = _create(KEY)
     other: Key = ("ns", "app", "T", "a2", "r")
     body["items"].insert(0, _create(other)["items"][0])
-    body["items"][1][field] = value
+    body["items"][1][CREATE_ITEM_FIELDS.index(field)] = value
+    if as_map:
+        body["items"] = [_as_map(item) for item in body["items"]]
     with pytest.raises((ValueError, TypeError)):
         table.apply("create", body)
     assert table.get(other) is None and table.get(KEY) is None and table.generation == 0
+
+
+def _as_map(item: list[Any]) -> dict[str, Any]:
+    return dict(zip(CREATE_ITEM_FIELDS, item, strict=True))
+
+
+def test_items_in_the_map_form_of_older_logs_apply_alike() -> None:
+    """Logs written before items became arrays hold maps: replaying one gives the same
+    table, results and changes as the array form, through msgpack both ways."""
+    items = [
+        _create(("ns", "app", "T", "a1", "r"), due="1s")["items"][0],
+        _create(("ns", "app", "T", "a2", "r"), due="2s", period="R3/PT1S", ttl="1h",
+                data=b"x")["items"][0],
+    ]  # fmt: skip
+    outcomes = []
+    for form in (items, [_as_map(item) for item in items]):
+        table = ReminderTable()
+        body = msgpack.unpackb(msgpack.packb({"now_ms": NOW, "items": form}))
+        result, changes = table.apply("create", body)
+        assert isinstance(result, StoredList)
+        outcomes.append((list(result), changes, table.to_wire()))
+    assert outcomes[0] == outcomes[1]
+    assert len(msgpack.packb(items)) < len(msgpack.packb([_as_map(i) for i in items])) / 2
+    with pytest.raises(TypeError, match="array of 9"):
+        ReminderTable().apply("create", {"now_ms": NOW, "items": [items[0][:8]]})
 
 
 def test_create_results_read_as_stored_values() -> None:
