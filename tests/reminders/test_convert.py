@@ -49,7 +49,7 @@ def test_a_reply_row_carries_every_field() -> None:
     )
     key, item = convert.plan_create(request, NOW, max_data_bytes=64, max_key_part_length=64)
     table = ReminderTable()
-    created, _ = table.apply("create", {"now_ms": NOW, "items": [item]})
+    table.apply("create", {"now_ms": NOW, "items": [item]})
     stored = table.get(key)
     assert stored is not None
     reply = convert.row_to_proto(key, stored.row())
