@@ -252,7 +252,10 @@ class PlacementNode:
     def _raft_changed(self, status: RaftStatus, now: float) -> None:
         leads = status.role is Role.LEADER
         if self._term and (not leads or status.term != self._term):
-            self._lose_leadership("leadership moved")
+            self._lose_leadership(
+                f"leadership moved (now {status.role.name.lower()} in term {status.term}, "
+                f"leader {status.leader or 'unknown'})"
+            )
         if leads and status.has_quorum and self._term != status.term:
             self._term = status.term
             self._propose(ms.leader_command(status.term, _wall_ms()))

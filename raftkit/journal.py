@@ -75,6 +75,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -91,6 +92,10 @@ _MAGIC = b"RAFTKITJ"
 _FORMAT_VERSION = 1
 _HEADER = struct.Struct("<8sII")
 _RECORD = struct.Struct("<IIQQ")  # length, crc, index, term
+# A sync this slow is logged: it holds the node's tick thread (on a leader, its
+# heartbeats too), and one longer than the election timeout can cost the leadership.
+SLOW_SYNC_S = 0.2
+_monotonic = time.monotonic  # tests replace it
 _CRC_PART = struct.Struct("<IQQ")  # length, index, term
 _META_VERSION = 1
 
@@ -171,11 +176,15 @@ class DurableJournal:
         self._reattach_suffix()
         if not self._dirty:
             return False
+        started = _monotonic()
         try:
             self._write_pending()
             self._sync_fn(self._fd)
         except OSError as exc:
             self._fail(exc)
+        took = _monotonic() - started
+        if took > SLOW_SYNC_S:
+            logger.warning("journal: writing and syncing took %.0f ms", took * 1000)
         self.sync_count += 1
         self._dirty = False
         self._synced_index = self._entries[-1][1] if self._entries else 0

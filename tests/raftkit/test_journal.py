@@ -3,12 +3,14 @@ pysyncobj truncation quirk does not drop acknowledged entries."""
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import pytest
 
 from raftkit import DurableJournal, JournalError
+from raftkit import journal as journal_module
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -185,3 +187,28 @@ def test_not_a_journal_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"PYSYNCOBJ" + b"\0" * 64)
     with pytest.raises(JournalError, match="not a raftkit journal"):
         DurableJournal(path)
+
+
+def test_a_slow_sync_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync holds the tick thread (a leader's heartbeats with it): one slower than
+    `SLOW_SYNC_S` leaves a warning, a quick one nothing (a fake clock the sync moves)."""
+    now = [100.0]
+    monkeypatch.setattr(journal_module, "_monotonic", lambda: now[0])
+    delays = [0.001, journal_module.SLOW_SYNC_S + 0.05]
+
+    def sync(fd: int) -> None:
+        os.fdatasync(fd)
+        now[0] += delays.pop(0)
+
+    journal = DurableJournal(tmp_path / "raft.journal", sync_fn=sync)
+    with caplog.at_level(logging.WARNING, logger="raftkit.journal"):
+        journal.add(b"a", 1, 1)
+        journal.sync()
+        assert not caplog.records
+        journal.add(b"b", 2, 1)
+        journal.sync()
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == ["journal: writing and syncing took 250 ms"]
+    journal.close()
