@@ -309,7 +309,8 @@ class StoredList(Sequence[Stored]):
         return _stored(key, row)
 
     def pairs(self) -> list[tuple[Key, Row]]:
-        """The (key, row) of each item, without building a `Stored`."""
+        """The (key, row) of each item, without building a `Stored`: the list this
+        result holds, not a copy (rows are immutable tuples; do not modify the list)."""
         return self._rows
 
     def __repr__(self) -> str:
