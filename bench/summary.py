@@ -147,6 +147,11 @@ REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("workflow p95", "workflow_p95_ms", " ms"),
     ),
     "scale-live": (("activities run twice", "duplicate_activities", ""),),
+    "latency": (
+        ("the SDK's three round trips", "sdk_round_trips_ms", " ms"),
+        ("sidecar CPU per workflow", "sidecar_cpu_ms_per_workflow", " ms"),
+        ("CPU per workflow: sidecar, app and client", "cpu_ms_per_workflow", " ms"),
+    ),
 }
 
 # The order `bench all` runs them in, with each one's arguments (`scale-live` is

@@ -19,6 +19,10 @@ use the SDK's `DaprWorkflowClient` from this process.
   trips against the no-op server; the run reports the three this workflow needs (turn,
   activity, turn) as `sdk_round_trips_ms` and p50 as a multiple of it
   (`p50_over_sdk_round_trips`; the issue's target is 1.3). `--no-ceiling` skips it.
+  It also reports the CPU time each workflow cost the sidecar, the SDK app and this
+  process (the SDK client), from /proc, and their sum (`cpu_ms_per_workflow`): one
+  workflow at a time still keeps the machine's two cores busy for most of its p50, so
+  a round trip measured with the SDK app alone is shorter than the same round trip here.
 """
 
 from __future__ import annotations
@@ -225,7 +229,7 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
         reps = _repeated(
             args,
             "latency",
-            lambda: _latency_once(args, client),
+            lambda: _latency_once(args, info, client),
             lambda r: f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms",
         )
     samples = [ms for rep in reps for ms in rep.pop("samples_ms")]
@@ -236,14 +240,23 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
-def _latency_once(args: argparse.Namespace, client: Any) -> dict[str, Any]:
+def _latency_once(args: argparse.Namespace, info: dict[str, Any], client: Any) -> dict[str, Any]:
     rtt = None if args.no_ceiling else measure_ceiling(0, "--rtt-only", "--rtt", "200")
+    pids = {"sidecar": info["sidecars"][0]["pid"], "app": info["app_pid"], "client": os.getpid()}
+    cpu0 = {side: process_cpu_s(pid) for side, pid in pids.items()}
     samples = [run_one(client, "single", i)[0] * 1000 for i in range(args.count)]
     metrics: dict[str, Any] = {
         "p50_ms": percentile(samples, 50),
         "p99_ms": percentile(samples, 99),
         "mean_ms": sum(samples) / len(samples),
     }
+    # CPU time per workflow (/proc counts in ticks of 10 ms: read over the whole run).
+    for side, pid in pids.items():
+        cpu_ms = (process_cpu_s(pid) - cpu0[side]) * 1000 / args.count
+        metrics[f"{side}_cpu_ms_per_workflow"] = round(cpu_ms, 3)
+    metrics["cpu_ms_per_workflow"] = round(
+        sum(metrics[f"{side}_cpu_ms_per_workflow"] for side in pids), 3
+    )
     if rtt is not None:
         # What the SDK alone needs for this workflow (turn, activity, turn) against the
         # no-op server, measured right before: the issue's yardstick for p50.

@@ -42,3 +42,7 @@ def test_latency_repeated_keeps_every_sample(tmp_path: Path) -> None:
     assert len(metrics["samples_ms"]) == 8
     assert len(metrics["repetitions"]) == 2
     assert min(metrics["samples_ms"]) <= metrics["p50_ms"] <= max(metrics["samples_ms"])
+    for rep in metrics["repetitions"]:
+        sides = [rep[f"{side}_cpu_ms_per_workflow"] for side in ("sidecar", "app", "client")]
+        assert all(cpu >= 0 for cpu in sides)
+        assert rep["cpu_ms_per_workflow"] == round(sum(sides), 3)
