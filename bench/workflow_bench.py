@@ -20,9 +20,9 @@ use the SDK's `DaprWorkflowClient` from this process.
   activity, turn) as `sdk_round_trips_ms` and p50 as a multiple of it
   (`p50_over_sdk_round_trips`; the issue's target is 1.3). `--no-ceiling` skips it.
   It also reports the CPU time each workflow cost the sidecar, the SDK app and this
-  process (the SDK client), from /proc, and their sum (`cpu_ms_per_workflow`): one
-  workflow at a time still keeps the machine's two cores busy for most of its p50, so
-  a round trip measured with the SDK app alone is shorter than the same round trip here.
+  process (the SDK client), from /proc, and their sum (`cpu_ms_per_workflow`): on a
+  2-core machine one workflow at a time keeps more than one core busy on average, so a
+  round trip measured with the SDK app alone is shorter than the same round trip here.
 """
 
 from __future__ import annotations
