@@ -162,17 +162,29 @@ class PlacementClient:
         return self._view.table
 
     async def lookup(
-        self, actor_type: str, actor_id: str, namespace: str | None = None
+        self,
+        actor_type: str,
+        actor_id: str,
+        namespace: str | None = None,
+        *,
+        wait_s: float | None = None,
     ) -> TableHost:
-        """The host that owns the actor under the current table, waiting (bounded) while
-        the table is locked. Raises `NoHostsError` when no host supports the type."""
+        """The host that owns the actor under the current table, waiting while the table
+        is locked or absent: at most `lookup_wait_s`, or `wait_s` when that is shorter (a
+        caller's own deadline). Raises `LookupTimeoutError` when the wait runs out and
+        `NoHostsError` when no host supports the type."""
         table = self._view.table if not self._view.locked else None
         if table is None:
+            wait = (
+                self._config.lookup_wait_s
+                if wait_s is None
+                else min(wait_s, self._config.lookup_wait_s)
+            )
             try:
-                table = await self.wait_for_version(0, self._config.lookup_wait_s)
+                table = await self.wait_for_version(0, max(wait, 0.0))
             except TimeoutError as exc:
                 raise LookupTimeoutError(
-                    f"placement table locked or absent for {self._config.lookup_wait_s}s"
+                    f"placement table locked or absent for {wait:.3g}s"
                 ) from exc
         ns = self._host.namespace if namespace is None else namespace
         name = table.rings.lookup(ns, actor_type, actor_id)

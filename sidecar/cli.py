@@ -77,6 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(_env("APP_WORKFLOW_WINDOW", "0") or 0),
         help="workflow work items one app connection may hold unanswered (0: no limit)",
     )
+    p.add_argument(
+        "--call-timeout",
+        type=float,
+        default=float(_env("CALL_TIMEOUT", "30") or 30),
+        help="seconds an actor call (and so an HTTP or gRPC request on a workflow) may "
+        "take to find and reach its owner; then 503 / UNAVAILABLE",
+    )
+    p.add_argument(
+        "--max-payload-bytes",
+        type=int,
+        default=int(_env("MAX_PAYLOAD_BYTES", str(4 << 20)) or 4 << 20),
+        help="largest HTTP body and gRPC message accepted or sent (default 4 MiB)",
+    )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     return p
 
@@ -96,6 +109,8 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
         turn_log=args.turn_log,
         app_activity_window=args.app_activity_window,
         app_workflow_window=args.app_workflow_window,
+        call_timeout_s=args.call_timeout,
+        max_payload_bytes=args.max_payload_bytes,
     )
 
 

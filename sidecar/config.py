@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,9 +48,17 @@ class SidecarConfig:
             parse_address(address, "placement/reminders address")
         if self.api_token is not None and not self.api_token:
             raise ConfigError("api_token must not be empty when set")
+        self._check_limits()
+
+    def _check_limits(self) -> None:
         for name in ("idle_timeout_s", "drain_timeout_s", "call_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive")
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
+        if self.max_payload_bytes < 1024:
+            raise ConfigError(
+                f"max_payload_bytes must be at least 1024, got {self.max_payload_bytes}"
+            )
         if min(self.app_activity_window, self.app_workflow_window) < 0:
             raise ConfigError("app windows must be 0 (no limit) or more")
 

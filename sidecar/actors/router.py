@@ -62,7 +62,8 @@ class ActorRouter:
         last_error = "no attempt"
         while (left := deadline - time.monotonic()) > 0:
             try:
-                owner = await self._placement.lookup(actor_type, actor_id)
+                # Waits while the table is locked or absent, never past the deadline.
+                owner = await self._placement.lookup(actor_type, actor_id, wait_s=left)
             except LookupTimeoutError as exc:
                 last_error = str(exc)
                 continue

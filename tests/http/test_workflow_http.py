@@ -183,3 +183,38 @@ async def test_token_health_and_metrics(base_url: str) -> None:
             assert resp.status == 204
         async with bare.get("/metrics") as resp:
             assert resp.status == 200 and "actorflow_actors_active" in await resp.text()
+
+
+async def test_a_sidecar_cut_off_from_placement_says_so_and_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    """Placement and reminders unreachable (nothing listens on their ports): healthz is
+    500, a workflow route answers 503 ERR_NOT_READY once `--call-timeout` runs out, and
+    the process goes on answering."""
+    base = free_port_block(4)  # gRPC, HTTP, and two ports where nothing listens
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sidecar", "--app-id=app",
+        f"--grpc-address=127.0.0.1:{base}", f"--http-address=127.0.0.1:{base + 1}",
+        f"--placement=127.0.0.1:{base + 2}", f"--reminders=127.0.0.1:{base + 3}",
+        f"--store=sqlite://{tmp_path / 'state.db'}", "--call-timeout=0.5",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 60)
+        assert line.startswith(b"READY"), line
+        async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{base + 1}") as http:
+            for _ in range(2):
+                async with http.get("/v1.0/healthz") as resp:
+                    assert resp.status == 500
+                    assert (await resp.json())["errorCode"] == "ERR_HEALTH_NOT_READY"
+                async with http.post("/v1.0/workflows/fan/cut-off/start", data="1") as resp:
+                    assert resp.status == 503, await resp.text()
+                    assert (await resp.json())["errorCode"] == "ERR_NOT_READY"
+                async with http.get("/v1.0/workflows/dapr/cut-off") as resp:
+                    assert resp.status == 503
+        assert proc.returncode is None
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(proc.wait(), 30)

@@ -1,0 +1,37 @@
+"""An actor call never waits past its own deadline for a placement table, even when the
+placement client would wait longer (`lookup_wait_s`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from placement.client import ClientConfig, PlacementClient
+from placement.errors import LookupTimeoutError
+from placement.table import TableHost
+from sidecar.actors.base import ActorUnavailableError
+from sidecar.actors.host import ActorHost
+from sidecar.actors.peer import PeerPool
+from sidecar.actors.router import ActorRouter
+
+ME = TableHost("s1", "s1", "app", "default", ("t",), 1)
+
+
+def _placement() -> PlacementClient:
+    # Never started: it holds no table, as when placement cannot be reached.
+    return PlacementClient(ClientConfig(("127.0.0.1:1",), lookup_wait_s=60.0), ME)
+
+
+async def test_a_lookup_waits_no_longer_than_asked() -> None:
+    with pytest.raises(LookupTimeoutError, match=r"absent for 0\.05s"):
+        await asyncio.wait_for(_placement().lookup("t", "a", wait_s=0.05), 10)
+
+
+async def test_a_call_without_a_table_gives_up_at_its_deadline() -> None:
+    host = ActorHost({}, sidecar="s1", services=None, owns=lambda _type, _id: None)
+    router = ActorRouter(_placement(), host, PeerPool(), "s1", default_timeout_s=60.0)
+    # With the lookup unbounded this would wait lookup_wait_s (60 s) and fail the
+    # outer wait; bounded by the call's 0.2 s it gives up well within it.
+    with pytest.raises(ActorUnavailableError, match="no owner answered in time"):
+        await asyncio.wait_for(router.call("t", "a", "m", b"", timeout_s=0.2), 10)
