@@ -190,13 +190,14 @@ async def test_a_sidecar_cut_off_from_placement_says_so_and_keeps_serving(
 ) -> None:
     """Placement and reminders unreachable (nothing listens on their ports): healthz is
     500, a workflow route answers 503 ERR_NOT_READY once `--call-timeout` runs out, and
-    the process goes on answering."""
+    the process goes on answering. A body over `--max-payload-bytes` is refused first."""
     base = free_port_block(4)  # gRPC, HTTP, and two ports where nothing listens
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sidecar", "--app-id=app",
         f"--grpc-address=127.0.0.1:{base}", f"--http-address=127.0.0.1:{base + 1}",
         f"--placement=127.0.0.1:{base + 2}", f"--reminders=127.0.0.1:{base + 3}",
         f"--store=sqlite://{tmp_path / 'state.db'}", "--call-timeout=0.5",
+        "--max-payload-bytes=2048",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
@@ -213,6 +214,10 @@ async def test_a_sidecar_cut_off_from_placement_says_so_and_keeps_serving(
                     assert (await resp.json())["errorCode"] == "ERR_NOT_READY"
                 async with http.get("/v1.0/workflows/dapr/cut-off") as resp:
                     assert resp.status == 503
+                big = b"[" + b"1," * 1500 + b"1]"  # valid JSON, 3 KB
+                async with http.post("/v1.0/workflows/fan/cut-off/start", data=big) as resp:
+                    assert resp.status == 413
+                    assert (await resp.json())["errorCode"] == "ERR_PAYLOAD_TOO_LARGE"
         assert proc.returncode is None
     finally:
         if proc.returncode is None:
