@@ -10,12 +10,17 @@
 - `/v1.0/workflows/...` and `/v1.0-beta1/workflows/...`: see sidecar/http_workflows.py.
 
 Errors are JSON `{"errorCode": ..., "message": ...}`; this module alone maps the
-runtime's exceptions to HTTP codes.
+runtime's exceptions to HTTP codes. That includes what aiohttp itself answers: a path no
+route matches is 404 `ERR_ROUTE_NOT_FOUND`, a method the route does not take 405
+`ERR_METHOD_NOT_ALLOWED` (with `Allow`), and an unexpected failure 500 `ERR_INTERNAL`
+(logged with its traceback).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -28,6 +33,8 @@ if TYPE_CHECKING:
     from sidecar.app import Sidecar
 
 SIDECAR: web.AppKey[Sidecar] = web.AppKey("sidecar")
+
+log = logging.getLogger(__name__)
 
 
 def error(status: int, code: str, message: str) -> web.Response:
@@ -86,9 +93,37 @@ async def invoke_actor(request: web.Request) -> web.Response:
     return web.Response(body=result, content_type="application/octet-stream")
 
 
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own answers (no such route, method not allowed, body too large) and
+    unexpected failures in the JSON error shape of every other answer."""
+    try:
+        return await handler(request)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        response = error(
+            405, "ERR_METHOD_NOT_ALLOWED", f"{request.method} {request.path}: allowed {allowed}"
+        )
+        response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
+        return response
+    except web.HTTPNotFound:
+        return error(404, "ERR_ROUTE_NOT_FOUND", f"no route for {request.method} {request.path}")
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "ERR_PAYLOAD_TOO_LARGE", "payload over the configured limit")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # a redirect or a success raised on purpose: aiohttp answers it
+        return error(exc.status, f"ERR_HTTP_{exc.status}", exc.reason)
+    except Exception:
+        log.exception("HTTP %s %s failed", request.method, request.path)
+        return error(500, "ERR_INTERNAL", "internal error; the sidecar logged it")
+
+
 def build_app(sidecar: Sidecar) -> web.Application:
     token = sidecar.config.api_token
-    middlewares = [token_middleware(token)] if token else []
+    middlewares = [json_errors, *([token_middleware(token)] if token else [])]
     app = web.Application(client_max_size=sidecar.config.max_payload_bytes, middlewares=middlewares)
     app[SIDECAR] = sidecar
     app.router.add_get("/v1.0/healthz", healthz)

@@ -163,6 +163,9 @@ async def test_failure_is_reported(http: aiohttp.ClientSession) -> None:
         ("DELETE", "/v1.0/workflows/fan/never-started", None, 404, "ERR_INSTANCE_NOT_FOUND"),
         ("POST", "/v1.0/workflows/fan/huge/start", b"1" * (5 * 1024 * 1024), 413,
          "ERR_PAYLOAD_TOO_LARGE"),
+        ("PUT", "/v1.0/workflows/fan/some-id/start", b"1", 405, "ERR_METHOD_NOT_ALLOWED"),
+        ("GET", "/v1.0/no-such-route", None, 404, "ERR_ROUTE_NOT_FOUND"),
+        ("POST", "/v1.0/workflows/dapr/some-id/bogus", None, 404, "ERR_ROUTE_NOT_FOUND"),
     ],
 )  # fmt: skip
 async def test_errors(
