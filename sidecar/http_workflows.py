@@ -112,7 +112,10 @@ class WorkflowApi:
             return result
         except ActorCallError as exc:
             code, _, message = str(exc).partition(": ")
-            raise HttpError(_HTTP_FOR.get(code, 500), f"ERR_{code}", message or str(exc)) from exc
+            # Every route here names an instance: the actor's NOT_FOUND is that instance
+            # missing, the same answer (and errorCode) as a get or purge of it.
+            name = "ERR_INSTANCE_NOT_FOUND" if code == "NOT_FOUND" else f"ERR_{code}"
+            raise HttpError(_HTTP_FOR.get(code, 500), name, message or str(exc)) from exc
         except (ActorUnavailableError, UnknownActorTypeError) as exc:
             raise HttpError(503, "ERR_NOT_READY", str(exc)) from exc
 
@@ -143,7 +146,7 @@ class WorkflowApi:
             case "resume":
                 event = resumed_event(None, now)
             case _:
-                raise HttpError(404, "ERR_NOT_FOUND", f"unknown operation {op!r}")
+                raise HttpError(404, "ERR_ROUTE_NOT_FOUND", f"unknown operation {op!r}")
         await self._event(instance_id, event)
 
     async def raise_event(self, instance_id: str, name: str, data: str | None) -> None:
