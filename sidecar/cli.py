@@ -41,6 +41,8 @@ def _addresses(text: str | None) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Number flags take their environment fallback as a string default, which argparse
+    # parses like the flag itself: a bad value is a clean usage error, not a traceback.
     p = argparse.ArgumentParser(prog="actorflow sidecar", description=__doc__)
     p.add_argument("--app-id", default=_env("APP_ID", "app"))
     p.add_argument("--namespace", default=_env("NAMESPACE", "default"))
@@ -68,26 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--app-activity-window",
         type=int,
-        default=int(_env("APP_ACTIVITY_WINDOW", "0") or 0),
+        default=_env("APP_ACTIVITY_WINDOW", "0"),
         help="activity work items one app connection may hold unanswered (0: no limit)",
     )
     p.add_argument(
         "--app-workflow-window",
         type=int,
-        default=int(_env("APP_WORKFLOW_WINDOW", "0") or 0),
+        default=_env("APP_WORKFLOW_WINDOW", "0"),
         help="workflow work items one app connection may hold unanswered (0: no limit)",
     )
     p.add_argument(
         "--call-timeout",
         type=float,
-        default=float(_env("CALL_TIMEOUT", "30") or 30),
+        default=_env("CALL_TIMEOUT", "30"),
         help="seconds an actor call (and so an HTTP or gRPC request on a workflow) may "
         "take to find and reach its owner; then 503 / UNAVAILABLE",
     )
     p.add_argument(
         "--max-payload-bytes",
         type=int,
-        default=int(_env("MAX_PAYLOAD_BYTES", str(4 << 20)) or 4 << 20),
+        default=_env("MAX_PAYLOAD_BYTES", str(4 << 20)),
         help="largest HTTP body and gRPC message accepted or sent (default 4 MiB)",
     )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))

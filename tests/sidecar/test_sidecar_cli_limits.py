@@ -37,3 +37,13 @@ def test_a_payload_limit_below_1_kib_is_refused() -> None:
 def test_the_command_names_the_bad_value_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*PLACEMENT, "--call-timeout", "0"]) == 2
     assert "call_timeout_s must be a positive number of seconds, got 0.0" in capsys.readouterr().err
+
+
+def test_a_bad_environment_value_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ACTORFLOW_SIDECAR_CALL_TIMEOUT", "soon")
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(PLACEMENT)
+    assert exit_info.value.code == 2
+    assert "argument --call-timeout: invalid float value: 'soon'" in capsys.readouterr().err
