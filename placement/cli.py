@@ -67,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run the Raft port without a password (tests only)",
     )
-    p.add_argument("--host-timeout", type=float, default=float(_env("HOST_TIMEOUT", "5") or 5))
-    p.add_argument("--drop-grace", type=float, default=float(_env("DROP_GRACE", "1.5") or 1.5))
-    p.add_argument("--ack-timeout", type=float, default=float(_env("ACK_TIMEOUT", "3") or 3))
+    p.add_argument("--host-timeout", type=float, default=_env("HOST_TIMEOUT", "5"))
+    p.add_argument("--drop-grace", type=float, default=_env("DROP_GRACE", "1.5"))
+    p.add_argument("--ack-timeout", type=float, default=_env("ACK_TIMEOUT", "3"))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     return p
 

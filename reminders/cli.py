@@ -61,9 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--raft-password", default=None, help="or ACTORFLOW_RAFT_PASSWORD")
     p.add_argument("--insecure-raft", action="store_true", help="no Raft password (tests only)")
-    p.add_argument("--ack-timeout", type=float, default=float(_env("ACK_TIMEOUT", "5") or 5),
+    p.add_argument("--ack-timeout", type=float, default=_env("ACK_TIMEOUT", "5"),
                    help="seconds before a resend")  # fmt: skip
-    p.add_argument("--fire-linger", type=int, default=int(_env("FIRE_LINGER", "10") or 10),
+    p.add_argument("--fire-linger", type=int, default=_env("FIRE_LINGER", "10"),
                    help="ms a due reminder may wait while firings are in flight")  # fmt: skip
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     return p
