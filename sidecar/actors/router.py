@@ -48,6 +48,11 @@ class ActorRouter:
         self._timeout = default_timeout_s
         self.retries = 0
 
+    @property
+    def default_timeout_s(self) -> float:
+        """The deadline of a call that names none (the sidecar's `--call-timeout`)."""
+        return self._timeout
+
     async def call(
         self,
         actor_type: str,
@@ -78,6 +83,11 @@ class ActorRouter:
                 except NotOwnerError as exc:
                     last_error = str(exc)
                     await self._newer_table(version, exc.table_version, deadline)
+                    continue
+                except TimeoutError:
+                    # The deadline passed with the local actor still at it (the host wraps
+                    # an actor's own errors): unavailable in time, as for a remote owner.
+                    last_error = f"the local actor did not answer within {left:.3g}s"
                     continue
             else:
                 call = pb.ActorCall(

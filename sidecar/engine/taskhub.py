@@ -88,7 +88,7 @@ class TaskHubService:
 
     async def _call(
         self, context: Context, instance_id: str, method: str, payload: bytes,
-        router: pb.TaskRouter | None = None,
+        router: pb.TaskRouter | None = None, *, timeout_s: float | None = None,
     ) -> bytes:  # fmt: skip
         if not instance_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "instanceId is required")
@@ -96,7 +96,7 @@ class TaskHubService:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "instanceId is invalid")
         try:
             result: bytes = await self._s.router.call(
-                self._wf_type(router), instance_id, method, payload
+                self._wf_type(router), instance_id, method, payload, timeout_s=timeout_s
             )
             return result
         except ActorCallError as exc:
@@ -157,9 +157,14 @@ class TaskHubService:
         payload = msgpack.packb(
             {"test": test, "io": request.getInputsAndOutputs, "s": WAIT_CHUNK_S}
         )
+        # The actor holds each call up to WAIT_CHUNK_S: the call's deadline is that plus
+        # the usual time to reach the owner, however short `--call-timeout` is.
+        timeout_s = WAIT_CHUNK_S + self._s.router.default_timeout_s
         while True:
             answer = msgpack.unpackb(
-                await self._call(context, request.instanceId, "wait", payload, router)
+                await self._call(
+                    context, request.instanceId, "wait", payload, router, timeout_s=timeout_s
+                )
             )
             if answer["passed"]:
                 return pb.GetInstanceResponse.FromString(answer["r"])

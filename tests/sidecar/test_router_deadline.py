@@ -1,5 +1,6 @@
-"""An actor call never waits past its own deadline for a placement table, even when the
-placement client would wait longer (`lookup_wait_s`)."""
+"""An actor call never waits past its own deadline: not for a placement table, even when
+the placement client would wait longer (`lookup_wait_s`), and not for a local actor
+still busy, which ends as ActorUnavailableError like a remote owner that is too slow."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import asyncio
 import pytest
 
 from placement.client import ClientConfig, PlacementClient
+from placement.dissemination import Operation
 from placement.errors import LookupTimeoutError
-from placement.table import TableHost
-from sidecar.actors.base import ActorUnavailableError
+from placement.table import Table, TableHost
+from sidecar.actors.base import ActorContext, ActorUnavailableError
 from sidecar.actors.host import ActorHost
 from sidecar.actors.peer import PeerPool
 from sidecar.actors.router import ActorRouter
@@ -35,3 +37,40 @@ async def test_a_call_without_a_table_gives_up_at_its_deadline() -> None:
     # outer wait; bounded by the call's 0.2 s it gives up well within it.
     with pytest.raises(ActorUnavailableError, match="no owner answered in time"):
         await asyncio.wait_for(router.call("t", "a", "m", b"", timeout_s=0.2), 10)
+
+
+class _Slow:
+    """Answers `slow` once `hold` is set; anything else at once."""
+
+    def __init__(self, hold: asyncio.Event) -> None:
+        self.hold = hold
+
+    async def on_activate(self) -> None:
+        return None
+
+    async def on_deactivate(self) -> None:
+        return None
+
+    async def invoke(self, method: str, payload: bytes) -> bytes:
+        if method == "slow":
+            await self.hold.wait()
+        return b"done"
+
+
+async def test_a_local_actor_past_the_deadline_is_unavailable_and_still_serves() -> None:
+    placement = _placement()
+    table = Table.build(1, 1, [ME])
+    placement._view.apply(Operation.UPDATE, 1, 1, table)  # as a placement round would
+    placement._view.apply(Operation.UNLOCK, 1, 1)
+    hold = asyncio.Event()
+
+    def slow(_ctx: ActorContext) -> _Slow:
+        return _Slow(hold)
+
+    host = ActorHost({"t": slow}, sidecar="s1", services=None, owns=lambda _type, _id: 1)
+    router = ActorRouter(placement, host, PeerPool(), "s1", default_timeout_s=60.0)
+    with pytest.raises(ActorUnavailableError, match="local actor did not answer within"):
+        await asyncio.wait_for(router.call("t", "a", "slow", b"", timeout_s=0.2), 10)
+    # The abandoned call left the actor's mailbox usable: the next message is answered.
+    hold.set()
+    assert await asyncio.wait_for(router.call("t", "a", "quick", b"", timeout_s=5), 10) == b"done"
