@@ -3,7 +3,8 @@ process (tests/engine_app.py, the real Dapr SDK) beside each sidecar.
 
 A test module chooses its cluster with a module attribute, read by the module-scoped
 `cluster` fixture: `CLUSTER = {"app_ids": ["a", "b"], "roles": {"a": "caller", ...}}`
-(default: 2 sidecars of the app `app`, each with an app of role `all`).
+(default: 2 sidecars of the app `app`, each with an app of role `all`); `"env"` adds
+environment variables to every process of the cluster (e.g. a sidecar setting).
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ def cluster(
         args.append("--app-ids=" + ",".join(spec["app_ids"]))
     else:
         args.append(f"--sidecars={spec.get('sidecars', 2)}")
-    c = Cluster(root, UpCluster(root / "af", args), dict(spec.get("roles", {})))
+    up = UpCluster(root / "af", args, env=dict(spec.get("env", {})))
+    c = Cluster(root, up, dict(spec.get("roles", {})))
     try:
         c.start()
         yield c
