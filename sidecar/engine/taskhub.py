@@ -94,6 +94,11 @@ class TaskHubService:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "instanceId is required")
         if len(instance_id) > MAX_INSTANCE_ID or "||" in instance_id:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "instanceId is invalid")
+        if not instance_id.isprintable():
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"instanceId has a control or unprintable character: {instance_id[:80]!r}",
+            )
         try:
             result: bytes = await self._s.router.call(
                 self._wf_type(router), instance_id, method, payload, timeout_s=timeout_s
@@ -182,6 +187,8 @@ class TaskHubService:
     async def RaiseEvent(
         self, request: pb.RaiseEventRequest, context: Context
     ) -> pb.RaiseEventResponse:
+        if not request.name:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name is required")
         event = raised_event(request.name, _opt(request, "input"), _now_ms())
         await self._event(
             context,

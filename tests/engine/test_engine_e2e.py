@@ -147,3 +147,39 @@ def test_sidecar_sigkill_during_a_1000_activity_fan_out(cluster: Any, uid: Any) 
     state = c.wait_for_workflow_completion(iid, timeout_in_seconds=120)
     assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
     assert json.loads(state.serialized_output) == sum(2 * i for i in range(1000))
+
+
+@pytest.mark.parametrize(
+    ("method", "request_", "detail"),
+    [
+        ("StartInstance", taskhub_pb2.CreateInstanceRequest(instanceId="no-name"),
+         "name is required"),
+        ("StartInstance", taskhub_pb2.CreateInstanceRequest(instanceId="a||b", name="fan"),
+         "instanceId is invalid"),
+        ("StartInstance", taskhub_pb2.CreateInstanceRequest(instanceId="x" * 257, name="fan"),
+         "instanceId is invalid"),
+        ("StartInstance", taskhub_pb2.CreateInstanceRequest(instanceId="a\x00b", name="fan"),
+         "control or unprintable"),
+        ("GetInstance", taskhub_pb2.GetInstanceRequest(instanceId="tab\there"),
+         "control or unprintable"),
+        ("RaiseEvent", taskhub_pb2.RaiseEventRequest(instanceId="someone"), "name is required"),
+    ],
+)  # fmt: skip
+def test_bad_requests_are_invalid_argument_and_change_nothing(
+    cluster: Any, method: str, request_: Any, detail: str
+) -> None:
+    with grpc.insecure_channel(cluster.info["sidecars"][0]["grpc"]) as channel:
+        call = channel.unary_unary(
+            f"/TaskHubSidecarService/{method}",
+            request_serializer=type(request_).SerializeToString,
+            response_deserializer=lambda raw: raw,
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            call(request_, timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert detail in (err.value.details() or "")
+    # The sidecar goes on serving; a refused start under a usable id created nothing
+    # (an unusable id cannot be read back at all: every call naming it is refused).
+    iid = request_.instanceId
+    usable = iid.isprintable() and len(iid) <= 256 and "||" not in iid
+    assert cluster.client(0).get_workflow_state(iid if usable else "never-started") is None
