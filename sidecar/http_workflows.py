@@ -82,11 +82,9 @@ def _check_id(value: str, what: str) -> str:
 
 
 async def _json_text(request: web.Request) -> str | None:
-    """The body as JSON text (None when empty); 400 when it is not JSON, 413 when too big."""
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise HttpError(413, "ERR_PAYLOAD_TOO_LARGE", "body over the configured limit") from None
+    """The body as JSON text (None when empty); 400 when it is not JSON. A body over the
+    limit raises aiohttp's 413, which `sidecar.http.json_errors` answers as JSON."""
+    raw = await request.read()
     if not raw.strip():
         return None
     try:
