@@ -77,7 +77,12 @@ def _now_ms() -> int:
 
 def _check_id(value: str, what: str) -> str:
     if not _ID.match(value):
-        raise HttpError(400, "ERR_MALFORMED_REQUEST", f"invalid {what} {value[:80]!r}")
+        raise HttpError(
+            400,
+            "ERR_MALFORMED_REQUEST",
+            f"invalid {what} {value[:80]!r}: 1 to 256 characters among letters, digits "
+            "and _ . : @ -",
+        )
     return value
 
 
@@ -166,6 +171,8 @@ def _seed_view(r: pb.GetInstanceResponse) -> dict[str, Any]:
         "createdAt": _iso(timestamp_ms(s.createdTimestamp)),
         "lastUpdatedAt": _iso(timestamp_ms(s.lastUpdatedTimestamp)),
     }
+    if s.HasField("scheduledStartTimestamp"):
+        view["scheduledStartAt"] = _iso(timestamp_ms(s.scheduledStartTimestamp))
     if s.HasField("completedTimestamp"):
         view["completedAt"] = _iso(timestamp_ms(s.completedTimestamp))
     for field, key in (("customStatus", "customStatus"), ("input", "input"), ("output", "output")):

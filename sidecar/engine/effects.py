@@ -32,6 +32,7 @@ from sidecar.workflow import (
     NotifyParent,
     NotifyWorkflow,
     RunTurn,
+    ScheduleStart,
     ScheduleTimer,
     SendEvent,
     StartChild,
@@ -183,7 +184,15 @@ class EffectRunner:
                 payload = encode_dispatch(effect, self._s.app_id, fresh=effect.fresh and first)
                 await router.call(act, effect.actor_id, "dispatch", payload)
             case ScheduleTimer():
-                await self._arm_timer(effect)
+                data = {"t": effect.timer_id, "g": effect.generation, "at": effect.fire_at_ms}
+                name = f"timer-{effect.generation}-{effect.timer_id}"
+                await self._remind(effect.instance_id, name, effect.fire_at_ms, data)
+            case ScheduleStart():
+                # Named with its time: a purged id started again with another time is
+                # another reminder (a late one of the old start only finds nothing due).
+                data = {"start": effect.start_at_ms, "g": effect.generation}
+                name = f"start-{effect.generation}-{effect.start_at_ms}"
+                await self._remind(effect.instance_id, name, effect.start_at_ms, data)
             case StartChild():
                 event = self._addressed(effect.event)
                 payload = msgpack.packb({"e": event.SerializeToString(), "child": True})
@@ -224,7 +233,8 @@ class EffectRunner:
         event.executionStarted.parentInstance.appID = self._s.app_id
         return event
 
-    async def _arm_timer(self, timer: ScheduleTimer) -> None:
+    async def _remind(self, instance_id: str, name: str, at_ms: int, data: Any) -> None:
+        """A one-shot reminder to this app's workflow actor `instance_id` at `at_ms`."""
         reminders = self._s.reminders
         if reminders is None:
             raise RuntimeError("durable timers need the reminders service")
@@ -232,8 +242,7 @@ class EffectRunner:
             namespace=self._s.namespace,
             app_id=self._s.app_id,
             actor_type=self._wf(""),
-            actor_id=timer.instance_id,
-            name=f"timer-{timer.generation}-{timer.timer_id}",
+            actor_id=instance_id,
+            name=name,
         )
-        data = msgpack.packb({"t": timer.timer_id, "g": timer.generation, "at": timer.fire_at_ms})
-        await reminders.create(key, due_time=rfc3339(timer.fire_at_ms), data=data)
+        await reminders.create(key, due_time=rfc3339(at_ms), data=msgpack.packb(data))

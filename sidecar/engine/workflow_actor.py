@@ -62,7 +62,9 @@ from sidecar.workflow import (
     plan_checkpoint,
     plan_turn,
     rerun_from,
+    scheduled_start,
     settle,
+    start_at_ms,
     store_key,
 )
 from sidecar.workflow.events import timer_fired_event
@@ -161,6 +163,9 @@ class WorkflowActor:
         self._hurry = asyncio.Event()
         self._idle_turn = False  # the last answer from the app had no action
         self._writing: asyncio.Future[int] | None = None  # the checkpoint being written
+        # Runs the first turn of a start scheduled for later, on time, while this
+        # activation lives; the start's reminder is the durable wake-up (`_wake_at`).
+        self._wake: asyncio.TimerHandle | None = None
 
     def _key(self, short: str) -> str:
         return store_key(self.app_id, self.type, self.id, short)
@@ -204,6 +209,9 @@ class WorkflowActor:
 
     async def on_deactivate(self) -> None:
         self.waits.release()  # their callers ask again, wherever the instance lives next
+        if self._wake is not None:
+            self._wake.cancel()
+            self._wake = None
         early, self._early = self._early, None
         _cancel(early)
         if self._runner is not None:
@@ -354,6 +362,9 @@ class WorkflowActor:
             else:
                 planned = plan_turn(state, now_ms())
                 if planned is None:
+                    at = start_at_ms(state)
+                    if at is not None:
+                        self._wake_at(at)  # a scheduled start, not due yet
                     return False
                 turn = planned
                 reply = self.apps.run_workflow(turn.request, turn.past)  # awaited below
@@ -365,6 +376,28 @@ class WorkflowActor:
             self._idle_turn = not response.actions
             await self._commit(result)
         return True
+
+    def _wake_at(self, at_ms: int) -> None:
+        """Kick the runner at `at_ms` (wall clock). The start's reminder (`_arm_start`)
+        wakes the instance wherever it lives and after any crash; this one is on time
+        in the live activation, even if the reminders service's clock runs a little
+        ahead of this machine's (a trigger before the start is due plans nothing)."""
+        if self._wake is not None:
+            self._wake.cancel()
+
+        def wake() -> None:
+            self._wake = None
+            self._hurry_up()
+            self.kick()
+
+        delay_s = max(0.0, (at_ms - now_ms()) / 1000)
+        self._wake = asyncio.get_running_loop().call_later(delay_s, wake)  # a scheduled start
+
+    def _arm_start(self, state: WorkflowState) -> None:
+        """The durable wake-up of a start scheduled for later (none for any other)."""
+        wake = scheduled_start(state, now_ms())
+        if wake is not None:
+            self.effects.start([wake])
 
     async def _commit(self, result: TurnResult) -> None:
         # Activities are dispatched while the checkpoint that schedules them is written,
@@ -432,6 +465,7 @@ class WorkflowActor:
                 else:
                     self._loaded = True
                     self._early = early
+                    self._arm_start(state)
                     self.kick()
                     return b""
             if self.state is not None and self.state.exists and not self.state.is_terminal:
@@ -439,7 +473,9 @@ class WorkflowActor:
                     return b""  # a parent's re-sent start: already running
                 raise ActorCallError(f"ALREADY_EXISTS: an instance with id {self.id!r} is running")
             generation = self.state.generation + 1 if self.state is not None else 1
-            await self._save(self._started(event, generation))
+            state = self._started(event, generation)
+            await self._save(state)
+            self._arm_start(state)
         self._hurry_up()
         self.kick()
         return b""
@@ -486,6 +522,12 @@ class WorkflowActor:
     async def _timer(self, payload: bytes) -> bytes:
         trigger: dict[str, Any] = msgpack.unpackb(payload)
         data: dict[str, Any] = msgpack.unpackb(trigger["data"])
+        if "start" in data:
+            # A scheduled start is due: run the first turn (if the start still waits;
+            # a start of another generation, or one already run, plans nothing).
+            self._hurry_up()
+            self.kick()
+            return b""
         event = timer_fired_event(int(data["t"]), int(data["at"]), now_ms())
         async with self._lock:
             self._fold()

@@ -56,6 +56,7 @@ from sidecar.workflow.effects import (
     NotifyParent,
     NotifyWorkflow,
     RunTurn,
+    ScheduleStart,
     ScheduleTimer,
     SendEvent,
     StartChild,
@@ -93,7 +94,14 @@ from sidecar.workflow.state import (
     inbox_kind,
     new_state,
 )
-from sidecar.workflow.turn import AppTurn, apply_response, pending_work, plan_turn
+from sidecar.workflow.turn import (
+    AppTurn,
+    apply_response,
+    pending_work,
+    plan_turn,
+    scheduled_start,
+    start_at_ms,
+)
 
 __all__ = [
     "ACTIVITY_STATE_KEY",
@@ -117,6 +125,7 @@ __all__ = [
     "ParentInfo",
     "RerunError",
     "RunTurn",
+    "ScheduleStart",
     "ScheduleTimer",
     "SendEvent",
     "StartChild",
@@ -151,7 +160,9 @@ __all__ = [
     "recover",
     "rerun_from",
     "resumed_event",
+    "scheduled_start",
     "settle",
+    "start_at_ms",
     "store_key",
     "suspended_event",
     "task_completed_event",

@@ -21,6 +21,7 @@ __all__ = [
     "NotifyParent",
     "NotifyWorkflow",
     "RunTurn",
+    "ScheduleStart",
     "ScheduleTimer",
     "SendEvent",
     "StartChild",
@@ -81,6 +82,17 @@ class ScheduleTimer:
     generation: int
     timer_id: int
     fire_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleStart:
+    """Run the instance's first turn at `start_at_ms` or later: its start carries a
+    scheduled start time (the SDK's `start_at`). Until then the start waits in the inbox
+    and the instance is PENDING."""
+
+    instance_id: str
+    generation: int
+    start_at_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +167,7 @@ class RunTurn:
 Effect = (
     DispatchActivity
     | ScheduleTimer
+    | ScheduleStart
     | StartChild
     | SendEvent
     | TerminateInstance

@@ -28,13 +28,26 @@ from dataclasses import dataclass, replace
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.workflow.actions import effect_for, is_recorded, record_action
-from sidecar.workflow.effects import Effect, RunTurn, TerminateInstance, TurnResult
+from sidecar.workflow.effects import (
+    Effect,
+    RunTurn,
+    ScheduleStart,
+    TerminateInstance,
+    TurnResult,
+)
 from sidecar.workflow.errors import InvalidResponseError, WorkflowError
-from sidecar.workflow.events import event_kind, terminated_event, to_timestamp
+from sidecar.workflow.events import event_kind, terminated_event, timestamp_ms, to_timestamp
 from sidecar.workflow.finish import continue_as_new, finish, notify_parent
 from sidecar.workflow.state import WorkflowState
 
-__all__ = ["AppTurn", "apply_response", "pending_work", "plan_turn"]
+__all__ = [
+    "AppTurn",
+    "apply_response",
+    "pending_work",
+    "plan_turn",
+    "scheduled_start",
+    "start_at_ms",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +92,40 @@ def _deliverable(state: WorkflowState) -> int:
     return useful if start_seen else 0
 
 
+def start_at_ms(state: WorkflowState) -> int | None:
+    """The scheduled start time (ms) of a start still waiting in the inbox, or None: no
+    start waits, or it carries no `scheduledStartTimestamp`."""
+    if state.started or state.is_terminal:
+        return None
+    for event in state.inbox:
+        if event_kind(event) == "executionStarted":
+            started = event.executionStarted
+            if not started.HasField("scheduledStartTimestamp"):
+                return None
+            return timestamp_ms(started.scheduledStartTimestamp)
+    return None
+
+
+def scheduled_start(state: WorkflowState, now_ms: int) -> ScheduleStart | None:
+    """The wake-up a start scheduled after `now_ms` needs (None for any other state)."""
+    at = start_at_ms(state)
+    if at is None or at <= now_ms:
+        return None
+    return ScheduleStart(state.instance_id, state.generation, at)
+
+
 def plan_turn(state: WorkflowState, now_ms: int) -> AppTurn | None:
-    """The request for the app, or None when there is nothing for it to do."""
+    """The request for the app, or None when there is nothing for it to do (which
+    includes a start scheduled after `now_ms`: nothing runs before it)."""
     if state.is_terminal or not state.inbox:
         return None
     if any(event_kind(e) == "executionTerminated" for e in state.inbox):
         raise WorkflowError("a termination is pending: call settle() before plan_turn()")
     delivered = _deliverable(state)
     if delivered == 0:
+        return None
+    at = start_at_ms(state)
+    if at is not None and at > now_ms:
         return None
     started = pb.HistoryEvent(eventId=-1, timestamp=to_timestamp(now_ms))
     started.workflowStarted.SetInParent()
@@ -244,8 +283,10 @@ def _stalled_event(now_ms: int) -> pb.HistoryEvent:
 def pending_work(state: WorkflowState) -> list[Effect]:
     """Everything to (re)start after an activation, derived from the stored state only
     (DESIGN 5.2: no reminder per activity): open activities, unfired timers, unfinished
-    children, a turn if the inbox is not empty; for a finished child, the notice to its
-    parent (receivers drop duplicates, so re-sending is harmless)."""
+    children, a turn if the inbox is not empty, the wake-up of a scheduled start (armed
+    again whether or not it is due: one already due fires at once); for a finished
+    child, the notice to its parent (receivers drop duplicates, so re-sending is
+    harmless)."""
     if state.is_terminal:
         notify = notify_parent(state, state.metadata.completed_ms)
         return [notify] if notify is not None else []
@@ -259,6 +300,9 @@ def pending_work(state: WorkflowState) -> list[Effect]:
         effect = effect_for(state, event)
         if effect is not None:
             effects.append(effect)
+    at = start_at_ms(state)
+    if at is not None:
+        effects.append(ScheduleStart(state.instance_id, state.generation, at))
     if state.inbox:
         effects.append(RunTurn(state.instance_id))
     return effects

@@ -2,13 +2,15 @@
 policies, when_any, external events (buffered, names case-insensitive), child workflows
 (ids, results, failures, recursive terminate and purge), continue-as-new, deterministic
 time and UUIDs, timer lateness, purge of terminal instances only, list ids, history,
-rerun from an event, reuse of a purged instance id, and the app SIGKILLed during
-activities (last: it restarts the apps)."""
+rerun from an event, reuse of a purged instance id, starts scheduled for later, and the
+app SIGKILLed during activities (last: it restarts the apps)."""
 
 from __future__ import annotations
 
 import json
 import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,17 @@ from dapr.ext.workflow import WorkflowStatus
 pytestmark = pytest.mark.slow
 
 TIMER_BOUND_S = 1.5
+SCHEDULED_S = 2.0  # how far ahead the scheduled starts below are
+
+
+def to_ms(moment: datetime) -> datetime:
+    """`moment` to the millisecond below (the precision of the engine's clock)."""
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def utc(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def completed(c: Any, iid: str, timeout: float = 30) -> Any:
@@ -206,6 +219,48 @@ def test_a_purged_instance_id_can_be_reused(cluster: Any, uid: Any) -> None:
         outputs.append(out)
         c.purge_workflow(iid)
     assert outputs[0]["first"] != outputs[1]["first"]
+
+
+def test_a_scheduled_start_runs_at_its_time_not_before(cluster: Any, uid: Any) -> None:
+    """The SDK's `start_at`: PENDING until then (GetInstance and HTTP show the time), an
+    event raised meanwhile waits for the start, and the first turn's clock is not before
+    the scheduled time. (The engine ran it at once before.)"""
+    c = cluster.client()
+    start_at = datetime.now(UTC) + timedelta(seconds=SCHEDULED_S)
+    iid = c.schedule_new_workflow("deterministic", instance_id=uid("scheduled"), start_at=start_at)
+    waiting = c.schedule_new_workflow("waits", instance_id=uid("sched-event"), start_at=start_at)
+    c.raise_workflow_event(waiting, "release", data="held")
+    for instance in (iid, waiting):
+        state = c.get_workflow_state(instance)
+        assert state is not None and state.runtime_status == WorkflowStatus.PENDING
+    url = f"{cluster.info['sidecars'][1]['http']}/v1.0/workflows/deterministic/{iid}"
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        view = json.loads(resp.read())
+    assert view["runtimeStatus"] == "PENDING"
+    assert utc(view["scheduledStartAt"].rstrip("Z")) == to_ms(start_at)
+    started = c.wait_for_workflow_start(iid, timeout_in_seconds=30)
+    assert started is not None and started.runtime_status != WorkflowStatus.PENDING
+    assert datetime.now(UTC) >= to_ms(start_at)
+    out = completed(c, iid)
+    assert utc(out["first"]["now"]) >= to_ms(start_at)  # the first turn's clock
+    assert completed(c, waiting) == "held"
+
+
+def test_a_scheduled_start_terminated_before_its_time_never_runs(cluster: Any, uid: Any) -> None:
+    c = cluster.client()
+    start_at = datetime.now(UTC) + timedelta(seconds=SCHEDULED_S)
+    iid = c.schedule_new_workflow("waits", instance_id=uid("sched-stop"), start_at=start_at)
+    c.terminate_workflow(iid, output="cancelled")
+    state = c.wait_for_workflow_completion(iid, timeout_in_seconds=30)
+    assert state is not None and state.runtime_status == WorkflowStatus.TERMINATED
+    # Past the scheduled time, the start's wake-up finds nothing to run.
+    while datetime.now(UTC) < start_at + timedelta(seconds=0.5):
+        time.sleep(0.05)  # waiting out the scheduled time (a clock, not an event)
+    state = c.get_workflow_state(iid)
+    assert state is not None and state.runtime_status == WorkflowStatus.TERMINATED
+    assert json.loads(state.serialized_output) == "cancelled"
+    history = [kind(e) for e in c.get_workflow_history(iid)]
+    assert "executionStarted" not in history and "workflowStarted" not in history, history
 
 
 def wait_lines(path: Path, count: int, timeout: float = 30) -> list[str]:

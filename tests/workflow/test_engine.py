@@ -17,6 +17,7 @@ from sidecar.workflow import (
     ParentInfo,
     RerunError,
     RunTurn,
+    ScheduleStart,
     ScheduleTimer,
     StartChild,
     TerminateInstance,
@@ -32,7 +33,9 @@ from sidecar.workflow import (
     raised_event,
     rerun_from,
     resumed_event,
+    scheduled_start,
     settle,
+    start_at_ms,
     suspended_event,
     task_completed_event,
     task_failed_event,
@@ -92,6 +95,51 @@ def test_pending_until_the_start_is_given_to_the_app() -> None:
     assert kinds(list(planned.request.newEvents)) == ["workflowStarted", "executionStarted"]
     assert planned.request.newEvents[0].timestamp.ToMilliseconds() == T0 + 5
     assert list(planned.request.pastEvents) == []
+
+
+def scheduled(start_at: int) -> WorkflowState:
+    event = execution_started_event(
+        name="flow", instance_id=ID, execution_id="e1", input=None, now_ms=T0
+    )
+    event.executionStarted.scheduledStartTimestamp.FromMilliseconds(start_at)
+    return add_events(new_state(ID), [event])
+
+
+def test_a_scheduled_start_runs_nothing_before_its_time() -> None:
+    at = T0 + 60_000
+    state = scheduled(at)
+    assert start_at_ms(state) == at
+    assert state.status == pb.ORCHESTRATION_STATUS_PENDING
+    assert plan_turn(state, at - 1) is None
+    assert scheduled_start(state, at - 1) == ScheduleStart(ID, 1, at)
+    # An event raised meanwhile waits with the start.
+    state = add_events(state, [raised_event("go", '"x"', T0 + 5)])
+    assert plan_turn(state, at - 1) is None
+    planned = plan_turn(state, at)
+    assert planned is not None
+    assert kinds(list(planned.request.newEvents)) == [
+        "workflowStarted", "executionStarted", "eventRaised",
+    ]  # fmt: skip
+    assert planned.request.newEvents[0].timestamp.ToMilliseconds() == at
+    assert scheduled_start(state, at) is None  # due: nothing to wake
+    # Recovery arms it again, due or not; once the start has run, nothing.
+    assert ScheduleStart(ID, 1, at) in pending_work(state)
+    ran = apply_response(state, planned, response(ID), at).state
+    assert ran.status == pb.ORCHESTRATION_STATUS_RUNNING
+    assert start_at_ms(ran) is None and scheduled_start(ran, T0) is None
+    assert not any(isinstance(e, ScheduleStart) for e in pending_work(ran))
+    # A start without a scheduled time has no wake-up.
+    assert start_at_ms(started()) is None and scheduled_start(started(), T0) is None
+
+
+def test_a_scheduled_start_can_be_terminated_before_its_time() -> None:
+    at = T0 + 60_000
+    state = add_events(scheduled(at), [terminated_event('"early"', T0 + 5)])
+    result = settle(state, T0 + 6)
+    assert result is not None
+    assert result.state.status == pb.ORCHESTRATION_STATUS_TERMINATED
+    assert result.state.metadata.output == '"early"'
+    assert start_at_ms(result.state) is None and pending_work(result.state) == []
 
 
 def test_fan_out_is_one_turn_with_one_dispatch_per_task() -> None:
