@@ -10,6 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class StartError(RuntimeError):
+    """A child process ended, or did not print READY in time, while starting."""
+
+
 @dataclass(eq=False)
 class Proc:
     name: str
@@ -50,11 +54,11 @@ class Proc:
                 while True:
                     line = await self.proc.stdout.readline()
                     if not line:
-                        raise RuntimeError(f"{self.name} exited before READY:\n{self.tail()}")
+                        raise StartError(self._failed("exited before READY"))
                     if line.startswith(b"READY"):
                         break
         except TimeoutError:
-            raise RuntimeError(f"{self.name} not READY in {timeout_s}s:\n{self.tail()}") from None
+            raise StartError(self._failed(f"not READY in {timeout_s}s")) from None
         self._drain = asyncio.create_task(self._drain_stdout())
 
     async def _drain_stdout(self) -> None:
@@ -83,6 +87,9 @@ class Proc:
     def kill(self) -> None:
         if self.alive and self.proc is not None:
             self.proc.send_signal(signal.SIGKILL)
+
+    def _failed(self, what: str) -> str:
+        return f"{self.name} {what} (log: {self.log_path}); its last lines:\n{self.tail(12)}"
 
     def tail(self, lines: int = 30) -> str:
         try:

@@ -10,6 +10,7 @@ one), and N sidecars. Everything lives under `--data-dir` (default `./.actorflow
     DIR/placement/pN  DIR/reminders/rN  DIR/etcd/eN  DIR/state.db
     DIR/logs/*.log       one log per process
     DIR/control.sock     `actorflow scale` talks to the running `up` through it
+    DIR/up.lock          locked by the running `up`: a second one on DIR refuses to start
 
 A restart with the same directory recovers every workflow and reminder. SIGINT or
 SIGTERM stops the sidecars first (they leave placement and drain their actors), then
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -37,9 +39,10 @@ from typing import Any
 
 import aiohttp
 
-from actorflow.procs import Proc
+from actorflow.procs import Proc, StartError
 
 CONTROL_SOCKET = "control.sock"
+LOCK_FILE = "up.lock"  # held by the running `up` (see `Cluster._lock_dir`)
 ETCD_MAX_TXN_OPS = 10_000
 
 
@@ -79,6 +82,10 @@ class UpOptions:
     ready_timeout_s: float = 60.0
 
 
+class DataDirBusyError(Exception):
+    """Another `actorflow up` holds the data directory."""
+
+
 class Cluster:
     def __init__(self, opts: UpOptions) -> None:
         self.opts = opts
@@ -91,11 +98,13 @@ class Cluster:
         self.store_url = ""
         self.etcd_endpoints: list[str] = []
         self._next_index = 0
+        self._lock_fd: int | None = None
 
     # ---- layout
 
     def _prepare(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_dir()
         self.logs.mkdir(exist_ok=True)
         secret_path = self.dir / "secret"
         if not secret_path.exists():
@@ -113,6 +122,31 @@ class Cluster:
                 "etcd_client": free[12:15], "etcd_peer": free[15:18],
             }  # fmt: skip
             ports_path.write_text(json.dumps(self.ports, indent=2))
+
+    def _lock_dir(self) -> None:
+        """Hold DIR/up.lock for as long as this process lives (the kernel lets go when
+        it ends, however it ends). A second `up` on the same directory would start Raft
+        nodes on the journals the first one's nodes are writing, and remove its
+        cluster.json on the way out: it stops here instead, before starting anything."""
+        path = self.dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DataDirBusyError(
+                f"{self.dir} is in use by another actorflow up (pid {holder}): stop it "
+                "first, or give this one another --data-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _unlock_dir(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
 
     def _addr(self, kind: str) -> list[str]:
         return [f"127.0.0.1:{p}" for p in self.ports[kind]]
@@ -284,6 +318,8 @@ class Cluster:
             else:
                 reply = {"ok": False, "error": f"unknown op {request.get('op')!r}"}
             self.write_cluster_json()
+        except StartError as exc:
+            reply = {"ok": False, "error": str(exc)}
         except Exception as exc:
             reply = {"ok": False, "error": repr(exc)}
         writer.write((json.dumps(reply) + "\n").encode())
@@ -296,12 +332,17 @@ class Cluster:
 
 async def run_up(opts: UpOptions) -> int:
     cluster = Cluster(opts)
-    cluster._prepare()
+    try:
+        cluster._prepare()
+    except DataDirBusyError as exc:
+        print(f"actorflow up: {exc}", file=sys.stderr, flush=True)
+        return 1
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     control = None
+    code = 0
     try:
         await cluster.start_control_plane()
         apps = opts.app_ids or ["app"] * opts.sidecars
@@ -319,11 +360,15 @@ async def run_up(opts: UpOptions) -> int:
         for s in cluster.sidecars.values():
             print(f"  {s.name}: app {s.app_id}  grpc {s.grpc}  http http://{s.http}", flush=True)
         await _watch(cluster, stop)
+    except StartError as exc:
+        print(f"actorflow up: {exc}", file=sys.stderr, flush=True)
+        code = 1
     finally:
         if control is not None:
             control.close()
         await cluster.stop()
-    return 0
+        cluster._unlock_dir()
+    return code
 
 
 async def _watch(cluster: Cluster, stop: asyncio.Event) -> None:
@@ -401,7 +446,15 @@ def scale_main(argv: list[str]) -> int:
         {"op": "add", "app_id": args.app_id} if args.add else {"op": "remove", "name": args.remove}
     )
     with socket.socket(socket.AF_UNIX) as s:
-        s.connect(str(args.data_dir / CONTROL_SOCKET))
+        try:
+            s.connect(str(args.data_dir / CONTROL_SOCKET))
+        except (FileNotFoundError, ConnectionRefusedError):
+            print(
+                f"actorflow scale: no actorflow up is running with --data-dir {args.data_dir} "
+                f"(nothing answers on {args.data_dir / CONTROL_SOCKET})",
+                file=sys.stderr,
+            )
+            return 1
         s.sendall((json.dumps(request) + "\n").encode())
         reply = json.loads(s.makefile().readline())
     print(json.dumps(reply))

@@ -20,6 +20,7 @@ from typing import Any
 from placement.config import PlacementConfig
 from placement.server import PlacementNode
 from raftkit.errors import ConfigError, RaftError
+from raftkit.listen import BindError
 from raftkit.peers import parse_peer
 from raftkit.service import freeze_startup_objects
 
@@ -135,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         run_event_loop(serve(config))
-    except RaftError as exc:
+    except (RaftError, BindError) as exc:
         print(f"actorflow placement: {exc}", file=sys.stderr)
         return 1
     return 0

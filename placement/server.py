@@ -52,6 +52,7 @@ from placement.streams import (
     validate_report,
 )
 from raftkit.errors import LeadershipLostError, RaftError
+from raftkit.listen import EXCLUSIVE_PORT, bind_grpc
 from raftkit.node import RaftNode, RaftStatus, Role
 from raftkit.outbox import OutboxWriter
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
@@ -136,9 +137,9 @@ class PlacementNode:
         self._loop = asyncio.get_running_loop()
         self.raft.add_listener(self._from_tick_thread_status)
         await asyncio.to_thread(self.raft.start)
-        server = grpc.aio.server(options=KEEPALIVE_SERVER_OPTIONS)
+        server = grpc.aio.server(options=[*KEEPALIVE_SERVER_OPTIONS, EXCLUSIVE_PORT])
         server.add_generic_rpc_handlers((self._handlers(),))
-        port = server.add_insecure_port(self.config.api_address)
+        port = bind_grpc(server, self.config.api_address, "placement API")
         await server.start()
         self._server = server
         self._tasks = [

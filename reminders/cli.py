@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 
 from raftkit.errors import ConfigError, RaftError
+from raftkit.listen import BindError
 from raftkit.service import freeze_startup_objects
 from reminders.config import RemindersConfig, parse_peer
 
@@ -38,7 +39,7 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 def _parser() -> argparse.ArgumentParser:
     """Every flag falls back to `ACTORFLOW_REMINDERS_<FLAG>` (containers, systemd)."""
-    p = argparse.ArgumentParser(prog="reminders", description="Run one reminders node.")
+    p = argparse.ArgumentParser(prog="actorflow reminders", description="Run one reminders node.")
     for flag, env, help_ in (
         ("--node-id", "NODE_ID", "env ACTORFLOW_REMINDERS_NODE_ID"),
         ("--api-address", "API_ADDRESS", "gRPC host:port (env ..._API_ADDRESS)"),
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = _config(ns)
     except ConfigError as exc:
-        print(f"reminders: {exc}", file=sys.stderr)
+        print(f"actorflow reminders: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(ImportError):
         import uvloop
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     try:
         asyncio.run(_serve(config))
-    except (ConfigError, RaftError) as exc:
-        print(f"reminders: {exc}", file=sys.stderr)
+    except (ConfigError, RaftError, BindError) as exc:
+        print(f"actorflow reminders: {exc}", file=sys.stderr)
         return 1
     return 0

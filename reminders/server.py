@@ -36,6 +36,7 @@ from raftkit.errors import (
     RaftTimeoutError,
     UnknownOutcomeError,
 )
+from raftkit.listen import EXCLUSIVE_PORT, bind_grpc
 from raftkit.node import RaftNode, Role
 from raftkit.outbox import OutboxWriter
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
@@ -193,10 +194,11 @@ class RemindersNode:
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 *KEEPALIVE_SERVER_OPTIONS,
+                EXCLUSIVE_PORT,
             ]
         )
         server.add_generic_rpc_handlers((self._handlers(),))
-        self.port = server.add_insecure_port(self.config.api_address)
+        self.port = bind_grpc(server, self.config.api_address, "reminders API")
         await server.start()
         self._server = server
         self._task = loop.create_task(self.dispatcher.run(), name="reminders-dispatcher")

@@ -25,6 +25,7 @@ import msgpack
 from placement.client import ClientConfig, PlacementClient
 from placement.errors import NoHostsError
 from placement.table import Table, TableHost
+from raftkit.listen import EXCLUSIVE_PORT, bind_grpc
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
 from reminders.api.v1 import reminders_pb2 as rpb
 from reminders.client import RemindersClient, TriggerSubscriber
@@ -158,6 +159,7 @@ class Sidecar:
                 # policy the third such ping got GOAWAY and the connection, with a
                 # client's held wait on it, was closed.
                 *KEEPALIVE_SERVER_OPTIONS,
+                EXCLUSIVE_PORT,
             ],
         )
         peer = PeerService(self.host.invoke, self._wait_unlocked)
@@ -168,7 +170,7 @@ class Sidecar:
                 unknown_method_handler(aio=True),
             )
         )
-        self.grpc_port = server.add_insecure_port(self.config.grpc_address)
+        self.grpc_port = bind_grpc(server, self.config.grpc_address, "gRPC API")
         await server.start()
         self._grpc = server
 

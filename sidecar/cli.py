@@ -19,6 +19,7 @@ from pathlib import Path
 
 from placement.cli import run_event_loop
 from raftkit.errors import ConfigError
+from raftkit.listen import BindError
 from raftkit.service import freeze_startup_objects
 from sidecar.app import Sidecar
 from sidecar.config import SidecarConfig
@@ -119,7 +120,11 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
 async def serve(config: SidecarConfig) -> None:
     sidecar = Sidecar(config)
     await sidecar.start()
-    runner = await serve_http(sidecar)
+    try:
+        runner = await serve_http(sidecar)
+    except BindError:
+        await sidecar.stop()  # leaves placement before the process ends
+        raise
     # Objects made at start-up live as long as the process: keep the cyclic collector
     # from walking them again and again (long gen-2 pauses show up as tail latency).
     freeze_startup_objects()
@@ -157,5 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"actorflow sidecar: {exc}", file=sys.stderr)
         return 2
-    run_event_loop(serve(config))
+    try:
+        run_event_loop(serve(config))
+    except BindError as exc:
+        print(f"actorflow sidecar: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from raftkit.listen import BindError
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.auth import token_middleware
 from sidecar.http_workflows import routes as workflow_routes
@@ -136,5 +137,11 @@ async def serve_http(sidecar: Sidecar) -> web.AppRunner:
     await runner.setup()
     host, _, port = sidecar.config.http_address.rpartition(":")
     site = web.TCPSite(runner, host, int(port))
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise BindError(
+            f"cannot listen on {sidecar.config.http_address} (HTTP API): {exc.strerror}"
+        ) from None
     return runner
