@@ -34,6 +34,16 @@ from raftkit.service import KEEPALIVE_CLIENT_OPTIONS
 
 log = logging.getLogger(__name__)
 
+# Stream endings that say placement will not take this host, rather than a lost link.
+_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+    }
+)
+
 UpdateHook = Callable[[Table | None, Table], Awaitable[None]]
 LostHook = Callable[[], Awaitable[None]]
 
@@ -199,14 +209,22 @@ class PlacementClient:
         backoff = self._config.reconnect_min_s
         index = 0
         lock_task: asyncio.Task[None] | None = None
+        refused = ""  # the last refusal logged (each different one is logged once)
         while not self._stopping:
             target = self.leader or self._config.addresses[index % len(self._config.addresses)]
             index += 1
             try:
                 redirected = await self._session(target)
             except (grpc.aio.AioRpcError, OSError) as exc:
-                log.debug("placement stream to %s ended: %s", target, exc)
                 redirected = None
+                if isinstance(exc, grpc.aio.AioRpcError) and exc.code() in _REFUSALS:
+                    # Not a lost connection: placement will not take this host as it is
+                    # (a bad name, a wrong secret...). Retried all the same, but said.
+                    if exc.details() != refused:
+                        refused = str(exc.details())
+                        log.error("placement at %s refuses this host: %s", target, refused)
+                else:
+                    log.debug("placement stream to %s ended: %s", target, exc)
             if self._connected.is_set():
                 self._connected.clear()
                 lock_task = asyncio.create_task(self._lock_if_still_cut_off())

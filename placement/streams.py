@@ -8,7 +8,6 @@ the identity).
 from __future__ import annotations
 
 import asyncio
-import re
 from dataclasses import dataclass, field
 
 import grpc
@@ -19,8 +18,7 @@ from placement.api.v1 import placement_pb2 as pb
 from placement.dissemination import Operation
 from placement.errors import InvalidHostError
 from placement.membership import HostRecord, Membership
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9_.:\-\[\]@/]+$")
+from placement.names import is_valid_name
 
 
 def _unknown_fields(message: Message) -> int:
@@ -34,7 +32,7 @@ def _unknown_fields(message: Message) -> int:
 def _check_text(field: str, value: str, max_len: int) -> None:
     if not value:
         raise InvalidHostError(field, "must not be empty")
-    if len(value) > max_len or not _NAME_RE.match(value):
+    if not is_valid_name(value, max_len):
         raise InvalidHostError(field, f"invalid value {value[:80]!r}")
 
 

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from placement.names import MAX_NAME_LENGTH, NAME_CHARS, is_valid_name
 from raftkit.config import parse_address
 from raftkit.errors import ConfigError
 
@@ -34,8 +35,11 @@ class SidecarConfig:
     app_workflow_window: int = 0
 
     def __post_init__(self) -> None:
-        if not self.app_id or "||" in self.app_id:
-            raise ConfigError("app_id must be non-empty and must not contain '||'")
+        if not is_valid_name(self.app_id):
+            raise ConfigError(
+                f"app id {self.app_id[:80]!r} is invalid: 1 to {MAX_NAME_LENGTH} characters "
+                f"among {NAME_CHARS} (placement refuses any other)"
+            )
         if not self.namespace:
             raise ConfigError("namespace must not be empty")
         parse_address(self.grpc_address, "grpc_address")

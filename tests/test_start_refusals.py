@@ -1,5 +1,5 @@
-"""Start-up refusals: a port or a data directory already taken, `actorflow scale` with
-no cluster; each with a clear message.
+"""Start-up refusals: a port or a data directory already taken, an app id placement
+would refuse, `actorflow scale` with no cluster; each with a clear message.
 
 gRPC binds with SO_REUSEPORT by default, so a second server on a port in use used to
 start and share it silently with the first (the kernel spreading connections over both:
@@ -24,6 +24,7 @@ import pytest
 
 from actorflow.testing import free_port_block
 from raftkit.listen import EXCLUSIVE_PORT, BindError, bind_grpc
+from sidecar.cli import main as sidecar_main
 
 TIMEOUT_S = 60
 
@@ -153,6 +154,17 @@ def test_up_reports_a_sidecar_that_cannot_start_and_stops_the_rest(
     assert "Traceback" not in err
     left = subprocess.run(["pgrep", "-f", str(data)], capture_output=True, text=True, check=False)
     assert left.stdout == "", left.stdout  # the control plane it started is stopped
+
+
+@pytest.mark.parametrize("app_id", ["bad id", "a||b", "x" * 257, "caf\u00e9"])
+def test_an_app_id_placement_would_refuse_is_refused_at_start(
+    app_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to start, be refused by placement on every try, log nothing and never
+    join (`actorflow scale --add --app-id "bad id"` hung until its health timeout)."""
+    assert sidecar_main([f"--app-id={app_id}", "--placement=127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert f"actorflow sidecar: app id {app_id[:80]!r} is invalid" in err
 
 
 def test_scale_without_a_running_up_says_so(tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -210,7 +212,7 @@ async def _first_error(address: str, *reports: pb.HostReport | bytes) -> grpc.ai
 
 
 async def test_bad_input_is_refused_and_the_node_keeps_serving(
-    cluster: PlacementCluster, hosts: list[PlacementClient]
+    cluster: PlacementCluster, hosts: list[PlacementClient], caplog: pytest.LogCaptureFixture
 ) -> None:
     leader = await cluster.leader()
     observer = Observer()
@@ -231,6 +233,22 @@ async def test_bad_input_is_refused_and_the_node_keeps_serving(
     err = await _first_error(leader.api, _status(name="stale-acker"), stale)
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "acknowledged" in str(err.details()) or "no round" in str(err.details())
+
+    # A client that placement refuses says so in its log, instead of retrying quietly
+    # (a sidecar with such an app id used to run without ever joining, and say nothing).
+    refused = TableHost("refused", "127.0.0.1:20999", "bad id", "default", ("wf",), 1)
+    client = PlacementClient(ClientConfig(cluster.addresses), refused)
+    with caplog.at_level(logging.ERROR, logger="placement.client"):
+        await client.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not any("refuses this host" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the refusal was never logged"
+                await asyncio.sleep(0.05)  # polling the captured log, bounded
+        finally:
+            await client.stop()
+    said = [r.getMessage() for r in caplog.records if "refuses this host" in r.getMessage()]
+    assert "app_id" in said[0], said
 
     info = await cluster.info(leader)
     assert info is not None and info.is_leader
