@@ -15,8 +15,10 @@ from sidecar.cli import build_parser as sidecar_parser
 
 # The flags each command requires, so that only the number is in question.
 ARGS = {
-    "reminders": ["--node-id=r0", "--api-address=127.0.0.1:1", "--raft-address=127.0.0.1:2",
-                  "--data-dir=unused"],
+    "actorflow reminders": [
+        "--node-id=r0", "--api-address=127.0.0.1:1", "--raft-address=127.0.0.1:2",
+        "--data-dir=unused",
+    ],
 }  # fmt: skip
 
 CASES: list[tuple[Callable[[], argparse.ArgumentParser], str, str, str]] = [
