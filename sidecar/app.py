@@ -39,6 +39,7 @@ from sidecar.counter import ACTOR_TYPE as COUNTER_TYPE
 from sidecar.counter import CounterActor, open_turn_log
 from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.apps import AppConnections
+from sidecar.engine.metrics import EngineMetrics
 from sidecar.engine.naming import activity_type, index_prefix, workflow_type
 from sidecar.engine.taskhub import TaskHubService
 from sidecar.engine.waits import Waiting
@@ -64,6 +65,7 @@ class ActorServices:
     apps: AppConnections
     reminders: RemindersClient | None
     waiting: Waiting = field(default_factory=Waiting)  # callers held by workflow actors
+    metrics: EngineMetrics = field(default_factory=EngineMetrics)  # for /metrics
 
 
 # A running workflow woken after a table change (`_resume_owned`) is asked again when

@@ -67,10 +67,15 @@ async def metrics(request: web.Request) -> web.Response:
         "actorflow_activity_work_items_total": ("counter", sidecar.apps.dispatched_activities),
         # Clients of any sidecar waiting for an instance this sidecar's actors hold.
         "actorflow_workflow_waiting_callers": ("gauge", waiting.callers if waiting else 0),
+        # SDK apps with a work-item stream open here, and turns waiting for one of them.
+        "actorflow_app_connections": ("gauge", sidecar.apps.connections),
+        "actorflow_workflow_work_items_queued": ("gauge", sidecar.apps.queued_workflows),
     }
     lines = []
     for name, (kind, value) in values.items():
         lines += [f"# TYPE {name} {kind}", f"{name} {value}"]
+    if sidecar.services is not None:
+        lines += sidecar.services.metrics.lines()
     return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
 

@@ -44,6 +44,7 @@ from sidecar.workflow import (
     METADATA_KEY,
     AppTurn,
     CheckpointPlan,
+    Completed,
     DispatchActivity,
     Effect,
     Metadata,
@@ -141,6 +142,7 @@ class WorkflowActor:
         self.router = s.router
         self.apps = s.apps
         self.effects = EffectRunner(s, self)
+        self.metrics = s.metrics
         # Callers waiting for this instance to start or finish (`wait`), from any sidecar.
         self.waits: StateWaits[WorkflowState | None] = StateWaits(s.waiting)
         self.state: WorkflowState | None = None
@@ -251,11 +253,13 @@ class WorkflowActor:
         activation wrote first, the state is read again from the store and what it has
         pending is re-issued (that activation's effects may never have gone out)."""
         plan = plan_checkpoint(self.layout, state, self.app_id, self.type, self.store.limits)
+        began = time.perf_counter()
         writing = asyncio.ensure_future(self._write(plan, state, self.version))
         writing.add_done_callback(_retrieve)
         self._writing = writing
         try:
             version = await asyncio.shield(writing)
+            self.metrics.checkpoint_s.observe(time.perf_counter() - began)
         except ConflictError:
             if reload_on_conflict:
                 log.warning("workflow %s: stored state moved under us; reloading", self.id)
@@ -413,6 +417,9 @@ class WorkflowActor:
         if early:
             self.effects.start(early)
         await self._save(result.state)
+        for effect in rest:
+            if isinstance(effect, Completed):
+                self.metrics.finished_with(effect.status)
         self.effects.start(rest)
 
     # ---- the mailbox
@@ -465,6 +472,7 @@ class WorkflowActor:
                 else:
                     self._loaded = True
                     self._early = early
+                    self.metrics.started += 1
                     self._arm_start(state)
                     self.kick()
                     return b""
@@ -475,6 +483,7 @@ class WorkflowActor:
             generation = self.state.generation + 1 if self.state is not None else 1
             state = self._started(event, generation)
             await self._save(state)
+            self.metrics.started += 1
             self._arm_start(state)
         self._hurry_up()
         self.kick()
@@ -558,6 +567,7 @@ class WorkflowActor:
             if self.state is not None:  # a purged id: stay above its old generation
                 state = replace(state, generation=self.state.generation + 1)
             await self._save(state)
+            self.metrics.started += 1
             self.effects.start(pending_work(state))
         return b""
 

@@ -192,6 +192,52 @@ async def test_token_health_and_metrics(base_url: str) -> None:
             assert resp.status == 200 and "actorflow_actors_active" in await resp.text()
 
 
+async def metric_values(http: aiohttp.ClientSession) -> dict[str, float]:
+    async with http.get("/metrics") as resp:
+        assert resp.status == 200
+        text = await resp.text()
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+async def test_metrics_count_workflows_and_checkpoints(http: aiohttp.ClientSession) -> None:
+    before = await metric_values(http)
+    done, failed, stopped = uid("m-done"), uid("m-failed"), uid("m-stopped")
+    for kind, iid, body in (
+        ("fan", done, "3"),
+        ("fails", failed, '"kaput"'),
+        ("waits", stopped, ""),
+    ):
+        async with http.post(f"/v1.0/workflows/{kind}/{iid}/start", data=body) as resp:
+            assert resp.status == 202
+    await status_of(http, f"/v1.0/workflows/fan/{done}", "COMPLETED")
+    await status_of(http, f"/v1.0/workflows/fails/{failed}", "FAILED")
+    await status_of(http, f"/v1.0/workflows/waits/{stopped}", "RUNNING")
+    async with http.post(f"/v1.0/workflows/waits/{stopped}/terminate") as resp:
+        assert resp.status == 202
+    await status_of(http, f"/v1.0/workflows/waits/{stopped}", "TERMINATED")
+    after = await metric_values(http)
+
+    def delta(name: str) -> float:
+        return after[name] - before[name]
+
+    assert delta("actorflow_workflows_started_total") == 3
+    for status in ("COMPLETED", "FAILED", "TERMINATED"):
+        assert delta(f'actorflow_workflows_finished_total{{status="{status}"}}') == 1, status
+    # Every instance saved its start and at least one turn.
+    checkpoints = "actorflow_workflow_checkpoint_seconds"
+    assert delta(f"{checkpoints}_count") >= 6
+    assert after[f'{checkpoints}_bucket{{le="+Inf"}}'] == after[f"{checkpoints}_count"]
+    buckets = [v for k, v in after.items() if k.startswith(f"{checkpoints}_bucket")]
+    assert buckets == sorted(buckets)  # cumulative
+    assert after["actorflow_app_connections"] == 1  # the one SDK app of this cluster
+    assert after["actorflow_workflow_work_items_queued"] == 0
+
+
 async def test_a_sidecar_cut_off_from_placement_says_so_and_keeps_serving(
     tmp_path: Path,
 ) -> None:
