@@ -27,6 +27,9 @@ class Outcome:
     story: str
 
 
+PHONE_TRY_S = 3  # how long each try of the phone verification waits for an answer
+
+
 def _finish(client: DaprWorkflowClient, iid: str, timeout: int = 60) -> tuple[str, Any]:
     state = client.wait_for_workflow_completion(iid, timeout_in_seconds=timeout)
     if state is None:
@@ -73,24 +76,31 @@ def bank(client: DaprWorkflowClient) -> Outcome:
     return Outcome("bank_transfer", status2, balances, time.monotonic() - started, ok, story)
 
 
+def _await_status(client: DaprWorkflowClient, iid: str, text: str, timeout_s: float = 30) -> None:
+    """Wait until the workflow's custom status mentions `text` (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        state = client.get_workflow_state(iid)
+        if state is not None and text in (state.serialized_custom_status or ""):
+            return
+        time.sleep(0.05)  # polling the workflow's custom status
+
+
 def phone(client: DaprWorkflowClient) -> Outcome:
     started = time.monotonic()
+    # Each try waits PHONE_TRY_S for an answer: the answers below are sent as soon as
+    # the workflow shows it is ready for them, and must arrive within that time (a busy
+    # machine, or a cluster healing from a partition, once took more than 1 s).
     iid = client.schedule_new_workflow(
-        "phone_verification", input={"phone": "+1-555-0100", "code": "4711", "timeout_s": 1},
+        "phone_verification",
+        input={"phone": "+1-555-0100", "code": "4711", "timeout_s": PHONE_TRY_S},
         instance_id=_uid("verify"),
     )  # fmt: skip
     client.wait_for_workflow_start(iid, timeout_in_seconds=30)
-    deadline = time.monotonic() + 30
-    while True:  # let the first try time out, then answer wrong, then right
-        state = client.get_workflow_state(iid)
-        if state is not None and "timed out" in (state.serialized_custom_status or ""):
-            break
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)  # polling the workflow's custom status
-    client.raise_workflow_event(iid, "sms_answer", data="0000")
-    time.sleep(0.2)  # the wrong answer is handled before the right one arrives
-    client.raise_workflow_event(iid, "sms_answer", data="4711")
+    _await_status(client, iid, "timed out")  # let the first try time out,
+    client.raise_workflow_event(iid, "sms_answer", data="0000")  # answer wrong,
+    _await_status(client, iid, "wrong code")
+    client.raise_workflow_event(iid, "sms_answer", data="4711")  # then right
     status, out = _finish(client, iid)
     ok = status == "COMPLETED" and out == {"verified": True, "attempts": 3}
     story = "try 1 timed out, try 2 got a wrong code, try 3 the right one: " + json.dumps(out)
