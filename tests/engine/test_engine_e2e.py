@@ -183,3 +183,19 @@ def test_bad_requests_are_invalid_argument_and_change_nothing(
     iid = request_.instanceId
     usable = iid.isprintable() and len(iid) <= 256 and "||" not in iid
     assert cluster.client(0).get_workflow_state(iid if usable else "never-started") is None
+
+
+@pytest.mark.parametrize("method", ["StartInstance", "RaiseEvent", "GetWorkItems"])
+def test_request_bytes_that_do_not_parse_are_invalid_argument(cluster: Any, method: str) -> None:
+    """grpc answered UNKNOWN ("Exception deserializing request!") before; now the RPC and
+    the message it expected are named, for unary and streaming methods alike."""
+    with grpc.insecure_channel(cluster.info["sidecars"][0]["grpc"]) as channel:
+        kind = channel.unary_stream if method == "GetWorkItems" else channel.unary_unary
+        call: Any = kind(f"/TaskHubSidecarService/{method}")
+        with pytest.raises(grpc.RpcError) as err:
+            result = call(b"\xff\xff\xff\xff", timeout=30)
+            if method == "GetWorkItems":
+                next(iter(result))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+    assert f"{method}: the request is not a valid" in (err.value.details() or "")
+    assert cluster.client(0).get_workflow_state("never-started") is None  # still serving
