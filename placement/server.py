@@ -56,6 +56,7 @@ from raftkit.listen import EXCLUSIVE_PORT, bind_grpc
 from raftkit.node import RaftNode, RaftStatus, Role
 from raftkit.outbox import OutboxWriter
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
+from raftkit.wire import unary_handler
 
 log = logging.getLogger(__name__)
 
@@ -456,10 +457,8 @@ class PlacementNode:
                     request_deserializer=pb.HostReport.FromString,
                     response_serializer=None,  # orders are pre-encoded bytes
                 ),
-                "GetPlacementInfo": grpc.unary_unary_rpc_method_handler(
-                    self._info,
-                    request_deserializer=pb.GetPlacementInfoRequest.FromString,
-                    response_serializer=pb.PlacementInfo.SerializeToString,
+                "GetPlacementInfo": unary_handler(
+                    "GetPlacementInfo", self._info, pb.GetPlacementInfoRequest, pb.PlacementInfo
                 ),
             },
         )

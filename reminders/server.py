@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from raftkit.codec import Command
 from raftkit.errors import (
@@ -40,6 +41,7 @@ from raftkit.listen import EXCLUSIVE_PORT, bind_grpc
 from raftkit.node import RaftNode, Role
 from raftkit.outbox import OutboxWriter
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
+from raftkit.wire import unary_handler
 from reminders import convert
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.config import RemindersConfig
@@ -446,28 +448,22 @@ class RemindersNode:
         return batch.SerializeToString()
 
     def _handlers(self) -> grpc.GenericRpcHandler:
-        def unary(fn: Callable[..., Any], req: Any, resp: Any) -> grpc.RpcMethodHandler[Any, Any]:
-            return grpc.unary_unary_rpc_method_handler(
-                fn, request_deserializer=req.FromString, response_serializer=resp.SerializeToString
-            )
-
+        unary: dict[str, tuple[Callable[..., Any], type[Message], type[Message]]] = {
+            "CreateReminder": (
+                self._create_one, pb.CreateReminderRequest, pb.CreateReminderResponse
+            ),
+            "CreateReminders": (
+                self._create_many, pb.CreateRemindersRequest, pb.CreateRemindersResponse
+            ),
+            "GetReminder": (self._get, pb.GetReminderRequest, pb.Reminder),
+            "ListReminders": (self._list, pb.ListRemindersRequest, pb.ListRemindersResponse),
+            "DeleteReminder": (self._delete, pb.DeleteReminderRequest, pb.DeleteReminderResponse),
+            "GetRemindersInfo": (self._info, pb.GetRemindersInfoRequest, pb.RemindersInfo),
+        }  # fmt: skip
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
-                "CreateReminder": unary(
-                    self._create_one, pb.CreateReminderRequest, pb.CreateReminderResponse
-                ),
-                "CreateReminders": unary(
-                    self._create_many, pb.CreateRemindersRequest, pb.CreateRemindersResponse
-                ),
-                "GetReminder": unary(self._get, pb.GetReminderRequest, pb.Reminder),
-                "ListReminders": unary(
-                    self._list, pb.ListRemindersRequest, pb.ListRemindersResponse
-                ),
-                "DeleteReminder": unary(
-                    self._delete, pb.DeleteReminderRequest, pb.DeleteReminderResponse
-                ),
-                "GetRemindersInfo": unary(self._info, pb.GetRemindersInfoRequest, pb.RemindersInfo),
+                **{name: unary_handler(name, *spec) for name, spec in unary.items()},
                 "WatchTriggers": grpc.stream_stream_rpc_method_handler(
                     self._watch,
                     request_deserializer=pb.TriggerStreamRequest.FromString,

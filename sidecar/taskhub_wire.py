@@ -10,13 +10,12 @@ descriptor, so adding a method to the `.proto` is all it takes.
 A servicer is any object with a method per RPC name (`Hello`, `StartInstance`, ...), in
 the shape grpc expects for the method's kind (sync or `grpc.aio`: grpc decides by the
 server type). Methods it lacks answer UNIMPLEMENTED, naming the RPC. A request whose bytes
-are not the method's message answers INVALID_ARGUMENT, naming the RPC (grpc's own answer
-to a deserializer that fails is a bare UNKNOWN) and never reaches the servicer.
+are not the method's message answers INVALID_ARGUMENT, naming the RPC, and never reaches
+the servicer (`raftkit.wire`).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +23,9 @@ from typing import Any
 import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 
+from raftkit.wire import guarded, lenient
 from sidecar.api.taskhub.v1 import taskhub_pb2
 
 # The SDK's service has no package: this is the path prefix it calls.
@@ -97,76 +97,23 @@ def unknown_method_handler(*, aio: bool = False) -> grpc.GenericRpcHandler:
     return _CatchAll(aio=aio)
 
 
-@dataclass(frozen=True, slots=True)
-class _Malformed:
-    """What the deserializer hands on for bytes that do not parse."""
-
-    error: str
-
-
-def _decoder(method: TaskHubMethod) -> Callable[[bytes], Any]:
-    parse = method.request_type.FromString
-
-    def decode(raw: bytes) -> Any:
-        try:
-            return parse(raw)
-        except DecodeError as exc:
-            return _Malformed(str(exc))
-
-    return decode
-
-
-def _refusal(method: TaskHubMethod, request: _Malformed) -> str:
-    return (
-        f"{method.name}: the request is not a valid {method.request_type.DESCRIPTOR.name} "
-        f"({request.error})"
-    )
-
-
-def _guarded(
-    method: TaskHubMethod, behaviour: Callable[..., Any], *, aio: bool
-) -> Callable[..., Any]:
-    """`behaviour`, answering INVALID_ARGUMENT for a request that did not parse."""
-    if not aio:
-
-        def sync(request: Any, context: Any) -> Any:  # unary, or returns the stream
-            if isinstance(request, _Malformed):
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, _refusal(method, request))
-            return behaviour(request, context)
-
-        return sync
-    if method.server_streaming and inspect.isasyncgenfunction(behaviour):
-
-        async def stream(request: Any, context: Any) -> Any:
-            if isinstance(request, _Malformed):
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _refusal(method, request))
-            async for item in behaviour(request, context):
-                yield item
-
-        return stream
-
-    async def call(request: Any, context: Any) -> Any:  # unary, or a stream written by
-        if isinstance(request, _Malformed):  # the servicer through context.write()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, _refusal(method, request))
-        return await behaviour(request, context)
-
-    return call
-
-
 def _handler(
     method: TaskHubMethod, behaviour: Callable[..., Any], *, aio: bool
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    decode = _decoder(method)
+    decode = lenient(method.request_type)
     encode = method.response_type.SerializeToString
-    guarded = _guarded(method, behaviour, aio=aio)
+    guarded_behaviour = guarded(
+        method.name, method.request_type, behaviour, aio=aio,
+        server_streaming=method.server_streaming,
+    )  # fmt: skip
     if method.client_streaming or not method.server_streaming:
         if method.client_streaming:
             raise ValueError(f"client-streaming method {method.name} is not supported")
         return grpc.unary_unary_rpc_method_handler(
-            guarded, request_deserializer=decode, response_serializer=encode
+            guarded_behaviour, request_deserializer=decode, response_serializer=encode
         )
     return grpc.unary_stream_rpc_method_handler(
-        guarded, request_deserializer=decode, response_serializer=encode
+        guarded_behaviour, request_deserializer=decode, response_serializer=encode
     )
 
 

@@ -8,6 +8,7 @@ import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -249,6 +250,13 @@ async def test_bad_input_is_refused_and_the_node_keeps_serving(
             await client.stop()
     said = [r.getMessage() for r in caplog.records if "refuses this host" in r.getMessage()]
     assert "app_id" in said[0], said
+
+    async with grpc.aio.insecure_channel(leader.api) as channel:
+        raw: Any = channel.unary_unary("/actorflow.placement.v1.Placement/GetPlacementInfo")
+        with pytest.raises(grpc.aio.AioRpcError) as garbage:
+            await raw(b"\xff\xff\xff\xff", timeout=20)
+    assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT, garbage.value
+    assert "GetPlacementInfo: the request is not a valid" in str(garbage.value.details())
 
     info = await cluster.info(leader)
     assert info is not None and info.is_leader

@@ -147,8 +147,24 @@ async def test_api_follower_redirect_and_repetitions(cluster: LocalCluster) -> N
         refused = await _trigger_stream_error(leader.api, messages)
         assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT, refused
         assert expected in (refused.details() or "")
+    # Bytes that are not the request message: INVALID_ARGUMENT naming the RPC (grpc's
+    # own answer was UNKNOWN).
+    garbage = await _garbage_error(leader.api, "CreateReminder")
+    assert garbage.code() is grpc.StatusCode.INVALID_ARGUMENT, garbage
+    assert "CreateReminder: the request is not a valid CreateReminderRequest" in str(
+        garbage.details()
+    )
     async with RemindersClient([leader.api]) as client:
         assert (await client.get(_key("a3", app="other"))).key.actor_id == "a3"
+
+
+async def _garbage_error(address: str, rpc: str) -> grpc.aio.AioRpcError:
+    """The status a unary call with bytes that are no message at all gets."""
+    async with grpc.aio.insecure_channel(address) as channel:
+        raw: Any = channel.unary_unary(f"/actorflow.reminders.v1.Reminders/{rpc}")
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await raw(b"\xff\xff\xff\xff", timeout=20)
+        return err.value
 
 
 async def _trigger_stream_error(
