@@ -56,7 +56,7 @@ from raftkit.listen import EXCLUSIVE_PORT, bind_grpc
 from raftkit.node import RaftNode, RaftStatus, Role
 from raftkit.outbox import OutboxWriter
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
-from raftkit.wire import unary_handler
+from raftkit.wire import Malformed, first_request, lenient, refusal, unary_handler
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +454,7 @@ class PlacementNode:
             {
                 "ReportHost": grpc.stream_stream_rpc_method_handler(
                     self._report_host,
-                    request_deserializer=pb.HostReport.FromString,
+                    request_deserializer=lenient(pb.HostReport),
                     response_serializer=None,  # orders are pre-encoded bytes
                 ),
                 "GetPlacementInfo": unary_handler(
@@ -466,9 +466,8 @@ class PlacementNode:
     async def _report_host(
         self, requests: AsyncIterator[pb.HostReport], context: grpc.aio.ServicerContext[Any, Any]
     ) -> None:
-        try:
-            first = await anext(aiter(requests))
-        except StopAsyncIteration:
+        first = await first_request(requests, context, "ReportHost", pb.HostReport)
+        if first is None:
             return
         try:
             record = validate_report(
@@ -492,8 +491,7 @@ class PlacementNode:
             if verdict is not None:
                 await context.abort(*verdict)
             writer = OutboxWriter(context, stream.outbox)
-            async for report in requests:
-                self._events.put_nowait(ReportIn(stream, report))
+            await self._read_reports(stream, requests)
         except asyncio.CancelledError:
             if stream.closing is None:
                 raise
@@ -504,6 +502,16 @@ class PlacementNode:
                 await writer.stop()
         if stream.closing is not None and stream.closing[0] is not grpc.StatusCode.OK:
             await context.abort(*stream.closing)
+
+    async def _read_reports(self, stream: HostStream, requests: AsyncIterator[Any]) -> None:
+        """Hand the stream's reports to the control loop until it ends; one that did not
+        parse closes it (INVALID_ARGUMENT)."""
+        async for report in requests:
+            if isinstance(report, Malformed):
+                message = refusal("ReportHost", pb.HostReport, report)
+                stream.close(grpc.StatusCode.INVALID_ARGUMENT, message)
+                return
+            self._events.put_nowait(ReportIn(stream, report))
 
     async def _info(
         self, request: pb.GetPlacementInfoRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -155,8 +155,10 @@ class HostStream:
         return self.record.name
 
     def close(self, code: grpc.StatusCode, message: str) -> None:
-        """Ask the stream's handler to end the call with this status."""
+        """Ask the stream's handler to end the call with this status (the handler
+        closing its own stream is not cancelled: it is on its way out)."""
         if self.closing is None:
             self.closing = (code, message)
-            if self.handler is not None and not self.handler.done():
-                self.handler.cancel()
+            handler = self.handler
+            if handler is not None and not handler.done() and handler is not asyncio.current_task():
+                handler.cancel()

@@ -6,19 +6,20 @@ DecodeError"), where DESIGN 4.5 asks for a clear code. `lenient` makes a deseria
 that hands on a `Malformed` marker instead, and `guarded` wraps the method so that the
 marker is answered INVALID_ARGUMENT ("CreateReminder: the request is not a valid
 CreateReminderRequest (...)") and never reaches it. `unary_handler` puts both together
-for the common case of a grpc.aio unary method."""
+for the common case of a grpc.aio unary method. A method reading a request stream gets
+the markers among its messages and answers them with `refusal`'s text itself."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-__all__ = ["Malformed", "guarded", "lenient", "unary_handler"]
+__all__ = ["Malformed", "first_request", "guarded", "lenient", "refusal", "unary_handler"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,11 @@ def lenient(message_type: type[Message]) -> Callable[[bytes], Any]:
 
 
 Refusal = Callable[[Malformed], str]
+
+
+def refusal(rpc: str, message_type: type[Message], request: Malformed) -> str:
+    """The INVALID_ARGUMENT message for `request`, which did not parse."""
+    return f"{rpc}: the request is not a valid {message_type.DESCRIPTOR.name} ({request.error})"
 
 
 def _sync(refusal: Refusal, behaviour: Callable[..., Any]) -> Callable[..., Any]:
@@ -82,14 +88,28 @@ def guarded(
     """`behaviour` (a unary or server-streaming method), answering INVALID_ARGUMENT for
     a request its lenient deserializer could not parse."""
 
-    def refusal(request: Malformed) -> str:
-        return f"{rpc}: the request is not a valid {message_type.DESCRIPTOR.name} ({request.error})"
+    def refuse(request: Malformed) -> str:
+        return refusal(rpc, message_type, request)
 
     if not aio:
-        return _sync(refusal, behaviour)
+        return _sync(refuse, behaviour)
     if server_streaming and inspect.isasyncgenfunction(behaviour):
-        return _stream(refusal, behaviour)
-    return _call(refusal, behaviour)
+        return _stream(refuse, behaviour)
+    return _call(refuse, behaviour)
+
+
+async def first_request(
+    requests: AsyncIterator[Any], context: Any, rpc: str, message_type: type[Message]
+) -> Any:
+    """The first message of a request stream read through a lenient deserializer, or
+    None when the stream ended before one; one that did not parse is answered here."""
+    try:
+        first = await anext(aiter(requests))
+    except StopAsyncIteration:
+        return None
+    if isinstance(first, Malformed):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refusal(rpc, message_type, first))
+    return first
 
 
 def unary_handler(

@@ -41,7 +41,7 @@ from raftkit.listen import EXCLUSIVE_PORT, bind_grpc
 from raftkit.node import RaftNode, Role
 from raftkit.outbox import OutboxWriter
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
-from raftkit.wire import unary_handler
+from raftkit.wire import Malformed, first_request, lenient, refusal, unary_handler
 from reminders import convert
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.config import RemindersConfig
@@ -381,9 +381,8 @@ class RemindersNode:
         requests: AsyncIterator[pb.TriggerStreamRequest],
         context: grpc.aio.ServicerContext[Any, Any],
     ) -> None:
-        try:
-            first = await anext(aiter(requests))
-        except StopAsyncIteration:
+        first = await first_request(requests, context, "WatchTriggers", pb.TriggerStreamRequest)
+        if first is None:
             return
         sub = await self._subscriber(first, context)
         sub.handler = asyncio.current_task()
@@ -404,6 +403,12 @@ class RemindersNode:
                 return
             writer = OutboxWriter(context, sub.outbox)
             async for message in requests:
+                if isinstance(message, Malformed):
+                    sub.close(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        refusal("WatchTriggers", pb.TriggerStreamRequest, message),
+                    )
+                    break
                 if message.WhichOneof("kind") != "ack":
                     sub.close(grpc.StatusCode.INVALID_ARGUMENT, "only acks may follow subscribe")
                     break
@@ -466,7 +471,7 @@ class RemindersNode:
                 **{name: unary_handler(name, *spec) for name, spec in unary.items()},
                 "WatchTriggers": grpc.stream_stream_rpc_method_handler(
                     self._watch,
-                    request_deserializer=pb.TriggerStreamRequest.FromString,
+                    request_deserializer=lenient(pb.TriggerStreamRequest),
                     response_serializer=None,  # batches are encoded once, in the loop
                 ),
             },

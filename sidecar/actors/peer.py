@@ -17,16 +17,18 @@ import contextlib
 import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
+from raftkit.wire import Malformed, lenient, refusal, unary_handler
 from sidecar.actors.base import ActorCallError, NotOwnerError, UnknownActorTypeError
 from sidecar.api.v1 import actors_pb2 as pb
 
 log = logging.getLogger(__name__)
 
 SERVICE = "actorflow.sidecar.v1.ActorPeer"
+_T = TypeVar("_T")
 MAX_BATCH = 256
 
 LocalInvoke = Callable[[str, str, str, bytes], Awaitable[bytes]]
@@ -76,14 +78,20 @@ class PeerService:
     async def _stream(
         self, batches: AsyncIterator[pb.ActorCallBatch], context: Any
     ) -> AsyncIterator[pb.ActorResultBatch]:
-        results: asyncio.Queue[pb.ActorResult] = asyncio.Queue()
+        # None in `results`: a batch did not parse (`refused` says why); the call ends.
+        results: asyncio.Queue[pb.ActorResult | None] = asyncio.Queue()
         running: set[asyncio.Task[None]] = set()
+        refused: list[str] = []
 
         async def one(call: pb.ActorCall) -> None:
             results.put_nowait(await self.run_call(call))
 
         async def reader() -> None:
             async for batch in batches:
+                if isinstance(batch, Malformed):
+                    refused.append(refusal("CallActorStream", pb.ActorCallBatch, batch))
+                    results.put_nowait(None)
+                    return
                 for call in batch.calls:
                     task = asyncio.create_task(one(call))
                     running.add(task)
@@ -92,11 +100,12 @@ class PeerService:
         read = asyncio.create_task(reader())
         try:
             while True:
-                first = await results.get()
-                out = [first]
-                while not results.empty() and len(out) < MAX_BATCH:
-                    out.append(results.get_nowait())
-                yield pb.ActorResultBatch(results=out)
+                out = _more(await results.get(), results)
+                done = [r for r in out if r is not None]
+                if done:
+                    yield pb.ActorResultBatch(results=done)
+                if refused:
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, refused[0])
         finally:
             read.cancel()
             for task in list(running):
@@ -106,18 +115,22 @@ class PeerService:
         return grpc.method_handlers_generic_handler(
             SERVICE,
             {
-                "CallActor": grpc.unary_unary_rpc_method_handler(
-                    self._unary,
-                    request_deserializer=pb.ActorCall.FromString,
-                    response_serializer=pb.ActorResult.SerializeToString,
-                ),
+                "CallActor": unary_handler("CallActor", self._unary, pb.ActorCall, pb.ActorResult),
                 "CallActorStream": grpc.stream_stream_rpc_method_handler(
                     self._stream,
-                    request_deserializer=pb.ActorCallBatch.FromString,
+                    request_deserializer=lenient(pb.ActorCallBatch),
                     response_serializer=pb.ActorResultBatch.SerializeToString,
                 ),
             },
         )
+
+
+def _more(first: _T, queue: asyncio.Queue[_T]) -> list[_T]:
+    """`first` and whatever else `queue` holds already, MAX_BATCH in all at most."""
+    out = [first]
+    while not queue.empty() and len(out) < MAX_BATCH:
+        out.append(queue.get_nowait())
+    return out
 
 
 class _PeerStream:

@@ -199,3 +199,22 @@ def test_request_bytes_that_do_not_parse_are_invalid_argument(cluster: Any, meth
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
     assert f"{method}: the request is not a valid" in (err.value.details() or "")
     assert cluster.client(0).get_workflow_state("never-started") is None  # still serving
+
+
+def test_peer_requests_that_do_not_parse_are_invalid_argument(cluster: Any) -> None:
+    """The peer API shares the sidecar's gRPC port with the app API: a stream batch that
+    did not parse used to kill its reader silently and leave the call hanging."""
+    peer = "/actorflow.sidecar.v1.ActorPeer"
+    with grpc.insecure_channel(cluster.info["sidecars"][0]["grpc"]) as channel:
+        unary: Any = channel.unary_unary(f"{peer}/CallActor")
+        with pytest.raises(grpc.RpcError) as err:
+            unary(b"\xff\xff\xff\xff", timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+        stream: Any = channel.stream_stream(f"{peer}/CallActorStream")
+        with pytest.raises(grpc.RpcError) as err:
+            list(stream(iter([b"\xff\xff\xff\xff"]), timeout=30))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value
+        assert "CallActorStream: the request is not a valid ActorCallBatch" in str(
+            err.value.details()
+        )
+    assert cluster.client(0).get_workflow_state("never-started") is None  # still serving

@@ -139,11 +139,14 @@ async def test_api_follower_redirect_and_repetitions(cluster: LocalCluster) -> N
     # goes on serving (the first subscribe above was redirected from a follower).
     subscribe = pb.Subscribe(host="raw", namespace="ns", app_id="app", known_term=0)
     ack = pb.TriggerStreamRequest(ack=pb.TriggerAck(term=1))
-    for messages, expected in [
+    cases: list[tuple[list[pb.TriggerStreamRequest | bytes], str]] = [
         ([ack], "must be subscribe"),
         ([pb.TriggerStreamRequest(subscribe=pb.Subscribe(host="raw"))], "namespace"),
         ([pb.TriggerStreamRequest(subscribe=subscribe)] * 2, "only acks"),
-    ]:
+        ([b"\xff\xff\xff\xff"], "WatchTriggers: the request is not a valid TriggerStreamRequest"),
+        ([pb.TriggerStreamRequest(subscribe=subscribe), b"\xff\xff"], "not a valid"),
+    ]
+    for messages, expected in cases:
         refused = await _trigger_stream_error(leader.api, messages)
         assert refused.code() is grpc.StatusCode.INVALID_ARGUMENT, refused
         assert expected in (refused.details() or "")
@@ -168,13 +171,13 @@ async def _garbage_error(address: str, rpc: str) -> grpc.aio.AioRpcError:
 
 
 async def _trigger_stream_error(
-    address: str, messages: list[pb.TriggerStreamRequest]
+    address: str, messages: list[pb.TriggerStreamRequest | bytes]
 ) -> grpc.aio.AioRpcError:
     """The status a raw WatchTriggers stream ends with after `messages` (20 s at most)."""
     async with grpc.aio.insecure_channel(address) as channel:
         call: grpc.aio.StreamStreamCall[Any, pb.TriggerBatch] = channel.stream_stream(
             "/actorflow.reminders.v1.Reminders/WatchTriggers",
-            request_serializer=pb.TriggerStreamRequest.SerializeToString,
+            request_serializer=lambda m: m if isinstance(m, bytes) else m.SerializeToString(),
             response_deserializer=pb.TriggerBatch.FromString,
         )()
         for message in messages:
