@@ -1,13 +1,52 @@
 """A child process of `actorflow up`: started with its log file, optionally awaited until
-it prints its `READY` line, stopped with SIGTERM (then SIGKILL after a deadline)."""
+it prints its `READY` line, stopped with SIGTERM (then SIGKILL after a deadline).
+
+A child also gets SIGTERM from the kernel when `up` itself dies, however it dies
+(Linux's parent-death signal): an `up` killed with SIGKILL, or by the OOM killer, used to
+leave its whole cluster running, holding the ports the next `up` needs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
+import os
 import signal
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
+
+
+def _prctl() -> Any:
+    """libc's prctl, looked up before any fork (the child must not load libraries)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    with contextlib.suppress(OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True).prctl
+    return None
+
+
+_PRCTL = _prctl()
+
+
+def _stop_with(parent: int) -> Callable[[], None] | None:
+    """What the child runs between fork and exec: ask for SIGTERM when `parent` dies,
+    and stop at once if it is already gone (it died between the fork and this call)."""
+    prctl = _PRCTL
+    if prctl is None:
+        return None
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_child
 
 
 class StartError(RuntimeError):
@@ -45,6 +84,7 @@ class Proc:
                 stderr=log,
                 env=self.env,
                 start_new_session=True,  # our own process group: a Ctrl-C reaches `up` only
+                preexec_fn=_stop_with(os.getpid()),
             )
         if not ready_line:
             return
