@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         "take to find and reach its owner; then 503 / UNAVAILABLE",
     )
     p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=_env("IDLE_TIMEOUT", "60"),
+        help="seconds an actor with nothing to do stays active (a workflow between "
+        "steps; an activity actor is kept while its activity runs, however long)",
+    )
+    p.add_argument(
         "--max-payload-bytes",
         type=int,
         default=_env("MAX_PAYLOAD_BYTES", str(4 << 20)),
@@ -113,6 +120,7 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
         app_activity_window=args.app_activity_window,
         app_workflow_window=args.app_workflow_window,
         call_timeout_s=args.call_timeout,
+        idle_timeout_s=args.idle_timeout,
         max_payload_bytes=args.max_payload_bytes,
     )
 

@@ -38,6 +38,12 @@ def slow_double(ctx: Any, x: int) -> int:
     return x * 2
 
 
+def sleepy(ctx: Any, seconds: float) -> float:
+    """An activity that takes `seconds` (longer than a sidecar's idle timeout, in tests)."""
+    time.sleep(seconds)
+    return seconds
+
+
 def marked_double(ctx: Any, args: dict[str, Any]) -> int:
     """Records each start (a line in a file), then takes `sleep` seconds."""
     with Path(args["path"]).open("a") as f:
@@ -60,6 +66,10 @@ def flaky(ctx: Any, args: dict[str, Any]) -> int:
 
 def echo(ctx: Any, value: Any) -> Any:
     return value
+
+
+def long_step(ctx: wf.DaprWorkflowContext, seconds: float) -> Any:
+    return (yield ctx.call_activity(sleepy, input=seconds))
 
 
 def fan(ctx: wf.DaprWorkflowContext, n: int) -> Any:
@@ -244,10 +254,11 @@ def cross_app(ctx: wf.DaprWorkflowContext, x: int) -> Any:
 
 def register() -> None:
     if ROLE == "all":
-        for fn in (double, explode, slow_double, marked_double, flaky, echo):
+        for fn in (double, explode, slow_double, marked_double, flaky, echo, sleepy):
             runtime.register_activity(fn, name=fn.__name__)
         for w in (fan, slow_fan, timer_then_event, timed, fails, waits, retries, race,
-                  early_event, deterministic, child, parent, tree, counter):  # fmt: skip
+                  early_event, deterministic, child, parent, tree, counter,
+                  long_step):  # fmt: skip
             runtime.register_workflow(w, name=w.__name__)
     elif ROLE == "caller":
         runtime.register_workflow(cross_app, name="cross_app")

@@ -28,6 +28,7 @@ CASES: list[tuple[Callable[[], argparse.ArgumentParser], str, str, str]] = [
     (reminders_parser, "ACTORFLOW_REMINDERS_ACK_TIMEOUT", "ack_timeout", "--ack-timeout"),
     (reminders_parser, "ACTORFLOW_REMINDERS_FIRE_LINGER", "fire_linger", "--fire-linger"),
     (sidecar_parser, "ACTORFLOW_SIDECAR_CALL_TIMEOUT", "call_timeout", "--call-timeout"),
+    (sidecar_parser, "ACTORFLOW_SIDECAR_IDLE_TIMEOUT", "idle_timeout", "--idle-timeout"),
     (sidecar_parser, "ACTORFLOW_SIDECAR_MAX_PAYLOAD_BYTES", "max_payload_bytes",
      "--max-payload-bytes"),
     (sidecar_parser, "ACTORFLOW_SIDECAR_APP_ACTIVITY_WINDOW", "app_activity_window",

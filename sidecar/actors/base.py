@@ -21,7 +21,9 @@ Answer = bytes | asyncio.Future[bytes]
 
 
 class Actor(Protocol):
-    """One activation. The runtime calls these one at a time (turn-based)."""
+    """One activation. The runtime calls these one at a time (turn-based). An actor may
+    also have `busy() -> bool`: True while it has work of its own in progress between
+    turns, which keeps the idle sweep from deactivating it (see `sidecar.actors.host`)."""
 
     async def on_activate(self) -> None: ...
 

@@ -7,7 +7,9 @@ task activates the actor first (`on_activate`) and deactivates it when told to (
 placement table moved it away): then it finishes the turn in progress, fails what is
 still queued with `NotOwnerError` (the callers retry at the new owner) and calls
 `on_deactivate`. It also ends when its mailbox stayed empty for `idle_timeout_s` (one
-sweep timer per host finds those) or when the actor asks to (`ActorContext.leave`);
+sweep timer per host finds those) unless the actor says it is busy with work of its own
+(an optional `busy()` method: an activity actor while its activity runs, which may take
+far longer than the idle timeout), or when the actor asks to (`ActorContext.leave`);
 calls that arrive meanwhile go to the next activation instead of being refused.
 
 A turn may answer with a future instead of bytes (`Answer`: a caller waiting for a
@@ -61,6 +63,7 @@ class Activation:
     turns: int = 0
     left_on_its_own: bool = False  # `ActorContext.leave` was called, or it idled out
     idle_since: float | None = None  # loop time its mailbox went empty; None while busy
+    busy: Callable[[], bool] | None = None  # the actor's own `busy()`, if it has one
 
 
 def _leave(activation: Activation) -> None:
@@ -169,8 +172,11 @@ class ActorHost:
         cutoff = asyncio.get_running_loop().time() - self._idle
         for activation in self._active.values():
             since = activation.idle_since
-            if since is not None and since <= cutoff and activation.mailbox.empty():
-                _leave(activation)
+            if since is None or since > cutoff or not activation.mailbox.empty():
+                continue
+            if activation.busy is not None and activation.busy():
+                continue  # work of its own in progress: not idle, however quiet
+            _leave(activation)
         self._arm_sweep()
 
     async def _run(self, activation: Activation) -> None:
@@ -181,6 +187,7 @@ class ActorHost:
         actor: Actor | None = None
         try:
             actor = self._factories[actor_type](ctx)
+            activation.busy = getattr(actor, "busy", None)
             await actor.on_activate()
             await self._turns(activation, actor)
         except Exception as exc:

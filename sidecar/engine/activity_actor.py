@@ -52,6 +52,11 @@ class ActivityActor:
     def kick(self) -> None:  # EffectRunner's RunTurn hook; activities have no turns
         return None
 
+    def busy(self) -> bool:
+        """While the activity runs (minutes, maybe): an idle sweep then would cancel it,
+        and nothing would ever send its outcome to the workflow."""
+        return self._runner is not None and not self._runner.done()
+
     async def on_activate(self) -> None:
         return None  # the saved state is read by the first dispatch that needs it
 

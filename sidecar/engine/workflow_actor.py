@@ -280,6 +280,11 @@ class WorkflowActor:
 
     # ---- the orchestration runner
 
+    def busy(self) -> bool:
+        """While its runner works (a turn at the app, a checkpoint, completions
+        gathering): an idle sweep would cut it off mid-turn."""
+        return self._runner is not None and not self._runner.done()
+
     def kick(self) -> None:
         if self._runner is None or self._runner.done():
             self._runner = asyncio.get_running_loop().create_task(self._run())

@@ -160,6 +160,29 @@ async def test_an_actor_called_more_often_than_its_idle_timeout_stays() -> None:
     assert host.activations == 1 and Probe.log == ["activate a"]
 
 
+class Worker(Probe):
+    """Busy (work of its own between turns) until the test says it is done."""
+
+    done = asyncio.Event()
+
+    def busy(self) -> bool:
+        return not Worker.done.is_set()
+
+
+async def test_a_busy_actor_is_not_swept_as_idle_and_is_once_its_work_ends() -> None:
+    Worker.done = asyncio.Event()
+    host = ActorHost({"worker": Worker}, sidecar="s1", services=None, owns=lambda t, i: 7,
+                     idle_timeout_s=0.05, drain_timeout_s=2)  # fmt: skip
+    await host.invoke("worker", "w", "echo", b"")
+    await asyncio.sleep(0.5)  # ten idle timeouts, several sweeps: it must still be there
+    assert host.active and Probe.log == ["activate w"]
+    Worker.done.set()
+    async with asyncio.timeout(5):
+        while host.active:
+            await asyncio.sleep(0.01)
+    assert Probe.log == ["activate w", "deactivate w"]
+
+
 async def test_deactivate_drains_the_turn_and_sends_queued_calls_back() -> None:
     release = asyncio.Event()
     host = make_host(services={"a": release})
