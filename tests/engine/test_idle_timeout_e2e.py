@@ -1,5 +1,6 @@
-"""An activity that runs longer than the sidecar's idle timeout (1 s here, 60 s by
-default) completes, and its workflow with it.
+"""Work that outlasts the sidecar's idle timeout (1 s here, 60 s by default): an
+activity, a durable timer, an external event raised after the instance went idle. Each
+completes, and the idle actors still leave.
 
 The activity actor's mailbox is empty while its activity runs; the idle sweep used to
 deactivate it after `--idle-timeout`, which cancelled the run: the outcome the app sent
@@ -42,3 +43,24 @@ def test_an_activity_longer_than_the_idle_timeout_completes(cluster: Any, uid: A
     while active_actors(cluster):
         assert time.monotonic() < deadline, "actors stayed active long after their work"
         time.sleep(0.1)  # polling the sidecar's metrics, bounded
+
+
+def test_a_timer_and_an_event_after_the_idle_timeout_reach_their_workflows(
+    cluster: Any, uid: Any
+) -> None:
+    """The workflow actors are deactivated while they wait; the timer's reminder and the
+    raised event activate them again from the store."""
+    c = cluster.client()
+    timed = c.schedule_new_workflow("timed", input=3.0, instance_id=uid("idle-timer"))
+    waiting = c.schedule_new_workflow("waits", instance_id=uid("idle-event"))
+    c.wait_for_workflow_start(waiting, timeout_in_seconds=30)
+    deadline = time.monotonic() + 30
+    while active_actors(cluster):  # both instances wait, deactivated
+        assert time.monotonic() < deadline, "the waiting instances never went idle"
+        time.sleep(0.1)  # polling the sidecar's metrics, bounded
+    c.raise_workflow_event(waiting, "release", data="late")
+    for iid in (timed, waiting):
+        state = c.wait_for_workflow_completion(iid, timeout_in_seconds=60)
+        assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
+    assert json.loads(c.get_workflow_state(timed).serialized_output) >= 3.0
+    assert json.loads(c.get_workflow_state(waiting).serialized_output) == "late"
