@@ -41,6 +41,25 @@ def _addresses(text: str | None) -> tuple[str, ...]:
     return tuple(a.strip() for a in (text or "").split(",") if a.strip())
 
 
+# The number flags: (flag, type, ACTORFLOW_SIDECAR_* name, default, help). The
+# environment's value is a string default that argparse parses like the flag's own, so
+# a bad one is a usage error naming the flag.
+_NUMBER_FLAGS: tuple[tuple[str, type, str, str, str], ...] = (
+    ("--app-activity-window", int, "APP_ACTIVITY_WINDOW", "0",
+     "activity work items one app connection may hold unanswered (0: no limit)"),
+    ("--app-workflow-window", int, "APP_WORKFLOW_WINDOW", "0",
+     "workflow work items one app connection may hold unanswered (0: no limit)"),
+    ("--call-timeout", float, "CALL_TIMEOUT", "30",
+     "seconds an actor call (and so an HTTP or gRPC request on a workflow) may take to "
+     "find and reach its owner; then 503 / UNAVAILABLE"),
+    ("--idle-timeout", float, "IDLE_TIMEOUT", "60",
+     "seconds an actor with nothing to do stays active (a workflow between steps; an "
+     "activity actor is kept while its activity runs, however long)"),
+    ("--max-payload-bytes", int, "MAX_PAYLOAD_BYTES", str(4 << 20),
+     "largest HTTP body and gRPC message accepted or sent (default 4 MiB)"),
+)  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     # Number flags take their environment fallback as a string default, which argparse
     # parses like the flag itself: a bad value is a clean usage error, not a traceback.
@@ -68,38 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--test-actors", action="store_true", help="host the `counter` test actor")
     p.add_argument("--turn-log", type=Path, default=None, help="counter actors' turn log")
-    p.add_argument(
-        "--app-activity-window",
-        type=int,
-        default=_env("APP_ACTIVITY_WINDOW", "0"),
-        help="activity work items one app connection may hold unanswered (0: no limit)",
-    )
-    p.add_argument(
-        "--app-workflow-window",
-        type=int,
-        default=_env("APP_WORKFLOW_WINDOW", "0"),
-        help="workflow work items one app connection may hold unanswered (0: no limit)",
-    )
-    p.add_argument(
-        "--call-timeout",
-        type=float,
-        default=_env("CALL_TIMEOUT", "30"),
-        help="seconds an actor call (and so an HTTP or gRPC request on a workflow) may "
-        "take to find and reach its owner; then 503 / UNAVAILABLE",
-    )
-    p.add_argument(
-        "--idle-timeout",
-        type=float,
-        default=_env("IDLE_TIMEOUT", "60"),
-        help="seconds an actor with nothing to do stays active (a workflow between "
-        "steps; an activity actor is kept while its activity runs, however long)",
-    )
-    p.add_argument(
-        "--max-payload-bytes",
-        type=int,
-        default=_env("MAX_PAYLOAD_BYTES", str(4 << 20)),
-        help="largest HTTP body and gRPC message accepted or sent (default 4 MiB)",
-    )
+    for flag, kind, env, default, text in _NUMBER_FLAGS:
+        p.add_argument(flag, type=kind, default=_env(env, default), help=text)
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     return p
 
