@@ -64,3 +64,25 @@ def test_a_timer_and_an_event_after_the_idle_timeout_reach_their_workflows(
         assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
     assert json.loads(c.get_workflow_state(timed).serialized_output) >= 3.0
     assert json.loads(c.get_workflow_state(waiting).serialized_output) == "late"
+
+
+def test_a_child_that_finishes_after_its_parent_went_idle_reaches_it(
+    cluster: Any, uid: Any
+) -> None:
+    c = cluster.client()
+    iid = uid("idle-parent")
+    c.schedule_new_workflow("parent", input={"wait": True}, instance_id=iid)
+    deadline = time.monotonic() + 30
+    while True:  # the waiting child exists (reading its state keeps it active, so
+        child = c.get_workflow_state(f"{iid}-waiting")  # stop reading once it does)
+        if child is not None and child.runtime_status == WorkflowStatus.RUNNING:
+            break
+        assert time.monotonic() < deadline, "the waiting child never started"
+        time.sleep(0.1)  # polling the instance, bounded
+    while active_actors(cluster):  # the parent and the child go idle
+        assert time.monotonic() < deadline, "the parent and its child never went idle"
+        time.sleep(0.1)  # polling the sidecar's metrics, bounded
+    c.raise_workflow_event(f"{iid}-waiting", "never", data=None)
+    state = c.wait_for_workflow_completion(iid, timeout_in_seconds=60)
+    assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
+    assert [r["value"] for r in json.loads(state.serialized_output)["results"]] == [2, 4]
