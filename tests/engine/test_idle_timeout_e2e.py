@@ -86,3 +86,38 @@ def test_a_child_that_finishes_after_its_parent_went_idle_reaches_it(
     state = c.wait_for_workflow_completion(iid, timeout_in_seconds=60)
     assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
     assert [r["value"] for r in json.loads(state.serialized_output)["results"]] == [2, 4]
+
+
+def metric(cluster: Any, name: str) -> int:
+    with urllib.request.urlopen(f"{cluster.info['sidecars'][0]['http']}/metrics") as resp:
+        text = resp.read().decode()
+    found = re.search(rf"^{re.escape(name)} (\d+)$", text, re.MULTILINE)
+    assert found, text
+    return int(found.group(1))
+
+
+def test_a_turn_waiting_for_an_app_outlasts_the_idle_timeout(cluster: Any, uid: Any) -> None:
+    """With no app connected, a new workflow's first turn waits in the sidecar. Its
+    workflow actor must not idle out meanwhile: that dropped the turn, and only a later
+    call on the instance (not the app coming back) planned it again. So nothing touches
+    the instance until the sidecar's counters say it finished."""
+    done = 'actorflow_workflows_finished_total{status="COMPLETED"}'
+    cluster.kill_app(0)
+    try:
+        c = cluster.client()
+        before = metric(cluster, done)
+        iid = c.schedule_new_workflow("fan", input=3, instance_id=uid("no-app"))
+        deadline = time.monotonic() + 30
+        while not metric(cluster, "actorflow_workflow_work_items_queued"):
+            assert time.monotonic() < deadline, "the first turn was never queued"
+            time.sleep(0.05)  # polling the sidecar's metrics, bounded
+        time.sleep(3.0)  # three idle timeouts with the turn queued: the point of the test
+    finally:
+        cluster.start_app(0)
+    deadline = time.monotonic() + 30
+    while metric(cluster, done) == before:
+        assert time.monotonic() < deadline, "the workflow never finished once the app was back"
+        time.sleep(0.1)  # polling the sidecar's metrics, bounded
+    state = c.get_workflow_state(iid)
+    assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
+    assert json.loads(state.serialized_output) == 6
