@@ -8,12 +8,13 @@ app calls and are not checked here; they are for mutual TLS to protect.
 from __future__ import annotations
 
 import hmac
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, cast
 
 import grpc
 from aiohttp import web
+
+from sidecar.http_errors import error
 
 TOKEN_KEY = "dapr-api-token"
 APP_SERVICE_PREFIX = "/TaskHubSidecarService/"
@@ -67,13 +68,7 @@ def token_middleware(token: str) -> Any:
         if request.path not in OPEN_PATHS and not token_matches(
             token, request.headers.get(TOKEN_KEY)
         ):
-            return web.Response(
-                status=401,
-                body=json.dumps(
-                    {"errorCode": "ERR_UNAUTHENTICATED", "message": f"missing or wrong {TOKEN_KEY}"}
-                ),
-                content_type="application/json",
-            )
+            return error(401, "ERR_UNAUTHENTICATED", f"missing or wrong {TOKEN_KEY}")
         return await handler(request)
 
     return check

@@ -9,8 +9,9 @@
   answered in time, 413 over the payload limit.
 - `/v1.0/workflows/...` and `/v1.0-beta1/workflows/...`: see sidecar/http_workflows.py.
 
-Errors are JSON `{"errorCode": ..., "message": ...}`; this module alone maps the
-runtime's exceptions to HTTP codes. That includes what aiohttp itself answers: a path no
+Errors are JSON `{"errorCode": ..., "message": ...}`, built by `sidecar.http_errors.error`
+(here, in the workflow routes and in the token check alike). This module also answers
+for aiohttp itself: a path no
 route matches is 404 `ERR_ROUTE_NOT_FOUND`, a method the route does not take 405
 `ERR_METHOD_NOT_ALLOWED` (with `Allow`), and an unexpected failure 500 `ERR_INTERNAL`
 (logged with its traceback).
@@ -18,7 +19,6 @@ route matches is 404 `ERR_ROUTE_NOT_FOUND`, a method the route does not take 405
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -28,6 +28,7 @@ from aiohttp import web
 from raftkit.listen import BindError
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.auth import token_middleware
+from sidecar.http_errors import error
 from sidecar.http_workflows import routes as workflow_routes
 
 if TYPE_CHECKING:
@@ -36,14 +37,6 @@ if TYPE_CHECKING:
 SIDECAR: web.AppKey[Sidecar] = web.AppKey("sidecar")
 
 log = logging.getLogger(__name__)
-
-
-def error(status: int, code: str, message: str) -> web.Response:
-    return web.Response(
-        status=status,
-        body=json.dumps({"errorCode": code, "message": message}),
-        content_type="application/json",
-    )
 
 
 async def healthz(request: web.Request) -> web.Response:

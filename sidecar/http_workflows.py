@@ -37,6 +37,7 @@ from aiohttp import web
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.naming import workflow_type
+from sidecar.http_errors import error
 from sidecar.workflow.events import (
     execution_started_event,
     raised_event,
@@ -281,7 +282,7 @@ def _guard(fn: Any) -> Any:
             result: web.StreamResponse = await fn(request)
             return result
         except HttpError as exc:
-            return _json(exc.status, {"errorCode": exc.code, "message": exc.message})
+            return error(exc.status, exc.code, exc.message)
 
     return handler
 

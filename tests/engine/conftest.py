@@ -90,16 +90,21 @@ class Cluster:
         (self.up.data_dir / "cluster.json").unlink(missing_ok=True)
         self.start()
 
+    def metric(self, name: str, index: int = 0) -> int:
+        """One sample of sidecar `index`'s /metrics, by its full name (labels included)."""
+        url = f"{self.info['sidecars'][index]['http']}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            text = resp.read().decode()
+        found = re.search(rf"^{re.escape(name)} (\d+)$", text, re.MULTILINE)
+        assert found, text
+        return int(found.group(1))
+
     def waiting_callers(self) -> list[int]:
         """Each sidecar's `actorflow_workflow_waiting_callers` gauge."""
-        held = []
-        for sidecar in self.info["sidecars"]:
-            with urllib.request.urlopen(f"{sidecar['http']}/metrics", timeout=10) as resp:
-                text = resp.read().decode()
-            found = re.search(r"^actorflow_workflow_waiting_callers (\d+)$", text, re.MULTILINE)
-            assert found, text
-            held.append(int(found.group(1)))
-        return held
+        return [
+            self.metric("actorflow_workflow_waiting_callers", i)
+            for i in range(len(self.info["sidecars"]))
+        ]
 
     def held_waits(self, count: int) -> list[int]:
         """The gauges once `count` waits are held in all (bounded)."""

@@ -10,9 +10,7 @@ placement change). Found with a 100 s activity on a default cluster."""
 from __future__ import annotations
 
 import json
-import re
 import time
-import urllib.request
 from typing import Any
 
 import pytest
@@ -24,14 +22,6 @@ CLUSTER = {"sidecars": 1, "env": {"ACTORFLOW_SIDECAR_IDLE_TIMEOUT": "1"}}
 ACTIVITY_S = 4.0  # four idle timeouts, a dozen sweeps
 
 
-def active_actors(cluster: Any) -> int:
-    with urllib.request.urlopen(f"{cluster.info['sidecars'][0]['http']}/metrics") as resp:
-        text = resp.read().decode()
-    found = re.search(r"^actorflow_actors_active (\d+)$", text, re.MULTILINE)
-    assert found, text
-    return int(found.group(1))
-
-
 def test_an_activity_longer_than_the_idle_timeout_completes(cluster: Any, uid: Any) -> None:
     c = cluster.client()
     iid = c.schedule_new_workflow("long_step", input=ACTIVITY_S, instance_id=uid("long"))
@@ -40,7 +30,7 @@ def test_an_activity_longer_than_the_idle_timeout_completes(cluster: Any, uid: A
     assert json.loads(state.serialized_output) == ACTIVITY_S
     # Idle actors still leave after the idle timeout: the sweep was not turned off.
     deadline = time.monotonic() + 30
-    while active_actors(cluster):
+    while cluster.metric("actorflow_actors_active"):
         assert time.monotonic() < deadline, "actors stayed active long after their work"
         time.sleep(0.1)  # polling the sidecar's metrics, bounded
 
@@ -55,7 +45,7 @@ def test_a_timer_and_an_event_after_the_idle_timeout_reach_their_workflows(
     waiting = c.schedule_new_workflow("waits", instance_id=uid("idle-event"))
     c.wait_for_workflow_start(waiting, timeout_in_seconds=30)
     deadline = time.monotonic() + 30
-    while active_actors(cluster):  # both instances wait, deactivated
+    while cluster.metric("actorflow_actors_active"):  # both instances wait, deactivated
         assert time.monotonic() < deadline, "the waiting instances never went idle"
         time.sleep(0.1)  # polling the sidecar's metrics, bounded
     c.raise_workflow_event(waiting, "release", data="late")
@@ -79,21 +69,13 @@ def test_a_child_that_finishes_after_its_parent_went_idle_reaches_it(
             break
         assert time.monotonic() < deadline, "the waiting child never started"
         time.sleep(0.1)  # polling the instance, bounded
-    while active_actors(cluster):  # the parent and the child go idle
+    while cluster.metric("actorflow_actors_active"):  # the parent and the child go idle
         assert time.monotonic() < deadline, "the parent and its child never went idle"
         time.sleep(0.1)  # polling the sidecar's metrics, bounded
     c.raise_workflow_event(f"{iid}-waiting", "never", data=None)
     state = c.wait_for_workflow_completion(iid, timeout_in_seconds=60)
     assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
     assert [r["value"] for r in json.loads(state.serialized_output)["results"]] == [2, 4]
-
-
-def metric(cluster: Any, name: str) -> int:
-    with urllib.request.urlopen(f"{cluster.info['sidecars'][0]['http']}/metrics") as resp:
-        text = resp.read().decode()
-    found = re.search(rf"^{re.escape(name)} (\d+)$", text, re.MULTILINE)
-    assert found, text
-    return int(found.group(1))
 
 
 def test_a_turn_waiting_for_an_app_outlasts_the_idle_timeout(cluster: Any, uid: Any) -> None:
@@ -105,17 +87,17 @@ def test_a_turn_waiting_for_an_app_outlasts_the_idle_timeout(cluster: Any, uid: 
     cluster.kill_app(0)
     try:
         c = cluster.client()
-        before = metric(cluster, done)
+        before = cluster.metric(done)
         iid = c.schedule_new_workflow("fan", input=3, instance_id=uid("no-app"))
         deadline = time.monotonic() + 30
-        while not metric(cluster, "actorflow_workflow_work_items_queued"):
+        while not cluster.metric("actorflow_workflow_work_items_queued"):
             assert time.monotonic() < deadline, "the first turn was never queued"
             time.sleep(0.05)  # polling the sidecar's metrics, bounded
         time.sleep(3.0)  # three idle timeouts with the turn queued: the point of the test
     finally:
         cluster.start_app(0)
     deadline = time.monotonic() + 30
-    while metric(cluster, done) == before:
+    while cluster.metric(done) == before:
         assert time.monotonic() < deadline, "the workflow never finished once the app was back"
         time.sleep(0.1)  # polling the sidecar's metrics, bounded
     state = c.get_workflow_state(iid)
