@@ -63,7 +63,12 @@ _STATUS = {
     pb.ORCHESTRATION_STATUS_STALLED: "STALLED",
 }
 _HTTP_FOR = {"NOT_FOUND": 404, "ALREADY_EXISTS": 409, "FAILED_PRECONDITION": 409,
-             "INVALID_ARGUMENT": 400}  # fmt: skip
+             "INVALID_ARGUMENT": 400, "RESOURCE_EXHAUSTED": 413}  # fmt: skip
+# The errorCode of an actor's refusal, where it is not `ERR_{code}`: every route here
+# names an instance, so the actor's NOT_FOUND is that instance missing (the same answer
+# as a get or purge of it); a payload the state store cannot hold is the same 413 as
+# a body over the HTTP limit.
+_ERR_FOR = {"NOT_FOUND": "ERR_INSTANCE_NOT_FOUND", "RESOURCE_EXHAUSTED": "ERR_PAYLOAD_TOO_LARGE"}
 
 
 class HttpError(Exception):
@@ -116,9 +121,7 @@ class WorkflowApi:
             return result
         except ActorCallError as exc:
             code, _, message = str(exc).partition(": ")
-            # Every route here names an instance: the actor's NOT_FOUND is that instance
-            # missing, the same answer (and errorCode) as a get or purge of it.
-            name = "ERR_INSTANCE_NOT_FOUND" if code == "NOT_FOUND" else f"ERR_{code}"
+            name = _ERR_FOR.get(code, f"ERR_{code}")
             raise HttpError(_HTTP_FOR.get(code, 500), name, message or str(exc)) from exc
         except (ActorUnavailableError, UnknownActorTypeError) as exc:
             raise HttpError(503, "ERR_NOT_READY", str(exc)) from exc

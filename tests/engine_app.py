@@ -68,6 +68,31 @@ def echo(ctx: Any, value: Any) -> Any:
     return value
 
 
+def blob(ctx: Any, size: int) -> str:
+    return "x" * size
+
+
+def sized(ctx: wf.DaprWorkflowContext, args: dict[str, Any]) -> Any:
+    """Payloads of chosen sizes: an activity's `result`, a child's `child_input`, the
+    workflow's custom `status` and `output` (bytes each); a failed task is caught and
+    reported as {"caught": error type, "message": ...}."""
+    try:
+        if "result" in args:
+            got = yield ctx.call_activity(blob, input=args["result"])
+            return {"result": len(got)}
+        if "child_input" in args:
+            got = yield ctx.call_child_workflow("sized", input={"echo": "c" * args["child_input"]})
+            return {"child": got}
+    except wf.TaskFailedError as exc:
+        return {"caught": exc.details.error_type, "message": exc.details.message}
+    if "status" in args:
+        ctx.set_custom_status("s" * args["status"])
+        yield ctx.create_timer(timedelta(milliseconds=10))
+    if "output" in args:
+        return "o" * args["output"]
+    return {"echo": len(args.get("echo", ""))}
+
+
 def long_step(ctx: wf.DaprWorkflowContext, seconds: float) -> Any:
     return (yield ctx.call_activity(sleepy, input=seconds))
 
@@ -254,11 +279,11 @@ def cross_app(ctx: wf.DaprWorkflowContext, x: int) -> Any:
 
 def register() -> None:
     if ROLE == "all":
-        for fn in (double, explode, slow_double, marked_double, flaky, echo, sleepy):
+        for fn in (double, explode, slow_double, marked_double, flaky, echo, sleepy, blob):
             runtime.register_activity(fn, name=fn.__name__)
         for w in (fan, slow_fan, timer_then_event, timed, fails, waits, retries, race,
                   early_event, deterministic, child, parent, tree, counter,
-                  long_step):  # fmt: skip
+                  long_step, sized):  # fmt: skip
             runtime.register_workflow(w, name=w.__name__)
     elif ROLE == "caller":
         runtime.register_workflow(cross_app, name="cross_app")

@@ -29,6 +29,8 @@ from sidecar.workflow import (
     complete,
     decode_activity,
     encode_activity,
+    fit_activity_response,
+    payload_limit,
     store_key,
 )
 
@@ -43,6 +45,7 @@ class ActivityActor:
         self.apps = s.apps
         self.key = store_key(s.app_id, ctx.actor_type, ctx.actor_id, ACTIVITY_STATE_KEY)
         self.effects = EffectRunner(s, self)
+        self._payload_limit = payload_limit(s.store.limits)
         self.state: ActivityState | None = None
         self._loaded = False  # whether the saved state was read (or known to be absent)
         self.source_app = s.app_id
@@ -98,7 +101,9 @@ class ActivityActor:
         assert self.state is not None
         request = self.state.request.request()
         try:
-            response = await self.apps.run_activity(request)
+            response = fit_activity_response(
+                await self.apps.run_activity(request), self._payload_limit
+            )
             done, notify = complete(self.state, response, time.time_ns() // 1_000_000)
             self.state = done
             # The outcome is saved while it travels to the workflow, not before: the

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +39,7 @@ from sidecar.workflow import (
     StartChild,
     TerminateInstance,
 )
+from sidecar.workflow.finish import child_not_started
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +173,11 @@ class EffectRunner:
             await self._run(effect, first)
         except (UnknownActorTypeError, ActorCallError) as exc:
             log.warning("effect %s refused, not retried: %s", type(effect).__name__, exc)
+            if isinstance(effect, StartChild) and isinstance(exc, ActorCallError):
+                # The child's actor said no: its parent is told, or it would wait forever.
+                notify = child_not_started(effect, str(exc), time.time_ns() // 1_000_000)
+                if notify is not None:
+                    self.start([notify])
         except Exception as exc:
             log.info("effect %s failed (%s); retrying", type(effect).__name__, exc)
             return False

@@ -44,6 +44,7 @@ from sidecar.workflow import (
     METADATA_KEY,
     AppTurn,
     CheckpointPlan,
+    CheckpointTooLargeError,
     Completed,
     DispatchActivity,
     Effect,
@@ -59,6 +60,7 @@ from sidecar.workflow import (
     keys_to_load,
     layout_of,
     load_state,
+    payload_limit,
     pending_work,
     plan_checkpoint,
     plan_turn,
@@ -67,6 +69,7 @@ from sidecar.workflow import (
     settle,
     start_at_ms,
     store_key,
+    unsaveable,
 )
 from sidecar.workflow.events import timer_fired_event
 from sidecar.workflow.finish import continued_execution_id
@@ -143,6 +146,7 @@ class WorkflowActor:
         self.apps = s.apps
         self.effects = EffectRunner(s, self)
         self.metrics = s.metrics
+        self._payload_limit = payload_limit(self.store.limits)
         # Callers waiting for this instance to start or finish (`wait`), from any sidecar.
         self.waits: StateWaits[WorkflowState | None] = StateWaits(s.waiting)
         self.state: WorkflowState | None = None
@@ -247,12 +251,25 @@ class WorkflowActor:
 
     # ---- saving
 
-    async def _save(self, state: WorkflowState, *, reload_on_conflict: bool = True) -> None:
-        """Checkpoint `state` (the caller holds the lock). The write is a task of its
-        own, which a deactivation waits for (see `on_deactivate`). When another
-        activation wrote first, the state is read again from the store and what it has
-        pending is re-issued (that activation's effects may never have gone out)."""
-        plan = plan_checkpoint(self.layout, state, self.app_id, self.type, self.store.limits)
+    def _plan(self, state: WorkflowState) -> CheckpointPlan:
+        """The transactions that save `state`; `CheckpointTooLargeError` when one of its
+        rows cannot fit a transaction of this store (see `sidecar.workflow.limits`)."""
+        return plan_checkpoint(self.layout, state, self.app_id, self.type, self.store.limits)
+
+    async def _save(
+        self,
+        state: WorkflowState,
+        *,
+        plan: CheckpointPlan | None = None,
+        reload_on_conflict: bool = True,
+    ) -> None:
+        """Checkpoint `state` (the caller holds the lock), by `plan` if the caller made
+        it. The write is a task of its own, which a deactivation waits for (see
+        `on_deactivate`). When another activation wrote first, the state is read again
+        from the store and what it has pending is re-issued (that activation's effects
+        may never have gone out)."""
+        if plan is None:
+            plan = self._plan(state)
         began = time.perf_counter()
         writing = asyncio.ensure_future(self._write(plan, state, self.version))
         writing.add_done_callback(_retrieve)
@@ -415,13 +432,23 @@ class WorkflowActor:
         # no open task and is dropped, and the turn, planned again from the stored state,
         # schedules the same task (same activity actor) again: activities run at least
         # once, as always. Every other effect waits for the save.
+        # The plan comes first: a turn whose state no transaction can hold (a row over
+        # the store's limit) fails the instance from its last saved state instead, and
+        # nothing of that turn goes out (it would come back, and fail again, forever).
+        try:
+            plan = self._plan(result.state)
+        except CheckpointTooLargeError as exc:
+            assert self.state is not None
+            log.error("workflow %s: its state cannot be saved, it fails: %s", self.id, exc)
+            result = unsaveable(self.state, str(exc), now_ms())
+            plan = self._plan(result.state)
         early: list[Effect] = []
         rest: list[Effect] = []
         for effect in result.effects:
             (early if isinstance(effect, DispatchActivity) else rest).append(effect)
         if early:
             self.effects.start(early)
-        await self._save(result.state)
+        await self._save(result.state, plan=plan)
         for effect in rest:
             if isinstance(effect, Completed):
                 self.metrics.finished_with(effect.status)
@@ -457,6 +484,7 @@ class WorkflowActor:
             # The SDK takes its app id from this router and stamps it on every action:
             # children and remote activities answer to it.
             event.router.sourceAppID = self.app_id
+        self._check_size(event, "start event")
         async with self._lock:
             self._fold()
             if not self._loaded:
@@ -494,6 +522,16 @@ class WorkflowActor:
         self.kick()
         return b""
 
+    def _check_size(self, event: pb.HistoryEvent, what: str) -> None:
+        """Refuse an event no checkpoint of this store could hold (see
+        `sidecar.workflow.limits`): nothing is stored, the caller is told."""
+        size = event.ByteSize()
+        if size > self._payload_limit:
+            raise ActorCallError(
+                f"RESOURCE_EXHAUSTED: the {what} is {size} bytes; this sidecar's state store "
+                f"holds at most {self._payload_limit} bytes per input or event"
+            )
+
     def _send_early(self, state: WorkflowState) -> _EarlyTurn | None:
         turn = plan_turn(state, now_ms())
         if turn is None:
@@ -526,6 +564,7 @@ class WorkflowActor:
                 raise ActorCallError(f"NOT_FOUND: no such instance exists: {self.id!r}")
             if self.state.is_terminal:
                 raise ActorCallError(f"FAILED_PRECONDITION: instance {self.id!r} has finished")
+            self._check_size(event, f"{inbox_kind(event)} event")
             new = add_events(self.state, [event])
             if new is not self.state:
                 await self._save(new)

@@ -18,6 +18,8 @@ What lives where:
   `load_state`, metadata encoding.
 - `activity`: the activity actor's state and its completion.
 - `rerun`: `rerun_from` (RerunWorkflowFromEvent).
+- `limits`: how large a payload may be for the store (`payload_limit`), and what
+  happens to one that is larger.
 - `events`: constructors of the history events the shell feeds in.
 - `errors`: `WorkflowError` and its subclasses.
 """
@@ -82,6 +84,12 @@ from sidecar.workflow.events import (
     timer_fired_event,
 )
 from sidecar.workflow.finish import continue_as_new, settle
+from sidecar.workflow.limits import (
+    PAYLOAD_ERROR_TYPE,
+    fit_activity_response,
+    payload_limit,
+    unsaveable,
+)
 from sidecar.workflow.rerun import rerun_from
 from sidecar.workflow.state import (
     TERMINAL_STATUSES,
@@ -107,6 +115,7 @@ __all__ = [
     "ACTIVITY_STATE_KEY",
     "CUSTOM_STATUS_KEY",
     "METADATA_KEY",
+    "PAYLOAD_ERROR_TYPE",
     "TERMINAL_STATUSES",
     "ActivityState",
     "ActivityStatus",
@@ -145,6 +154,7 @@ __all__ = [
     "decode_activity",
     "encode_activity",
     "execution_started_event",
+    "fit_activity_response",
     "history_key",
     "inbox_key",
     "inbox_kind",
@@ -153,6 +163,7 @@ __all__ = [
     "load_state",
     "new_activity",
     "new_state",
+    "payload_limit",
     "pending_work",
     "plan_checkpoint",
     "plan_turn",
@@ -169,4 +180,5 @@ __all__ = [
     "task_failed_event",
     "terminated_event",
     "timer_fired_event",
+    "unsaveable",
 ]

@@ -12,6 +12,9 @@
   still in the inbox belong to the old generation and are dropped, as are any that
   arrive later (their generation no longer matches).
 
+A child whose start its actor refuses (`child_not_started`) fails its task in the
+parent with errorType "ChildWorkflowNotStarted".
+
 A terminated child reports to its parent as ChildWorkflowInstanceFailed with errorType
 "WorkflowTerminated" (the parent's `call_child_workflow` raises, as in Durable Task).
 """
@@ -25,6 +28,7 @@ from sidecar.workflow.effects import (
     Completed,
     Effect,
     NotifyParent,
+    StartChild,
     TerminateInstance,
     TurnResult,
 )
@@ -40,7 +44,9 @@ from sidecar.workflow.events import (
 from sidecar.workflow.state import OpenWork, WorkflowState
 
 __all__ = [
+    "CHILD_REFUSED_ERROR_TYPE",
     "TERMINATED_ERROR_TYPE",
+    "child_not_started",
     "continue_as_new",
     "continued_execution_id",
     "finish",
@@ -49,6 +55,7 @@ __all__ = [
 ]
 
 TERMINATED_ERROR_TYPE = "WorkflowTerminated"
+CHILD_REFUSED_ERROR_TYPE = "ChildWorkflowNotStarted"
 
 # Inbox events that survive a continue-as-new: they are addressed to the instance, not
 # to one execution of it.
@@ -78,6 +85,23 @@ def notify_parent(state: WorkflowState, now_ms: int) -> NotifyParent | None:
             TERMINATED_ERROR_TYPE, f"child workflow {state.instance_id!r} was terminated"
         )
     return NotifyParent(parent, child_failed_event(task_id, failure, now_ms))
+
+
+def child_not_started(start: StartChild, reason: str, now_ms: int) -> NotifyParent | None:
+    """What a parent hears of a child its start was refused to (the child's actor said
+    no: a start over the store's limit, a bad id): the child's task fails with
+    CHILD_REFUSED_ERROR_TYPE, instead of waiting for a child that never runs. None for
+    a workflow started without a parent."""
+    if start.parent is None:
+        return None
+    failure = failure_details(
+        CHILD_REFUSED_ERROR_TYPE,
+        f"child workflow {start.instance_id!r} could not be started: {reason}",
+    )
+    failure.isNonRetriable = True
+    return NotifyParent(
+        start.parent, child_failed_event(start.parent.task_scheduled_id, failure, now_ms)
+    )
 
 
 def finish(

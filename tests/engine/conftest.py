@@ -3,8 +3,9 @@ process (tests/engine_app.py, the real Dapr SDK) beside each sidecar.
 
 A test module chooses its cluster with a module attribute, read by the module-scoped
 `cluster` fixture: `CLUSTER = {"app_ids": ["a", "b"], "roles": {"a": "caller", ...}}`
-(default: 2 sidecars of the app `app`, each with an app of role `all`); `"env"` adds
-environment variables to every process of the cluster (e.g. a sidecar setting).
+(default: 2 sidecars of the app `app`, each with an app of role `all`, on SQLite);
+`"store": "etcd"` runs it on a 3-member etcd cluster; `"env"` adds environment
+variables to every process of the cluster (e.g. a sidecar setting).
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def cluster(
         args.append("--app-ids=" + ",".join(spec["app_ids"]))
     else:
         args.append(f"--sidecars={spec.get('sidecars', 2)}")
+    if "store" in spec:
+        args.append(f"--store={spec['store']}")
     up = UpCluster(root / "af", args, env=dict(spec.get("env", {})))
     c = Cluster(root, up, dict(spec.get("roles", {})))
     try:

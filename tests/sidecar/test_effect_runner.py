@@ -1,6 +1,7 @@
 """`EffectRunner`: at most MAX_IN_FLIGHT effects of an activation at a time, so a big
 fan-out streams to the app instead of routing every dispatch before the first runs; a
-failing effect backs off without holding a worker; `close` stops everything."""
+failing effect backs off without holding a worker; `close` stops everything; a child
+whose start is refused fails its task in the parent."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import pytest
 
+from sidecar.actors.base import ActorCallError
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine import effects as effects_module
 from sidecar.engine.effects import MAX_IN_FLIGHT, EffectRunner
-from sidecar.workflow import DispatchActivity
+from sidecar.workflow import DispatchActivity, ParentInfo, StartChild
 
 
 def _dispatch(task_id: int) -> DispatchActivity:
@@ -124,3 +128,40 @@ async def test_close_cancels_running_and_backing_off_effects(monkeypatch: Any) -
         async with asyncio.timeout(0.3):
             await router.changed.wait()
     assert router.attempts == tried and router.done == []
+
+
+@dataclass
+class RefusingRouter:
+    """Refuses every child start, as a child's actor does for a start over the store's
+    limit; records every other call."""
+
+    calls: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+        self.changed.set()
+        if method == "start":
+            raise ActorCallError("RESOURCE_EXHAUSTED: the start event is 900000 bytes")
+        self.calls.append((actor_type, actor_id, method, msgpack.unpackb(payload)))
+        return b""
+
+
+async def test_a_refused_child_start_fails_the_childs_task_in_its_parent() -> None:
+    router = RefusingRouter()
+    runner = EffectRunner(Services(router), Owner())  # type: ignore[arg-type]
+    parent = ParentInfo(instance_id="p", execution_id="pe", task_scheduled_id=5, app_id="app")
+    start = pb.HistoryEvent()
+    start.executionStarted.name = "child"
+    runner.start([StartChild(instance_id="c", name="child", event=start, parent=parent)])
+    async with asyncio.timeout(10):
+        while not router.calls:
+            router.changed.clear()
+            await router.changed.wait()
+    [(actor_type, actor_id, method, payload)] = router.calls
+    assert (actor_type, actor_id, method) == ("dapr.internal.default.app.workflow", "p", "event")
+    assert payload["exec"] == "pe"
+    failed = pb.HistoryEvent.FromString(payload["e"]).childWorkflowInstanceFailed
+    assert failed.taskScheduledId == 5
+    assert failed.failureDetails.errorType == "ChildWorkflowNotStarted"
+    assert "RESOURCE_EXHAUSTED" in failed.failureDetails.errorMessage
+    await runner.close()

@@ -1,7 +1,8 @@
 """Starting a workflow: a new instance is written on the condition that nothing is
 stored, with no read; anything stored (a running duplicate, a finished id started
 again) is read and decided as before. And callers waiting for an instance to start or
-finish: held by its actor, answered by the save that passes their test."""
+finish: held by its actor, answered by the save that passes their test. A start or
+event larger than the store can hold is refused before anything is written."""
 
 from __future__ import annotations
 
@@ -19,15 +20,15 @@ from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import Versioned
-from sidecar.store.memory import MemoryStore
-from sidecar.workflow.events import execution_started_event, terminated_event
+from sidecar.store.memory import MemoryConfig, MemoryStore
+from sidecar.workflow.events import execution_started_event, raised_event, terminated_event
 
 ID = "wf-1"
 
 
 class CountingStore(MemoryStore):
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, config: MemoryConfig | None = None) -> None:
+        super().__init__(config)
         self.reads = 0
 
     async def get_many(self, keys: Sequence[str]) -> dict[str, Versioned]:
@@ -140,3 +141,31 @@ async def test_a_wait_ends_unpassed_at_its_bound_or_when_the_actor_leaves() -> N
     assert not msgpack.unpackb(await asyncio.wait_for(held, 5))["passed"]
     with pytest.raises(ActorCallError, match="INVALID_ARGUMENT"):
         await actor.invoke("wait", _wait("finished"))
+
+
+def _big_start(input_bytes: int) -> bytes:
+    event = execution_started_event(
+        name="flow", instance_id=ID, execution_id="", input="x" * input_bytes, now_ms=1,
+        parent=None,
+    )  # fmt: skip
+    return bytes(msgpack.packb({"e": event.SerializeToString()}))
+
+
+async def test_a_start_or_event_the_store_cannot_hold_is_refused_and_nothing_stored() -> None:
+    store = CountingStore(MemoryConfig(max_txn_bytes=64 * 1024))  # payload limit: 24 KiB
+    actor = _actor(store)
+    await actor.on_activate()
+    with pytest.raises(ActorCallError, match=r"RESOURCE_EXHAUSTED: the start event is \d+ bytes"):
+        await actor.invoke("start", _big_start(30_000))
+    assert await store.scan_prefix("") == []
+    await actor.invoke("start", _big_start(20_000))  # within the limit
+    stored = await store.scan_prefix("")
+    big = raised_event("go", "e" * 30_000, 2)
+    payload = msgpack.packb({"e": big.SerializeToString(), "durable": True})
+    with pytest.raises(ActorCallError, match="RESOURCE_EXHAUSTED: the eventRaised event"):
+        await actor.invoke("event", payload)
+    assert await store.scan_prefix("") == stored  # nothing written
+    small = raised_event("go", "e" * 100, 3)
+    await actor.invoke("event", msgpack.packb({"e": small.SerializeToString(), "durable": True}))
+    assert actor.state is not None and len(actor.state.inbox) == 2
+    await actor.on_deactivate()
