@@ -44,15 +44,18 @@ class StoreLimits:
 
     `max_ops` bounds the number of writes and, separately, the number of expected
     versions; `max_bytes` bounds the sum of the UTF-8 key lengths and value lengths of
-    the writes (`write_bytes`). A store refuses a bigger transaction with
+    the writes plus `op_bytes` for each write (`write_bytes`): what the store's own
+    encoding adds per write (etcd frames each op of a Txn: a few thousand small writes
+    add more than a fixed margin allows). A store refuses a bigger transaction with
     `TransactionTooLargeError` before sending anything.
     """
 
     max_ops: int
     max_bytes: int
+    op_bytes: int = 0
 
     def __post_init__(self) -> None:
-        if self.max_ops < 1 or self.max_bytes < 1:
+        if self.max_ops < 1 or self.max_bytes < 1 or self.op_bytes < 0:
             raise StoreConfigError(f"store limits must be positive: {self}")
 
 
@@ -136,9 +139,11 @@ class StateStore(Protocol):
     async def close(self) -> None: ...
 
 
-def write_bytes(writes: Mapping[str, bytes | None]) -> int:
-    """The size `StoreLimits.max_bytes` bounds: UTF-8 key bytes plus value bytes."""
-    return sum(_key_bytes(k) + (len(v) if v is not None else 0) for k, v in writes.items())
+def write_bytes(writes: Mapping[str, bytes | None], op_bytes: int = 0) -> int:
+    """The size `StoreLimits.max_bytes` bounds: UTF-8 key bytes plus value bytes, plus
+    `op_bytes` (`StoreLimits.op_bytes`) per write."""
+    raw = sum(_key_bytes(k) + (len(v) if v is not None else 0) for k, v in writes.items())
+    return raw + op_bytes * len(writes)
 
 
 def _key_bytes(key: str) -> int:
@@ -165,6 +170,7 @@ def check_transaction(
             if not isinstance(value, bytes | bytearray | memoryview):
                 raise TypeError(f"value of {key!r} must be bytes or None, not {type(value)}")
             size += len(value)
+    size += limits.op_bytes * len(writes)
     ops = max(len(writes), len(expect))
     if ops > limits.max_ops:
         raise TransactionTooLargeError(
@@ -176,7 +182,7 @@ def check_transaction(
         )
     if size > limits.max_bytes:
         raise TransactionTooLargeError(
-            f"transaction carries {size} bytes of keys and values; "
+            f"transaction carries {size} bytes of keys and values (and per-write framing); "
             f"this store allows at most {limits.max_bytes}: split it",
             ops=ops,
             size=size,

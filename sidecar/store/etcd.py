@@ -58,7 +58,7 @@ from sidecar.store.base import (
     check_transaction,
 )
 
-__all__ = ["EtcdConfig", "EtcdStore", "EtcdTls", "prefix_range_end"]
+__all__ = ["EtcdConfig", "EtcdStore", "EtcdTls", "etcd_limits", "prefix_range_end"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -66,7 +66,12 @@ T = TypeVar("T")
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _TOO_LARGE = ("too many operations in txn request", "request is too large", "larger than max")
 _SCAN_PAGE = 1000
-# etcd frames each op of a Txn; this leaves room for it within --max-request-bytes.
+# What framing each put or delete of a Txn adds to its key and value, at most (tags and
+# length varints of the op in `success`, its RequestOp and its Put/DeleteRangeRequest:
+# 6-15 bytes measured; 20 bounds values up to 256 MiB). Counted per write into
+# `StoreLimits.max_bytes`; the margin below is for the request's own fields and the
+# compares of the expected versions.
+_OP_BYTES = 20
 _BYTES_MARGIN = 64 * 1024
 
 
@@ -106,6 +111,11 @@ class EtcdConfig:
             raise StoreConfigError("etcd timeouts must be positive")
         if self.max_request_bytes <= _BYTES_MARGIN:
             raise StoreConfigError(f"max_request_bytes must exceed {_BYTES_MARGIN}")
+
+
+def etcd_limits(config: EtcdConfig) -> StoreLimits:
+    """What one transaction may carry on the etcd cluster `config` names."""
+    return StoreLimits(config.max_txn_ops, config.max_request_bytes - _BYTES_MARGIN, _OP_BYTES)
 
 
 def prefix_range_end(prefix: bytes) -> bytes:
@@ -209,7 +219,7 @@ class EtcdStore:
             for address in config.endpoints
         ]
         self._current = 0
-        self._limits = StoreLimits(config.max_txn_ops, config.max_request_bytes - _BYTES_MARGIN)
+        self._limits = etcd_limits(config)
         self._closed = False
 
     @classmethod

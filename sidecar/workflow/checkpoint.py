@@ -249,19 +249,20 @@ def _changes(before: StoredLayout, after: WorkflowState) -> _Changes:
     return changes
 
 
-def _size(key: str, value: bytes | None) -> int:
-    return len(key.encode()) + (len(value) if value is not None else 0)
+def _size(key: str, value: bytes | None, limits: StoreLimits) -> int:
+    """What one write counts against `limits.max_bytes` (see `write_bytes`)."""
+    return len(key.encode()) + (len(value) if value is not None else 0) + limits.op_bytes
 
 
 def _chunks(
     items: Mapping[str, bytes | None], meta_key: str, meta: bytes, limits: StoreLimits
 ) -> Iterator[dict[str, bytes | None]]:
     """Greedy chunks of `items`, each with room for the metadata row."""
-    base = _size(meta_key, meta)
+    base = _size(meta_key, meta, limits)
     chunk: dict[str, bytes | None] = {}
     size = base
     for key, value in items.items():
-        item = _size(key, value)
+        item = _size(key, value, limits)
         if base + item > limits.max_bytes or limits.max_ops < 2:
             raise CheckpointTooLargeError(
                 f"{key!r} ({item} bytes) cannot fit a transaction with the metadata row "
@@ -277,7 +278,7 @@ def _chunks(
 
 
 def _fits(writes: Mapping[str, bytes | None], limits: StoreLimits) -> bool:
-    size = sum(_size(k, v) for k, v in writes.items())
+    size = sum(_size(k, v, limits) for k, v in writes.items())
     return len(writes) <= limits.max_ops and size <= limits.max_bytes
 
 

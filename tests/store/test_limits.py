@@ -25,13 +25,15 @@ _VALUES = st.one_of(
 @given(
     writes=st.dictionaries(st.text(min_size=1, max_size=12), _VALUES, max_size=12),
     max_bytes=st.integers(min_value=1, max_value=400),
+    op_bytes=st.sampled_from([0, 20]),
 )
 def test_the_size_limit_is_the_utf8_size_of_keys_and_values(
-    writes: dict[str, bytes | None], max_bytes: int
+    writes: dict[str, bytes | None], max_bytes: int, op_bytes: int
 ) -> None:
-    """Non-ASCII keys count their UTF-8 bytes, values their length, deletes their key."""
-    limits = StoreLimits(max_ops=100, max_bytes=max_bytes)
-    if write_bytes(writes) > max_bytes:
+    """Non-ASCII keys count their UTF-8 bytes, values their length, deletes their key,
+    and each write the store's framing (`op_bytes`)."""
+    limits = StoreLimits(max_ops=100, max_bytes=max_bytes, op_bytes=op_bytes)
+    if write_bytes(writes, op_bytes) > max_bytes:
         with pytest.raises(TransactionTooLargeError):
             check_transaction(writes, {}, limits)
     else:
