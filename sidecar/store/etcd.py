@@ -27,6 +27,8 @@ last error. Retries, per kind of call:
 TLS: `EtcdTls` (CA, optional client cert and key for mutual TLS, optional server name
 override); each endpoint has its own channel, so the certificate is checked against the
 address actually dialled.
+Writes without `expect` share Txns (`WriteGroups`): those waiting when a Txn can
+leave go as one, at most four such Txns out at a time.
 Limits: etcd refuses a Txn with more than `--max-txn-ops` (default 128) operations or a
 request over `--max-request-bytes` (default 1.5 MiB). `EtcdConfig` must state the
 server's values; a bigger transaction raises `TransactionTooLargeError` before sending.
@@ -35,6 +37,7 @@ server's values; a bigger transaction raises `TransactionTooLargeError` before s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +60,7 @@ from sidecar.store.base import (
     Versioned,
     check_transaction,
 )
+from sidecar.store.write_groups import WriteGroups
 
 __all__ = ["EtcdConfig", "EtcdStore", "EtcdTls", "etcd_limits", "prefix_range_end"]
 
@@ -220,6 +224,7 @@ class EtcdStore:
         ]
         self._current = 0
         self._limits = etcd_limits(config)
+        self._groups = WriteGroups(lambda merged: self._txn(merged, NO_EXPECT), self._limits)
         self._closed = False
 
     @classmethod
@@ -363,6 +368,11 @@ class EtcdStore:
         self, writes: Mapping[str, bytes | None], *, expect: Mapping[str, int] = NO_EXPECT
     ) -> int:
         check_transaction(writes, expect, self._limits)
+        if writes and not expect:
+            return await self._groups.write(writes)  # shares a Txn with others waiting
+        return await self._txn(writes, expect)
+
+    async def _txn(self, writes: Mapping[str, bytes | None], expect: Mapping[str, int]) -> int:
         request = _txn_request(writes, expect)
         size = request.ByteSize()
         if size > self._config.max_request_bytes:
@@ -421,6 +431,8 @@ class EtcdStore:
     async def close(self) -> None:
         if self._closed:
             return
+        with contextlib.suppress(TimeoutError):  # what is still waiting is sent first
+            await asyncio.wait_for(self._groups.drain(), self._config.timeout_s)
         self._closed = True
         for endpoint in self._endpoints:
             await endpoint.channel.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 from collections.abc import Callable
@@ -222,3 +223,26 @@ def test_a_big_fan_outs_checkpoint_fits_etcds_request_size() -> None:
     for txn in plan.transactions:
         request = _txn_request(txn.writes, plan.expect(7))
         assert request.ByteSize() <= config.max_request_bytes, len(txn.writes)
+
+
+async def test_unconditional_writes_waiting_together_share_a_txn(
+    etcd_single: EtcdCluster, ns: str
+) -> None:
+    """etcd gives each Txn one revision: 500 concurrent writes without `expect` (a
+    fan-out's activity outcomes) take a handful, not 500. Fenced writes stay alone."""
+    store = await EtcdStore.open(etcd_single.store_config())
+    try:
+        before = await store.transact({f"{ns}start": b"0"})
+        revisions = await asyncio.gather(
+            *(store.transact({f"{ns}k{i:03d}": b"%d" % i}) for i in range(500))
+        )
+        assert max(revisions) - before < 50, max(revisions) - before
+        rows = await store.scan_prefix(f"{ns}k")
+        assert [(k, v.value) for k, v in rows] == [(f"{ns}k{i:03d}", b"%d" % i) for i in range(500)]
+        assert {v.version for _, v in rows} == set(revisions)
+        fenced = await store.transact({f"{ns}k000": b"x"}, expect={f"{ns}k000": revisions[0]})
+        with pytest.raises(ConflictError):
+            await store.transact({f"{ns}k000": b"y"}, expect={f"{ns}k000": revisions[0]})
+        assert fenced > max(revisions)
+    finally:
+        await store.close()
