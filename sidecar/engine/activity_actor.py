@@ -21,6 +21,7 @@ import time
 
 from sidecar.actors.base import ActorCallError, ActorContext
 from sidecar.engine.effects import EffectRunner, decode_dispatch
+from sidecar.store import StoreError
 from sidecar.workflow import (
     ACTIVITY_STATE_KEY,
     ActivityState,
@@ -116,7 +117,10 @@ class ActivityActor:
                 if notify is not None:
                     await self.effects.run(notify)  # retried until delivered or refused
             finally:
-                await saving
+                try:
+                    await saving
+                except StoreError as exc:  # the workflow's checkpoint records it anyway
+                    log.warning("activity %s: its outcome was not saved: %s", self.id, exc)
             # One-shot: nothing is left to do here. Deactivating now, not after the idle
             # timeout, keeps a fan-out's activations from piling up (a repeated dispatch
             # reads the saved outcome in a new activation).

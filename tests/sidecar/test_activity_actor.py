@@ -1,12 +1,16 @@
 """The activity actor: its outcome goes to the workflow while it is being saved, it is
-saved all the same, and the activation leaves once both are done."""
+saved all the same, and the activation leaves once both are done; an outcome the store
+cannot save still reaches the workflow (one warning line); a result larger than the
+store holds fails the activity."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, cast
 
 import msgpack
+import pytest
 
 from sidecar.actors.base import ActorContext
 from sidecar.actors.router import ActorRouter
@@ -15,7 +19,9 @@ from sidecar.app import ActorServices
 from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.effects import encode_dispatch
+from sidecar.store import StoreUnavailableError
 from sidecar.store.gated import GatedStore
+from sidecar.store.memory import MemoryConfig, MemoryStore
 from sidecar.workflow import ActivityStatus, DispatchActivity, decode_activity
 
 ACTOR_ID = "wf-1::1::1"
@@ -78,3 +84,57 @@ async def test_the_outcome_reaches_the_workflow_before_its_save_ends_and_is_save
     assert state.status is ActivityStatus.DONE
     await stream.aclose()
     await actor.on_deactivate()
+
+
+class UnwritableStore(MemoryStore):
+    """A store that cannot write (etcd out of reach, say)."""
+
+    async def transact(self, writes: Any, *, expect: Any = None) -> int:
+        raise StoreUnavailableError("etcd txn: no endpoint answered within 10s")
+
+
+async def _run_once(store: MemoryStore, result: str) -> tuple[pb.HistoryEvent, asyncio.Event]:
+    """Dispatch one activity to an actor on `store`, answer it with `result`; the event
+    the workflow got, and whether the actor left."""
+    apps, router = AppConnections(), RecordingRouter()
+    services = ActorServices(
+        store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
+        turn_log=None, apps=apps, reminders=None,
+    )  # fmt: skip
+    left = asyncio.Event()
+    ctx = ActorContext(
+        "dapr.internal.default.app.activity", ACTOR_ID, "s", services, leave=left.set
+    )
+    actor = ActivityActor(ctx)
+    stream = apps.stream()
+    await actor.invoke("dispatch", _dispatch())
+    item = await asyncio.wait_for(anext(stream), 10)
+    answer = pb.ActivityResponse(instanceId="wf-1", taskId=1, completionToken=item.completionToken)
+    answer.result.value = result
+    apps.complete(item.completionToken, answer)
+    await asyncio.wait_for(left.wait(), 10)
+    await stream.aclose()
+    await actor.on_deactivate()
+    ((_, _, _, body),) = router.calls
+    return pb.HistoryEvent.FromString(body["e"]), left
+
+
+async def test_an_outcome_the_store_cannot_save_still_reaches_the_workflow(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sidecar.engine.activity_actor")
+    event, left = await _run_once(UnwritableStore(), "42")
+    assert event.taskCompleted.result.value == "42"
+    assert left.is_set()  # and the actor leaves, as after a save
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING and "not saved" in record.getMessage()
+    assert record.exc_info is None  # one line, not a traceback per activity
+
+
+async def test_a_result_the_store_cannot_hold_fails_the_activity() -> None:
+    store = MemoryStore(MemoryConfig(max_txn_bytes=64 * 1024))  # payload limit: 24 KiB
+    event, _ = await _run_once(store, '"' + "x" * 30_000 + '"')
+    failed = event.taskFailed.failureDetails
+    assert failed.errorType == "PayloadTooLarge" and failed.isNonRetriable
+    event, _ = await _run_once(MemoryStore(MemoryConfig(max_txn_bytes=64 * 1024)), '"ok"')
+    assert event.taskCompleted.result.value == '"ok"'
