@@ -1,8 +1,9 @@
 """`actorflow bench fanout|chain|latency`: workflows through the real Dapr SDK.
 
-Each run starts `actorflow up --sidecars 1` (SQLite) in a temporary directory and one
-SDK app process (`bench/bench_app.py`, trivial activities) beside the sidecar; clients
-use the SDK's `DaprWorkflowClient` from this process.
+Each run starts `actorflow up --sidecars 1` (SQLite; `--store etcd` for a 3-member
+etcd cluster, the multi-machine store, here on loopback) in a temporary directory and
+one SDK app process (`bench/bench_app.py`, trivial activities) beside the sidecar;
+clients use the SDK's `DaprWorkflowClient` from this process.
 
 - fanout: one workflow with N parallel activities, for each N in `--n` (default 100,
   1000, 10000): wall time from start to completion and activities/s; plus the sidecar's
@@ -59,11 +60,11 @@ APP = Path(__file__).resolve().parent / "bench_app.py"
 
 
 @contextmanager
-def cluster() -> Iterator[dict[str, Any]]:
+def cluster(store: str = "sqlite") -> Iterator[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="af-bench-wf-") as tmp:
         up = UpCluster(
             Path(tmp) / "af",
-            ["--sidecars=1", f"--base-grpc-port={free_port_block(2)}",
+            ["--sidecars=1", f"--store={store}", f"--base-grpc-port={free_port_block(2)}",
              f"--base-http-port={free_port_block(2)}"],
         )  # fmt: skip
         app = None
@@ -127,7 +128,7 @@ def _repeated(
 
 def fanout(args: argparse.Namespace) -> dict[str, Any]:
     runs = []
-    with cluster() as info:
+    with cluster(args.store) as info:
         client = sdk_client(info)
         run_one(client, "fanout", 50)  # warm-up
         for n in args.n:
@@ -188,7 +189,7 @@ def measure_ceiling(n: int, *only: str) -> dict[str, float]:
 
 
 def chain(args: argparse.Namespace) -> dict[str, Any]:
-    with cluster() as info:
+    with cluster(args.store) as info:
         client = sdk_client(info)
         run_one(client, "chain", 2)  # warm-up
         reps = _repeated(
@@ -222,7 +223,7 @@ def _chain_once(args: argparse.Namespace, client: Any) -> dict[str, Any]:
 
 
 def latency(args: argparse.Namespace) -> dict[str, Any]:
-    with cluster() as info:
+    with cluster(args.store) as info:
         client = sdk_client(info)
         for i in range(10):
             run_one(client, "single", i)  # warm-up
@@ -292,6 +293,11 @@ def main_for(scenario: str, argv: list[str] | None) -> int:
         "--no-ceiling", action="store_true",
         help="fanout, latency: skip measuring the SDK ceiling (round trips) first",
     )  # fmt: skip
+    p.add_argument(
+        "--store", choices=("sqlite", "etcd"), default="sqlite",
+        help="the cluster's state store: SQLite (the issue's targets are for it) or a "
+        "3-member etcd cluster started by `actorflow up --store etcd`",
+    )  # fmt: skip
     add_common_args(p)
     args = p.parse_args(argv)
     if args.repeat < 1:
@@ -299,7 +305,7 @@ def main_for(scenario: str, argv: list[str] | None) -> int:
     started = now_iso()
     metrics = SCENARIOS[scenario](args)
     params: dict[str, Any] = {
-        "sidecars": 1, "store": "sqlite", "app": "bench/bench_app.py", "repeat": args.repeat,
+        "sidecars": 1, "store": args.store, "app": "bench/bench_app.py", "repeat": args.repeat,
     }  # fmt: skip
     ceiling = not args.no_ceiling
     params.update({"fanout": {"n": args.n, "ceiling": ceiling},

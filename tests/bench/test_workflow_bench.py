@@ -48,3 +48,15 @@ def test_latency_repeated_keeps_every_sample(tmp_path: Path) -> None:
         assert rep["cpu_ms_per_workflow"] == round(sum(sides), 3)
     # Eight workflows cost the three processes some ticks of 10 ms between them.
     assert sum(rep["cpu_ms_per_workflow"] for rep in metrics["repetitions"]) > 0
+
+
+def test_fanout_on_etcd(tmp_path: Path) -> None:
+    """The same scenario on the multi-machine store (a 3-member etcd cluster)."""
+    data = _bench(tmp_path, "fanout", "--n", "200", "--repeat", "1", "--no-ceiling",
+                  "--store", "etcd")  # fmt: skip
+    params = data["params"]
+    assert isinstance(params, dict) and params["store"] == "etcd"
+    metrics = data["metrics"]
+    assert isinstance(metrics, dict)
+    [run] = metrics["runs"]
+    assert run["n"] == 200 and run["activities_per_s"] > 0
