@@ -16,7 +16,9 @@ Two kinds of work share the actor's state:
 Every state change happens under one lock, so the runner and the mailbox never lose each
 other's changes. A failed save (another activation wrote first) reloads from the store
 and re-issues what the stored state has pending. A deactivation lets a checkpoint being
-written land before the activation is gone.
+written land before the activation is gone. A turn no retry would complete (an answer
+with an action this engine does not know, a state no store transaction can hold) fails
+the instance at once, with nothing of that turn sent out.
 """
 
 from __future__ import annotations
@@ -48,14 +50,17 @@ from sidecar.workflow import (
     Completed,
     DispatchActivity,
     Effect,
+    InvalidResponseError,
     Metadata,
     RerunError,
+    StaleTurnError,
     StoredLayout,
     TurnResult,
     WorkflowState,
     add_events,
     apply_response,
     child_instances,
+    fail_instance,
     inbox_kind,
     keys_to_load,
     layout_of,
@@ -76,6 +81,8 @@ from sidecar.workflow.finish import continued_execution_id
 from sidecar.workflow.state import new_state
 
 log = logging.getLogger(__name__)
+
+INVALID_RESPONSE_ERROR_TYPE = "InvalidWorkflowResponse"
 
 # Turns of a big fan-out: every turn makes the SDK replay the whole history (it re-runs
 # the workflow function, which re-creates every task), so completions are let gather
@@ -317,10 +324,11 @@ class WorkflowActor:
                     if not await self._one_turn():
                         return
                     conflicts = 0
-                except ConflictError:
+                except (ConflictError, StaleTurnError):
                     # Reloaded, its pending work re-issued (`_save`): plan from the stored
-                    # state. Twice in a row means another activation keeps writing: stop,
-                    # and let the next event start the runner again.
+                    # state (an answer to a turn planned before the reload is stale, and
+                    # planned again too). Twice in a row means another activation keeps
+                    # writing: stop, and let the next event start the runner again.
                     conflicts += 1
                     if conflicts >= MAX_CONFLICTS_IN_A_ROW:
                         return
@@ -398,7 +406,18 @@ class WorkflowActor:
         async with self._lock:
             self._fold()
             assert self.state is not None
-            result = apply_response(self.state, turn, response, now_ms())
+            try:
+                result = apply_response(self.state, turn, response, now_ms())
+            except StaleTurnError:
+                raise
+            except InvalidResponseError as exc:
+                # An answer no retry would change (an action this engine does not know,
+                # from a newer SDK say): the instance fails, instead of waiting for ever.
+                log.error("workflow %s: the app's answer cannot be applied: %s", self.id, exc)
+                result = fail_instance(
+                    self.state, INVALID_RESPONSE_ERROR_TYPE,
+                    f"the app's answer to a turn cannot be applied: {exc}", now_ms(),
+                )  # fmt: skip
             self._idle_turn = not response.actions
             await self._commit(result)
         return True

@@ -71,6 +71,7 @@ from sidecar.workflow.errors import (
     CorruptStateError,
     InvalidResponseError,
     RerunError,
+    StaleTurnError,
     WorkflowError,
 )
 from sidecar.workflow.events import (
@@ -83,7 +84,7 @@ from sidecar.workflow.events import (
     terminated_event,
     timer_fired_event,
 )
-from sidecar.workflow.finish import continue_as_new, settle
+from sidecar.workflow.finish import continue_as_new, fail_instance, settle
 from sidecar.workflow.limits import (
     PAYLOAD_ERROR_TYPE,
     fit_activity_response,
@@ -137,6 +138,7 @@ __all__ = [
     "ScheduleStart",
     "ScheduleTimer",
     "SendEvent",
+    "StaleTurnError",
     "StartChild",
     "StoredLayout",
     "TerminateInstance",
@@ -154,6 +156,7 @@ __all__ = [
     "decode_activity",
     "encode_activity",
     "execution_started_event",
+    "fail_instance",
     "fit_activity_response",
     "history_key",
     "inbox_key",

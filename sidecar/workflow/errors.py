@@ -7,6 +7,7 @@ __all__ = [
     "CorruptStateError",
     "InvalidResponseError",
     "RerunError",
+    "StaleTurnError",
     "WorkflowError",
 ]
 
@@ -17,6 +18,11 @@ class WorkflowError(Exception):
 
 class InvalidResponseError(WorkflowError):
     """The app's WorkflowResponse cannot be applied (wrong instance, unknown action)."""
+
+
+class StaleTurnError(InvalidResponseError):
+    """The answer is for a turn planned from a state that has moved on since (another
+    activation's save was loaded meanwhile): plan the turn again."""
 
 
 class RerunError(WorkflowError):

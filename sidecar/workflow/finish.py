@@ -49,6 +49,7 @@ __all__ = [
     "child_not_started",
     "continue_as_new",
     "continued_execution_id",
+    "fail_instance",
     "finish",
     "notify_parent",
     "settle",
@@ -102,6 +103,14 @@ def child_not_started(start: StartChild, reason: str, now_ms: int) -> NotifyPare
     return NotifyParent(
         start.parent, child_failed_event(start.parent.task_scheduled_id, failure, now_ms)
     )
+
+
+def fail_instance(state: WorkflowState, error_type: str, message: str, now_ms: int) -> TurnResult:
+    """End the execution FAILED for a reason of the engine's, not the app's (an answer
+    it cannot apply, a state it cannot save): non-retriable `error_type`, `message`."""
+    failure = failure_details(error_type, message)
+    failure.isNonRetriable = True
+    return finish(state, pb.ORCHESTRATION_STATUS_FAILED, None, failure, now_ms)
 
 
 def finish(

@@ -31,7 +31,7 @@ from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.store.base import StoreLimits
 from sidecar.workflow.effects import TurnResult
 from sidecar.workflow.events import failure_details
-from sidecar.workflow.finish import finish
+from sidecar.workflow.finish import fail_instance
 from sidecar.workflow.state import WorkflowState
 
 __all__ = [
@@ -85,6 +85,6 @@ def unsaveable(saved: WorkflowState, reason: str, now_ms: int) -> TurnResult:
     into its inbox since): a turn's outcome could not be saved, for `reason`. Only an
     ExecutionCompleted row and a small failure are added to what is stored, and the
     inbox is dropped, so this fits wherever `saved` did."""
-    failure = failure_details(PAYLOAD_ERROR_TYPE, f"the workflow's state cannot be saved: {reason}")
-    failure.isNonRetriable = True
-    return finish(saved, pb.ORCHESTRATION_STATUS_FAILED, None, failure, now_ms)
+    return fail_instance(
+        saved, PAYLOAD_ERROR_TYPE, f"the workflow's state cannot be saved: {reason}", now_ms
+    )

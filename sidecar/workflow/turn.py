@@ -35,7 +35,7 @@ from sidecar.workflow.effects import (
     TerminateInstance,
     TurnResult,
 )
-from sidecar.workflow.errors import InvalidResponseError, WorkflowError
+from sidecar.workflow.errors import InvalidResponseError, StaleTurnError, WorkflowError
 from sidecar.workflow.events import event_kind, terminated_event, timestamp_ms, to_timestamp
 from sidecar.workflow.finish import continue_as_new, finish, notify_parent
 from sidecar.workflow.state import WorkflowState
@@ -152,7 +152,7 @@ def _check_turn(state: WorkflowState, turn: AppTurn, response: pb.WorkflowRespon
         len(state.history),
         state.inbox_head,
     ):
-        raise InvalidResponseError(f"stale turn for {state.instance_id!r}: state moved on")
+        raise StaleTurnError(f"stale turn for {state.instance_id!r}: state moved on")
 
 
 def _turn_events(turn: AppTurn, response: pb.WorkflowResponse) -> list[pb.HistoryEvent]:
