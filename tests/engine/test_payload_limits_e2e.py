@@ -70,23 +70,23 @@ def test_a_start_event_or_output_over_the_limit_is_refused_at_the_api(
     assert state.runtime_status == WorkflowStatus.COMPLETED, state
     assert json.loads(state.serialized_output) == "small"
 
-    fits = c.schedule_new_workflow("sized", input={"echo": "e" * UNDER}, instance_id=uid("fit"))
-    state = _finished(c, fits)
+    assert _completed(c, {"echo": "e" * UNDER}, uid("fit")) == {"echo": UNDER}
+
+
+def _completed(c: Any, args: dict[str, Any], instance_id: str) -> Any:
+    """What `sized` returned for `args` (a failed task it caught, for instance)."""
+    iid = c.schedule_new_workflow("sized", input=args, instance_id=instance_id)
+    state = _finished(c, iid)
     assert state.runtime_status == WorkflowStatus.COMPLETED, state
-    assert json.loads(state.serialized_output) == {"echo": UNDER}
+    return json.loads(state.serialized_output)
 
 
 def test_an_activity_result_over_the_limit_fails_the_activity(cluster: Any, uid: Any) -> None:
     c = cluster.client()
-    iid = c.schedule_new_workflow("sized", input={"result": 1_000_000}, instance_id=uid("res"))
-    state = _finished(c, iid)
-    assert state.runtime_status == WorkflowStatus.COMPLETED, state
-    out = json.loads(state.serialized_output)
+    out = _completed(c, {"result": 1_000_000}, uid("res"))
     assert out["caught"] == "PayloadTooLarge", out
     assert "1000002 bytes" in out["message"]
-    iid = c.schedule_new_workflow("sized", input={"result": UNDER}, instance_id=uid("res-ok"))
-    state = _finished(c, iid)
-    assert json.loads(state.serialized_output) == {"result": UNDER}
+    assert _completed(c, {"result": UNDER}, uid("res-ok")) == {"result": UNDER}
 
 
 def test_a_turn_no_checkpoint_can_hold_fails_the_workflow_once(cluster: Any, uid: Any) -> None:
@@ -109,10 +109,6 @@ def test_a_turn_no_checkpoint_can_hold_fails_the_workflow_once(cluster: Any, uid
 def test_a_child_whose_start_is_refused_fails_its_task_in_the_parent(
     cluster: Any, uid: Any
 ) -> None:
-    c = cluster.client()
-    iid = c.schedule_new_workflow("sized", input={"child_input": 1_000_000}, instance_id=uid("p"))
-    state = _finished(c, iid)
-    assert state.runtime_status == WorkflowStatus.COMPLETED, state
-    out = json.loads(state.serialized_output)
+    out = _completed(cluster.client(), {"child_input": 1_000_000}, uid("p"))
     assert out["caught"] == "ChildWorkflowNotStarted", out
     assert "RESOURCE_EXHAUSTED" in out["message"]

@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, cast
+from typing import Any
 
 import msgpack
 import pytest
 
-from sidecar.actors.base import ActorContext
-from sidecar.actors.router import ActorRouter
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.app import ActorServices
-from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.effects import encode_dispatch
+from sidecar.engine.testing import activity_actor
 from sidecar.store import StoreUnavailableError
 from sidecar.store.gated import GatedStore
 from sidecar.store.memory import MemoryConfig, MemoryStore
@@ -50,15 +47,8 @@ def _dispatch() -> bytes:
 
 async def test_the_outcome_reaches_the_workflow_before_its_save_ends_and_is_saved() -> None:
     store, apps, router = GatedStore(), AppConnections(), RecordingRouter()
-    services = ActorServices(
-        store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
-        turn_log=None, apps=apps, reminders=None,
-    )  # fmt: skip
     left = asyncio.Event()
-    ctx = ActorContext(
-        "dapr.internal.default.app.activity", ACTOR_ID, "s", services, leave=left.set
-    )
-    actor = ActivityActor(ctx)
+    actor = activity_actor(store, apps, router, ACTOR_ID, leave=left.set)
     await actor.on_activate()
     stream = apps.stream()
     assert await actor.invoke("dispatch", _dispatch()) == b""
@@ -97,15 +87,8 @@ async def _run_once(store: MemoryStore, result: str) -> tuple[pb.HistoryEvent, a
     """Dispatch one activity to an actor on `store`, answer it with `result`; the event
     the workflow got, and whether the actor left."""
     apps, router = AppConnections(), RecordingRouter()
-    services = ActorServices(
-        store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
-        turn_log=None, apps=apps, reminders=None,
-    )  # fmt: skip
     left = asyncio.Event()
-    ctx = ActorContext(
-        "dapr.internal.default.app.activity", ACTOR_ID, "s", services, leave=left.set
-    )
-    actor = ActivityActor(ctx)
+    actor = activity_actor(store, apps, router, ACTOR_ID, leave=left.set)
     stream = apps.stream()
     await actor.invoke("dispatch", _dispatch())
     item = await asyncio.wait_for(anext(stream), 10)

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator
-from typing import Any, cast
+from typing import Any
 
 import msgpack
 import pytest
 
-from sidecar.actors.base import ActorContext
-from sidecar.actors.router import ActorRouter
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
+from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store.gated import GatedStore
 from sidecar.store.memory import MemoryStore
@@ -39,11 +37,7 @@ class NoRouter:
 
 async def _activated(store: MemoryStore, apps: AppConnections) -> WorkflowActor:
     """A workflow actor of instance ID on `store`, its work items going to `apps`."""
-    services = ActorServices(
-        store=store, router=cast(ActorRouter, NoRouter()), app_id="app", namespace="default",
-        turn_log=None, apps=apps, reminders=None,
-    )  # fmt: skip
-    actor = WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
+    actor = workflow_actor(store, apps, NoRouter(), ID)
     await actor.on_activate()
     return actor
 

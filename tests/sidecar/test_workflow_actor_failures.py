@@ -7,15 +7,12 @@ failed, and its outcome ran the turn again, for ever)."""
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 
 import msgpack
 
-from sidecar.actors.base import ActorContext
-from sidecar.actors.router import ActorRouter
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
+from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import INVALID_RESPONSE_ERROR_TYPE, WorkflowActor
 from sidecar.store.memory import MemoryConfig, MemoryStore
 from sidecar.workflow import PAYLOAD_ERROR_TYPE, WorkflowState
@@ -35,11 +32,7 @@ class RecordingRouter:
 
 
 def _actor(store: MemoryStore, apps: AppConnections, router: RecordingRouter) -> WorkflowActor:
-    services = ActorServices(
-        store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
-        turn_log=None, apps=apps, reminders=None,
-    )  # fmt: skip
-    return WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
+    return workflow_actor(store, apps, router, ID)
 
 
 async def _answered(

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Iterable
-from typing import Any, cast
+from typing import Any
 
 import msgpack
 
-from sidecar.actors.base import ActorContext
-from sidecar.actors.router import ActorRouter
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
+from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import COALESCE_MIN_OPEN, WorkflowActor
 from sidecar.store.memory import MemoryStore
 from sidecar.workflow.events import execution_started_event, raised_event, task_completed_event
@@ -32,11 +30,7 @@ class NullRouter:
 
 
 def _actor(store: MemoryStore, apps: AppConnections) -> WorkflowActor:
-    services = ActorServices(
-        store=store, router=cast(ActorRouter, NullRouter()), app_id="app",
-        namespace="default", turn_log=None, apps=apps, reminders=None,
-    )  # fmt: skip
-    return WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
+    return workflow_actor(store, apps, NullRouter(), ID)
 
 
 def _payload(event: pb.HistoryEvent, *, durable: bool = False) -> bytes:

@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable
-from typing import Any, cast
+from typing import Any
 
 import msgpack
 import pytest
 
-from sidecar.actors.base import ActorCallError, ActorContext
-from sidecar.actors.router import ActorRouter
+from sidecar.actors.base import ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
+from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store.gated import GatedStore
 from sidecar.store.memory import MemoryStore
@@ -42,11 +41,7 @@ class RecordingRouter:
 
 
 def _actor(store: MemoryStore, apps: AppConnections, router: RecordingRouter) -> WorkflowActor:
-    services = ActorServices(
-        store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
-        turn_log=None, apps=apps, reminders=None,
-    )  # fmt: skip
-    return WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
+    return workflow_actor(store, apps, router, ID)
 
 
 def _start() -> bytes:

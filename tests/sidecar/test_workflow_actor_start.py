@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import cast
 
 import msgpack
 import pytest
 
-from sidecar.actors.base import ActorCallError, ActorContext
-from sidecar.actors.router import ActorRouter
+from sidecar.actors.base import ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.app import ActorServices
 from sidecar.engine.apps import AppConnections
+from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import Versioned
 from sidecar.store.memory import MemoryConfig, MemoryStore
@@ -42,11 +40,7 @@ class NoRouter:
 
 
 def _actor(store: MemoryStore) -> WorkflowActor:
-    services = ActorServices(
-        store=store, router=cast(ActorRouter, NoRouter()), app_id="app", namespace="default",
-        turn_log=None, apps=AppConnections(), reminders=None,
-    )  # fmt: skip
-    return WorkflowActor(ActorContext("dapr.internal.default.app.workflow", ID, "s", services))
+    return workflow_actor(store, AppConnections(), NoRouter(), ID)
 
 
 def _start(child: bool = False) -> bytes:

@@ -1,0 +1,50 @@
+"""Test support for the engine's actors: one workflow or activity actor, alone, on a
+given store, app connections and router (any object with the router's `call`), as the
+actor host would build it. The tests of the shell drive these directly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from sidecar.actors.base import ActorContext
+from sidecar.actors.router import ActorRouter
+from sidecar.app import ActorServices
+from sidecar.engine.activity_actor import ActivityActor
+from sidecar.engine.apps import AppConnections
+from sidecar.engine.workflow_actor import WorkflowActor
+from sidecar.store.base import StateStore
+
+__all__ = ["WORKFLOW_TYPE", "activity_actor", "workflow_actor"]
+
+WORKFLOW_TYPE = "dapr.internal.default.app.workflow"
+ACTIVITY_TYPE = "dapr.internal.default.app.activity"
+
+
+def _services(store: StateStore, apps: AppConnections, router: Any) -> ActorServices:
+    return ActorServices(
+        store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
+        turn_log=None, apps=apps, reminders=None,
+    )  # fmt: skip
+
+
+def workflow_actor(
+    store: StateStore, apps: AppConnections, router: Any, instance_id: str
+) -> WorkflowActor:
+    """The workflow actor of `instance_id`, app `app`, namespace `default`."""
+    ctx = ActorContext(WORKFLOW_TYPE, instance_id, "s", _services(store, apps, router))
+    return WorkflowActor(ctx)
+
+
+def activity_actor(
+    store: StateStore,
+    apps: AppConnections,
+    router: Any,
+    actor_id: str,
+    leave: Callable[[], None] | None = None,
+) -> ActivityActor:
+    """The activity actor `actor_id`; `leave` is what its `ActorContext.leave` calls."""
+    services = _services(store, apps, router)
+    if leave is None:
+        return ActivityActor(ActorContext(ACTIVITY_TYPE, actor_id, "s", services))
+    return ActivityActor(ActorContext(ACTIVITY_TYPE, actor_id, "s", services, leave=leave))
