@@ -114,7 +114,7 @@ class PlacementClient:
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        self._outbox: asyncio.Queue[pb.HostReport] | None = None
+        self._outbox: asyncio.Queue[pb.HostReport | None] | None = None
         self.leader: str | None = None
 
     # ---- public
@@ -251,13 +251,13 @@ class PlacementClient:
 
     async def _session(self, target: str) -> str | None:
         """One stream; returns a leader address when redirected, None when it ends."""
-        outbox: asyncio.Queue[pb.HostReport] = asyncio.Queue()
+        outbox: asyncio.Queue[pb.HostReport | None] = asyncio.Queue()
         self._outbox = outbox
         outbox.put_nowait(pb.HostReport(status=host_to_proto(self._host)))
 
         async def reports() -> AsyncIterator[pb.HostReport]:
-            while True:
-                yield await outbox.get()
+            while (report := await outbox.get()) is not None:
+                yield report
 
         async with grpc.aio.insecure_channel(target, options=KEEPALIVE_CLIENT_OPTIONS) as channel:
             call = pb_grpc.PlacementStub(channel).ReportHost(reports())
@@ -271,14 +271,20 @@ class PlacementClient:
                     await self._apply(order, outbox)
             finally:
                 heartbeat.cancel()
+                # Ends the request stream. grpc feeds it from a task of its own, which it
+                # cancels only with a call cancelled here; after a stream placement ended,
+                # that task would wait on this queue for ever.
+                outbox.put_nowait(None)
         return None
 
-    async def _heartbeat(self, outbox: asyncio.Queue[pb.HostReport]) -> None:
+    async def _heartbeat(self, outbox: asyncio.Queue[pb.HostReport | None]) -> None:
         while True:
             await asyncio.sleep(self._config.heartbeat_interval_s)  # periodic, by design
             outbox.put_nowait(pb.HostReport(status=host_to_proto(self._host)))
 
-    async def _apply(self, order: pb.PlacementOrder, outbox: asyncio.Queue[pb.HostReport]) -> None:
+    async def _apply(
+        self, order: pb.PlacementOrder, outbox: asyncio.Queue[pb.HostReport | None]
+    ) -> None:
         op = Operation(order.operation)
         old_table = self._view.table
         new_table = None
