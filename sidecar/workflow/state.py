@@ -343,6 +343,9 @@ class _Intake:
             if suspend == self.suspended:
                 return False
             self.suspended = suspend
+            # The status changes now (SUSPENDED / RUNNING), not at the next turn.
+            at = max(self.metadata.updated_ms, timestamp_ms(event.timestamp))
+            self.metadata = replace(self.metadata, updated_ms=at)
         return True
 
 

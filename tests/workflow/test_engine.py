@@ -299,6 +299,21 @@ def test_suspend_holds_events_and_resume_releases_them() -> None:
     ]
 
 
+def test_a_suspend_and_a_resume_move_last_updated() -> None:
+    """Each changes the status at once (not at the next turn): lastUpdatedAt with it.
+    A repeat, which changes nothing, moves nothing."""
+    state = fanned_out(1)
+    before = state.metadata.updated_ms
+    suspended = add_events(state, [suspended_event(None, before + 500)])
+    assert suspended.metadata.updated_ms == before + 500
+    again = add_events(suspended, [suspended_event(None, before + 900)])
+    assert again.metadata.updated_ms == before + 500
+    resumed = add_events(again, [resumed_event(None, before + 1_000)])
+    assert resumed.metadata.updated_ms == before + 1_000
+    late = add_events(state, [suspended_event(None, before - 5)])  # a skewed clock
+    assert late.metadata.updated_ms == before
+
+
 def test_events_before_a_suspend_are_still_delivered() -> None:
     state = fanned_out(1)
     state = add_events(state, [done(1), suspended_event(None, T0), raised_event("e", None, T0)])
