@@ -131,7 +131,8 @@ TARGETS: tuple[Target, ...] = (
     Target("locust", 8, "failures, 50 users", _field("failures"), "<=", 0),
 )  # fmt: skip
 
-# Reference figures: measured, no target.
+# Reference figures: measured, no target. A key names a metric; "N:key" names a field
+# of fanout's row for N = N.
 REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "machine": (
         ("stalls over 5 ms", "stalls", ""),
@@ -147,6 +148,14 @@ REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("workflow p95", "workflow_p95_ms", " ms"),
     ),
     "scale-live": (("activities run twice", "duplicate_activities", ""),),
+    # The multi-machine store (3 etcd members on this machine's loopback): no target of
+    # its own, kept in every set so that its figures are watched (a big fan-out on etcd
+    # once hung for a day unnoticed: only SQLite was measured).
+    "fanout-etcd": (
+        ("N=1000 on etcd, activities", "1000:activities_per_s", "/s"),
+        ("N=10000 on etcd, activities", "10000:activities_per_s", "/s"),
+        ("N=10000 on etcd, sidecar CPU per activity", "10000:sidecar_cpu_ms_per_activity", " ms"),
+    ),
     "latency": (
         ("the SDK's three round trips", "sdk_round_trips_ms", " ms"),
         ("sidecar CPU per workflow", "sidecar_cpu_ms_per_workflow", " ms"),
@@ -166,10 +175,19 @@ RUN_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reminders", ("reminders",)),
     ("scale", ("scale",)),
     ("scale-live", ("scale", "--live")),
+    (
+        "fanout-etcd",
+        ("fanout", "--store", "etcd", "--n", "1000", "10000", "--repeat", "1", "--no-ceiling"),
+    ),
     ("locust", ("locust", "--users", "50", "--spawn-rate", "10", "--duration", "60")),
     ("actors", ("actors",)),
     ("placement", ("placement", "--hosts", "1000", "--changes", "20")),
 )
+
+
+# Scenarios whose charts `bench all` keeps: fanout-etcd's would take the names of
+# fanout's (the charts are named after the scenario the bench ran).
+_CHARTED = frozenset(name for name, _ in RUN_ORDER) - {"fanout-etcd"}
 
 
 def _shown(value: float, unit: str) -> str:
@@ -180,6 +198,14 @@ def _shown(value: float, unit: str) -> str:
     else:
         text = f"{value:.2f}".rstrip("0").rstrip(".")
     return text + unit
+
+
+def _reference(metrics: Metrics, key: str) -> float | None:
+    """A reference figure by its REFERENCES key (None when the result lacks it)."""
+    n, colon, field = key.partition(":")
+    if colon:
+        return _run_of(int(n), field)(metrics)
+    return float(metrics[key]) if key in metrics else None
 
 
 def evaluate(results: Mapping[str, Mapping[str, Any]]) -> list[Row]:
@@ -201,8 +227,9 @@ def evaluate(results: Mapping[str, Mapping[str, Any]]) -> list[Row]:
             continue
         metrics = result.get("metrics", {})
         for what, key, unit in figures:
-            if key in metrics:
-                rows.append(Row(scenario, None, what, _shown(float(metrics[key]), unit), "", None))
+            value = _reference(metrics, key)
+            if value is not None:
+                rows.append(Row(scenario, None, what, _shown(value, unit), "", None))
     return rows
 
 
@@ -295,7 +322,7 @@ def all_main(argv: Sequence[str]) -> int:
             continue
         command = [sys.executable, "-m", "actorflow", "bench", *scenario_args, "-q",
                    "--json", str(args.out / f"{name}.json")]  # fmt: skip
-        if not args.no_plot:
+        if not args.no_plot and name in _CHARTED:
             command += ["--plot", str(args.out / "charts")]
         began = time.monotonic()
         if not args.quiet:

@@ -65,6 +65,24 @@ def test_reference_figures_carry_no_verdict() -> None:
     ]
 
 
+def test_fanout_on_etcd_is_a_reference_read_from_its_rows() -> None:
+    runs = {
+        "runs": [
+            {"n": 1000, "activities_per_s": 548.0},
+            {"n": 10000, "activities_per_s": 583.1, "sidecar_cpu_ms_per_activity": 0.95},
+        ]
+    }
+    etcd = result("fanout", {"store": "etcd"}, runs, "2026-11-27T03:04:00+00:00")
+    rows = [r for r in evaluate({"fanout-etcd": etcd}) if r.scenario == "fanout-etcd"]
+    assert [(r.what, r.figure, r.target, r.met) for r in rows] == [
+        ("N=1000 on etcd, activities", "548/s", "", None),
+        ("N=10000 on etcd, activities", "583/s", "", None),
+        ("N=10000 on etcd, sidecar CPU per activity", "0.95 ms", "", None),
+    ]
+    # It counts toward no target, and the SQLite fanout's targets stay "not run".
+    assert all(r.met is None for r in evaluate({"fanout-etcd": etcd}))
+
+
 def test_a_scenario_with_targets_may_also_have_reference_figures() -> None:
     rows = [(r.what, r.figure, r.met) for r in evaluate(_results()) if r.scenario == "latency"]
     # Only the figures the result holds: no round trips (measured without the ceiling).
