@@ -150,7 +150,7 @@ REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
     "scale-live": (("activities run twice", "duplicate_activities", ""),),
     # The multi-machine store (3 etcd members on this machine's loopback): no target of
     # its own, kept in every set so that its figures are watched (a big fan-out on etcd
-    # once hung for a day unnoticed: only SQLite was measured).
+    # never completed, unnoticed while only SQLite was measured).
     "fanout-etcd": (
         ("N=1000 on etcd, activities", "1000:activities_per_s", "/s"),
         ("N=10000 on etcd, activities", "10000:activities_per_s", "/s"),
