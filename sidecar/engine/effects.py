@@ -38,8 +38,8 @@ from sidecar.workflow import (
     SendEvent,
     StartChild,
     TerminateInstance,
+    child_not_started,
 )
-from sidecar.workflow.finish import child_not_started
 
 log = logging.getLogger(__name__)
 

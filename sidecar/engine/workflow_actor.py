@@ -60,7 +60,7 @@ from sidecar.workflow import (
     add_events,
     apply_response,
     child_instances,
-    fail_instance,
+    failed_answer,
     inbox_kind,
     keys_to_load,
     layout_of,
@@ -81,8 +81,6 @@ from sidecar.workflow.finish import continued_execution_id
 from sidecar.workflow.state import new_state
 
 log = logging.getLogger(__name__)
-
-INVALID_RESPONSE_ERROR_TYPE = "InvalidWorkflowResponse"
 
 # Turns of a big fan-out: every turn makes the SDK replay the whole history (it re-runs
 # the workflow function, which re-creates every task), so completions are let gather
@@ -414,10 +412,7 @@ class WorkflowActor:
                 # An answer no retry would change (an action this engine does not know,
                 # from a newer SDK say): the instance fails, instead of waiting for ever.
                 log.error("workflow %s: the app's answer cannot be applied: %s", self.id, exc)
-                result = fail_instance(
-                    self.state, INVALID_RESPONSE_ERROR_TYPE,
-                    f"the app's answer to a turn cannot be applied: {exc}", now_ms(),
-                )  # fmt: skip
+                result = failed_answer(self.state, str(exc), now_ms())
             self._idle_turn = not response.actions
             await self._commit(result)
         return True

@@ -84,7 +84,15 @@ from sidecar.workflow.events import (
     terminated_event,
     timer_fired_event,
 )
-from sidecar.workflow.finish import continue_as_new, fail_instance, settle
+from sidecar.workflow.finish import (
+    CHILD_REFUSED_ERROR_TYPE,
+    INVALID_RESPONSE_ERROR_TYPE,
+    child_not_started,
+    continue_as_new,
+    fail_instance,
+    failed_answer,
+    settle,
+)
 from sidecar.workflow.limits import (
     PAYLOAD_ERROR_TYPE,
     fit_activity_response,
@@ -114,7 +122,9 @@ from sidecar.workflow.turn import (
 
 __all__ = [
     "ACTIVITY_STATE_KEY",
+    "CHILD_REFUSED_ERROR_TYPE",
     "CUSTOM_STATUS_KEY",
+    "INVALID_RESPONSE_ERROR_TYPE",
     "METADATA_KEY",
     "PAYLOAD_ERROR_TYPE",
     "TERMINAL_STATUSES",
@@ -151,12 +161,14 @@ __all__ = [
     "add_events",
     "apply_response",
     "child_instances",
+    "child_not_started",
     "complete",
     "continue_as_new",
     "decode_activity",
     "encode_activity",
     "execution_started_event",
     "fail_instance",
+    "failed_answer",
     "fit_activity_response",
     "history_key",
     "inbox_key",

@@ -45,11 +45,13 @@ from sidecar.workflow.state import OpenWork, WorkflowState
 
 __all__ = [
     "CHILD_REFUSED_ERROR_TYPE",
+    "INVALID_RESPONSE_ERROR_TYPE",
     "TERMINATED_ERROR_TYPE",
     "child_not_started",
     "continue_as_new",
     "continued_execution_id",
     "fail_instance",
+    "failed_answer",
     "finish",
     "notify_parent",
     "settle",
@@ -57,6 +59,7 @@ __all__ = [
 
 TERMINATED_ERROR_TYPE = "WorkflowTerminated"
 CHILD_REFUSED_ERROR_TYPE = "ChildWorkflowNotStarted"
+INVALID_RESPONSE_ERROR_TYPE = "InvalidWorkflowResponse"
 
 # Inbox events that survive a continue-as-new: they are addressed to the instance, not
 # to one execution of it.
@@ -111,6 +114,15 @@ def fail_instance(state: WorkflowState, error_type: str, message: str, now_ms: i
     failure = failure_details(error_type, message)
     failure.isNonRetriable = True
     return finish(state, pb.ORCHESTRATION_STATUS_FAILED, None, failure, now_ms)
+
+
+def failed_answer(state: WorkflowState, reason: str, now_ms: int) -> TurnResult:
+    """The instance FAILED because the app's answer to a turn cannot be applied, for
+    `reason` (an action this engine does not know, say): no retry would change it."""
+    return fail_instance(
+        state, INVALID_RESPONSE_ERROR_TYPE,
+        f"the app's answer to a turn cannot be applied: {reason}", now_ms,
+    )  # fmt: skip
 
 
 def finish(

@@ -13,9 +13,9 @@ import msgpack
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.testing import workflow_actor
-from sidecar.engine.workflow_actor import INVALID_RESPONSE_ERROR_TYPE, WorkflowActor
+from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store.memory import MemoryConfig, MemoryStore
-from sidecar.workflow import PAYLOAD_ERROR_TYPE, WorkflowState
+from sidecar.workflow import INVALID_RESPONSE_ERROR_TYPE, PAYLOAD_ERROR_TYPE, WorkflowState
 from sidecar.workflow.events import execution_started_event
 from sidecar.workflow.testing import complete_action, response, schedule_task_action
 

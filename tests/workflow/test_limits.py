@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.store.base import StoreLimits
 from sidecar.workflow import (
+    CHILD_REFUSED_ERROR_TYPE,
     PAYLOAD_ERROR_TYPE,
     CheckpointTooLargeError,
     Completed,
@@ -20,6 +21,7 @@ from sidecar.workflow import (
     WorkflowState,
     add_events,
     apply_response,
+    child_not_started,
     execution_started_event,
     fit_activity_response,
     layout_of,
@@ -29,7 +31,6 @@ from sidecar.workflow import (
     plan_turn,
     unsaveable,
 )
-from sidecar.workflow.finish import CHILD_REFUSED_ERROR_TYPE, child_not_started
 from sidecar.workflow.limits import RESERVE_BYTES
 from sidecar.workflow.testing import complete_action, response
 
