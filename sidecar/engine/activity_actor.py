@@ -111,8 +111,11 @@ class ActivityActor:
             # workflow's next checkpoint records it anyway, and the saved copy only
             # spares a re-run when the workflow recovers from a crash before that
             # checkpoint. A crash before both still runs the activity again (at least
-            # once). This takes one store write off every activity's path.
-            saving = asyncio.ensure_future(self.store.transact({self.key: encode_activity(done)}))
+            # once). This takes one store write off every activity's path, so the write
+            # is a background one: it may wait a few ms to share a commit with others.
+            saving = asyncio.ensure_future(
+                self.store.transact({self.key: encode_activity(done)}, background=True)
+            )
             try:
                 if notify is not None:
                     await self.effects.run(notify)  # retried until delivered or refused

@@ -126,13 +126,22 @@ class StateStore(Protocol):
         ...
 
     async def transact(
-        self, writes: Mapping[str, bytes | None], *, expect: Mapping[str, int] = NO_EXPECT
+        self,
+        writes: Mapping[str, bytes | None],
+        *,
+        expect: Mapping[str, int] = NO_EXPECT,
+        background: bool = False,
     ) -> int:
         """Apply all `writes` (None = delete) atomically, only if every key in `expect`
         has that version now (0 = absent); else raise `ConflictError` and write nothing.
 
         Returns the revision of the transaction: the version every put key now holds
         (0 when `writes` is empty: a pure version check).
+
+        `background`: nobody's progress waits on this write (an activity's saved
+        outcome, which travels to its workflow meanwhile), so the store may hold it a
+        few milliseconds to share a commit with others. It is as atomic and, once the
+        call returns, as durable as any other.
         """
         ...
 

@@ -365,11 +365,15 @@ class EtcdStore:
         return out
 
     async def transact(
-        self, writes: Mapping[str, bytes | None], *, expect: Mapping[str, int] = NO_EXPECT
+        self,
+        writes: Mapping[str, bytes | None],
+        *,
+        expect: Mapping[str, int] = NO_EXPECT,
+        background: bool = False,
     ) -> int:
         check_transaction(writes, expect, self._limits)
-        if writes and not expect:
-            return await self._groups.write(writes)  # shares a Txn with others waiting
+        if writes and not expect:  # background or not: a Txn shared with others waiting
+            return await self._groups.write(writes)
         return await self._txn(writes, expect)
 
     async def _txn(self, writes: Mapping[str, bytes | None], expect: Mapping[str, int]) -> int:

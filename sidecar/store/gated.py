@@ -22,9 +22,13 @@ class GatedStore(MemoryStore):
         self.waiting = asyncio.Event()  # a transaction is held at the gate
 
     async def transact(
-        self, writes: Mapping[str, bytes | None], *, expect: Mapping[str, int] = NO_EXPECT
+        self,
+        writes: Mapping[str, bytes | None],
+        *,
+        expect: Mapping[str, int] = NO_EXPECT,
+        background: bool = False,
     ) -> int:
         if not self.gate.is_set():
             self.waiting.set()
             await self.gate.wait()
-        return await super().transact(writes, expect=expect)
+        return await super().transact(writes, expect=expect, background=background)

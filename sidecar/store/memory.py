@@ -64,7 +64,11 @@ class MemoryStore:
         return [(k, self._data[k]) for k in self._sorted[start:stop]]
 
     async def transact(
-        self, writes: Mapping[str, bytes | None], *, expect: Mapping[str, int] = NO_EXPECT
+        self,
+        writes: Mapping[str, bytes | None],
+        *,
+        expect: Mapping[str, int] = NO_EXPECT,
+        background: bool = False,
     ) -> int:
         self._check_open()
         check_transaction(writes, expect, self._limits)

@@ -18,7 +18,10 @@ Threads: sqlite calls block, so none runs on the event loop.
   the calls of one event-loop pass are handed to it together (one wake-up), and
   under load it waits a little for more (see `SqliteConfig.linger_s`),
   each checked and applied in order, so each still sees the ones before it and a
-  conflicting one is skipped alone (its checks run before any of its writes).
+  conflicting one is skipped alone (its checks run before any of its writes). While
+  only `background` writes wait (nobody's progress hangs on them: an activity's saved
+  outcome), it holds them up to `SqliteConfig.background_linger_s` so that many share
+  one commit; any other write takes them along at once.
 - One reader thread with its own connection serves `get_many` and `scan_prefix`; WAL
   lets it read while the writer writes. A read spanning several statements runs inside
   one read transaction, so it sees one snapshot.
@@ -84,6 +87,11 @@ class SqliteConfig:
     linger_s: float = 0.0005
     linger_after_s: float = 0.002
     linger_until_jobs: int = 16
+    # While every job gathered is a `background` one, the writer waits for more up to
+    # `background_linger_s` after taking the first, or until it has
+    # `background_until_jobs`; a job that is not background ends the wait at once.
+    background_linger_s: float = 0.005
+    background_until_jobs: int = 256
     # Revisions reserved at a time (see the module docstring); a crash leaves the rest
     # of a block unused, a harmless gap.
     revision_block: int = 1024
@@ -95,10 +103,10 @@ class SqliteConfig:
             raise StoreConfigError(f"max_batch_ops must be >= 1, got {self.max_batch_ops}")
         if self.revision_block < 1:
             raise StoreConfigError(f"revision_block must be >= 1, got {self.revision_block}")
-        if min(self.linger_s, self.linger_after_s) < 0 or self.linger_until_jobs < 1:
-            raise StoreConfigError(
-                "linger_s and linger_after_s must be >= 0 and linger_until_jobs >= 1"
-            )
+        if min(self.linger_s, self.linger_after_s, self.background_linger_s) < 0:
+            raise StoreConfigError("linger_s, linger_after_s and background_linger_s must be >= 0")
+        if min(self.linger_until_jobs, self.background_until_jobs) < 1:
+            raise StoreConfigError("linger_until_jobs and background_until_jobs must be >= 1")
 
 
 def _connect(config: SqliteConfig) -> sqlite3.Connection:
@@ -113,6 +121,7 @@ class _Job:
     writes: dict[str, bytes | None]
     expect: dict[str, int]
     future: asyncio.Future[int]
+    background: bool = False
     outcome: int | BaseException = field(default=0)
 
 
@@ -172,29 +181,40 @@ class _Writer(threading.Thread):
             if jobs is None:
                 return
             batch = jobs
-            ops = sum(len(job.writes) for job in jobs)
             # Busy (the last commit held several jobs and ended moments ago): linger
             # briefly for more, so that a stream of single writes shares commits. Idle, or
             # one caller writing in turn (each commit one job): commit at once.
             linger = last_jobs > 1 and time.monotonic() - last_commit < self.config.linger_after_s
-            while ops < self.config.max_batch_ops:
-                try:
-                    more = (
-                        self.jobs.get(timeout=self.config.linger_s)
-                        if linger and len(batch) < self.config.linger_until_jobs
-                        else self.jobs.get_nowait()
-                    )
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batch.extend(more)
-                ops += sum(len(job.writes) for job in more)
+            stopping = self._gather(batch, linger)
             self._commit(conn, batch)
             self.commits += 1
             last_commit, last_jobs = time.monotonic(), len(batch)
             self._call(_deliver, batch)
+
+    def _gather(self, batch: list[_Job], linger: bool) -> bool:
+        """Add queued jobs to `batch` until none is left to wait for (the module
+        docstring says how long it waits); True when the stop sentinel came."""
+        cfg = self.config
+        ops = sum(len(job.writes) for job in batch)
+        foreground = any(not job.background for job in batch)
+        background_until = time.monotonic() + cfg.background_linger_s
+        while ops < cfg.max_batch_ops:
+            if not foreground and len(batch) < cfg.background_until_jobs:
+                wait = background_until - time.monotonic()
+            elif linger and len(batch) < cfg.linger_until_jobs:
+                wait = cfg.linger_s
+            else:
+                wait = 0.0
+            try:
+                more = self.jobs.get(timeout=wait) if wait > 0 else self.jobs.get_nowait()
+            except queue.Empty:
+                return False
+            if more is None:
+                return True
+            batch.extend(more)
+            ops += sum(len(job.writes) for job in more)
+            foreground = foreground or any(not job.background for job in more)
+        return False
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         try:
@@ -354,7 +374,11 @@ class SqliteStore:
     # -- writes (writer thread) -----------------------------------------------------
 
     async def transact(
-        self, writes: Mapping[str, bytes | None], *, expect: Mapping[str, int] = NO_EXPECT
+        self,
+        writes: Mapping[str, bytes | None],
+        *,
+        expect: Mapping[str, int] = NO_EXPECT,
+        background: bool = False,
     ) -> int:
         if self._closed:
             raise StoreUnavailableError(f"sqlite store {self._config.path} is closed")
@@ -363,7 +387,7 @@ class SqliteStore:
         future: asyncio.Future[int] = loop.create_future()
         if not self._outbox:
             loop.call_soon(self._hand_over)
-        self._outbox.append(_Job(dict(writes), dict(expect), future))
+        self._outbox.append(_Job(dict(writes), dict(expect), future, background))
         return await future
 
     def _hand_over(self) -> None:

@@ -1,5 +1,6 @@
-"""The activity actor: its outcome goes to the workflow while it is being saved, it is
-saved all the same, and the activation leaves once both are done; an outcome the store
+"""The activity actor: its outcome goes to the workflow while it is being saved (a
+background write: nobody waits on it), it is saved all the same, and the activation
+leaves once both are done; an outcome the store
 cannot save still reaches the workflow (one warning line); a result larger than the
 store holds fails the activity."""
 
@@ -76,10 +77,33 @@ async def test_the_outcome_reaches_the_workflow_before_its_save_ends_and_is_save
     await actor.on_deactivate()
 
 
+class FlagRecordingStore(MemoryStore):
+    """Records each transaction's keys and its `background` flag."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[list[str], bool]] = []
+
+    async def transact(self, writes: Any, *, expect: Any = None, background: bool = False) -> int:
+        self.writes.append((list(writes), background))
+        return await super().transact(writes, expect=expect or {}, background=background)
+
+
+async def test_the_outcome_is_saved_as_a_background_write() -> None:
+    """The saved outcome only spares a re-run after a crash (the workflow's checkpoint
+    records it anyway), so it may wait to share a commit with others."""
+    store = FlagRecordingStore()
+    event, left = await _run_once(store, "42")
+    assert event.taskCompleted.result.value == "42" and left.is_set()
+    assert store.writes == [
+        ([f"app||dapr.internal.default.app.activity||{ACTOR_ID}||activityState"], True)
+    ]
+
+
 class UnwritableStore(MemoryStore):
     """A store that cannot write (etcd out of reach, say)."""
 
-    async def transact(self, writes: Any, *, expect: Any = None) -> int:
+    async def transact(self, writes: Any, *, expect: Any = None, background: bool = False) -> int:
         raise StoreUnavailableError("etcd txn: no endpoint answered within 10s")
 
 

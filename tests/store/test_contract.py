@@ -37,6 +37,26 @@ async def test_transact_returns_the_version_every_put_key_holds(store: StateStor
     assert got[ns + "y"].version == second
 
 
+async def test_background_writes_are_ordinary_transactions(store: StateStore, ns: str) -> None:
+    """A background write is as atomic, versioned and ordered as any other; it may only
+    wait longer for its commit. A foreground write issued after it sees it."""
+    background = asyncio.ensure_future(
+        store.transact({ns + "outcome": b"done", ns + "gone": None}, background=True)
+    )
+    await asyncio.sleep(0)  # handed over first
+    foreground = await asyncio.wait_for(store.transact({ns + "turn": b"t"}), 10)
+    revision = await asyncio.wait_for(background, 10)
+    assert revision > 0 and revision != foreground
+    got = await store.get_many([ns + "outcome", ns + "turn", ns + "gone"])
+    assert got == {
+        ns + "outcome": Versioned(b"done", revision),
+        ns + "turn": Versioned(b"t", foreground),
+    }
+    with pytest.raises(ConflictError):
+        await store.transact({ns + "outcome": b"x"}, expect={ns + "outcome": 0}, background=True)
+    assert (await store.get_many([ns + "outcome"]))[ns + "outcome"].value == b"done"
+
+
 async def test_delete_and_recreate_never_reuses_a_version(store: StateStore, ns: str) -> None:
     key = ns + "k"
     seen = {await store.transact({key: b"v1"})}

@@ -159,11 +159,58 @@ async def test_under_load_single_writes_share_commits(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_background_writes_wait_to_share_one_commit(tmp_path: Path) -> None:
+    """Background writes (an activity's saved outcome) arriving 2 ms apart wait
+    for each other and share one commit, up to `background_until_jobs`."""
+    config = SqliteConfig(tmp_path / "state.db", background_linger_s=60.0, background_until_jobs=20)
+    store = await SqliteStore.open(config)
+    try:
+
+        async def later(i: int) -> int:
+            await asyncio.sleep(0.002 * i)  # apart: each would get a commit of its own
+            return await store.transact({f"k{i}": b"v"}, background=True)
+
+        before = store.commits
+        revisions = await asyncio.wait_for(asyncio.gather(*(later(i) for i in range(20))), 30)
+        assert len(set(revisions)) == 20
+        assert store.commits - before == 1, store.commits - before
+        assert len(await store.scan_prefix("k")) == 20
+    finally:
+        await store.close()
+
+
+async def test_a_foreground_write_takes_waiting_background_writes_along(tmp_path: Path) -> None:
+    """A write someone waits on (a checkpoint) is committed at once, and the background
+    writes held for company go in the same commit; alone, a background write waits at
+    most `background_linger_s`."""
+    config = SqliteConfig(tmp_path / "state.db", background_linger_s=60.0)
+    store = await SqliteStore.open(config)
+    try:
+        before = store.commits
+        held = asyncio.ensure_future(store.transact({"outcome": b"v"}, background=True))
+        await asyncio.sleep(0.05)
+        assert not held.done()  # waiting for company, for up to a minute
+        await asyncio.wait_for(store.transact({"checkpoint": b"v"}, expect={"checkpoint": 0}), 10)
+        await asyncio.wait_for(held, 10)
+        assert store.commits - before == 1, store.commits - before
+    finally:
+        await store.close()
+    quick = await SqliteStore.open(SqliteConfig(tmp_path / "other.db", background_linger_s=0.01))
+    try:
+        await asyncio.wait_for(quick.transact({"alone": b"v"}, background=True), 10)
+    finally:
+        await quick.close()
+
+
 def test_linger_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(StoreConfigError, match="linger"):
         SqliteConfig(tmp_path / "state.db", linger_s=-1)
     with pytest.raises(StoreConfigError, match="linger"):
         SqliteConfig(tmp_path / "state.db", linger_until_jobs=0)
+    with pytest.raises(StoreConfigError, match="background_linger_s"):
+        SqliteConfig(tmp_path / "state.db", background_linger_s=-0.1)
+    with pytest.raises(StoreConfigError, match="background_until_jobs"):
+        SqliteConfig(tmp_path / "state.db", background_until_jobs=0)
 
 
 async def test_cannot_open_a_file_in_a_missing_directory(tmp_path: Path) -> None:
