@@ -59,7 +59,8 @@ class ActivityActor:
     def busy(self) -> bool:
         """While the activity runs (minutes, maybe): an idle sweep then would cancel it,
         and nothing would ever send its outcome to the workflow."""
-        return self._runner is not None and not self._runner.done()
+        running = self._runner is not None and not self._runner.done()
+        return running or self.effects.outstanding()  # a saved outcome being re-sent
 
     async def on_activate(self) -> None:
         return None  # the saved state is read by the first dispatch that needs it

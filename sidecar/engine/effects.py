@@ -3,7 +3,9 @@ send events, notify parents.
 
 Every effect is safe to repeat (the receivers drop duplicates), so each is retried with
 backoff until it succeeds or its actor deactivates; whatever is still undone then is
-derived again from the stored state by the next activation (`pending_work`). A fan-out
+derived again from the stored state by the next activation (`pending_work`). Nothing
+may start that activation (a timer whose reminder was never created never fires), so an
+actor with effects outstanding is busy (`outstanding`): the idle sweep leaves it be. A fan-out
 of N activities is N dispatches, at most MAX_IN_FLIGHT at a time, so that the first
 activities reach the app while the rest are still being routed.
 """
@@ -104,6 +106,10 @@ class EffectRunner:
         self._backoffs: set[asyncio.TimerHandle] = set()
         self._closed = False
 
+    def outstanding(self) -> bool:
+        """Whether effects wait, run or wait for a retry: the actor is not idle then."""
+        return bool(self._queue or self._workers or self._backoffs)
+
     def start(self, effects: Iterable[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, RunTurn):
@@ -155,6 +161,7 @@ class EffectRunner:
         for worker in workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await worker
+        self._workers.clear()  # one cancelled before it ever ran did not remove itself
 
     def _wf(self, app_id: str) -> str:
         return workflow_type(self._s.namespace, app_id or self._s.app_id)

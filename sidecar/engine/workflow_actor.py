@@ -304,8 +304,11 @@ class WorkflowActor:
 
     def busy(self) -> bool:
         """While its runner works (a turn at the app, a checkpoint, completions
-        gathering): an idle sweep would cut it off mid-turn."""
-        return self._runner is not None and not self._runner.done()
+        gathering): an idle sweep would cut it off mid-turn. And while effects of its
+        turns are outstanding (a timer's reminder not created yet, with the reminders
+        service out of reach, say): once the activation is gone, nothing would carry
+        them out until something else touched the instance."""
+        return (self._runner is not None and not self._runner.done()) or self.effects.outstanding()
 
     def kick(self) -> None:
         if self._runner is None or self._runner.done():

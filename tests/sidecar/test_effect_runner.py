@@ -1,7 +1,8 @@
 """`EffectRunner`: at most MAX_IN_FLIGHT effects of an activation at a time, so a big
 fan-out streams to the app instead of routing every dispatch before the first runs; a
 failing effect backs off without holding a worker; `close` stops everything; a child
-whose start is refused fails its task in the parent."""
+whose start is refused fails its task in the parent; effects not carried out yet keep
+their actor busy (the idle sweep would drop them)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import pytest
 from sidecar.actors.base import ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine import effects as effects_module
+from sidecar.engine.apps import AppConnections
 from sidecar.engine.effects import MAX_IN_FLIGHT, EffectRunner
-from sidecar.workflow import DispatchActivity, ParentInfo, StartChild
+from sidecar.engine.testing import workflow_actor
+from sidecar.store.memory import MemoryStore
+from sidecar.workflow import DispatchActivity, ParentInfo, ScheduleTimer, StartChild
 
 
 def _dispatch(task_id: int) -> DispatchActivity:
@@ -128,6 +132,45 @@ async def test_close_cancels_running_and_backing_off_effects(monkeypatch: Any) -
         async with asyncio.timeout(0.3):
             await router.changed.wait()
     assert router.attempts == tried and router.done == []
+
+
+async def _settled(runner: EffectRunner) -> None:
+    """Until nothing is outstanding: a worker leaves in the step after its last call."""
+    async with asyncio.timeout(10):
+        while runner.outstanding():
+            await asyncio.sleep(0)
+
+
+async def test_effects_not_carried_out_yet_are_outstanding() -> None:
+    """Queued, running and backing-off effects are outstanding; none is once every
+    effect is carried out."""
+    router = Router()
+    runner = EffectRunner(Services(router), Owner())
+    assert not runner.outstanding()
+    failing, held = _dispatch(1), _dispatch(2)
+    router.failing = {failing.actor_id}
+    runner.start([failing, held])
+    assert runner.outstanding()
+    await _until(router, lambda: router.attempts.get(failing.actor_id, 0) >= 2)
+    assert runner.outstanding()  # one held at its target, one between two tries
+    router.failing.clear()
+    router.release.set()
+    await _until(router, lambda: len(router.done) == 2)
+    await _settled(runner)
+    await runner.close()
+
+
+async def test_a_workflow_whose_timer_is_not_armed_yet_is_busy() -> None:
+    """A timer's reminder that cannot be created yet (the reminders service out of
+    reach) keeps the workflow actor busy: deactivated, nothing would create it until
+    something else touched the instance, and the workflow would wait for ever."""
+    actor = workflow_actor(MemoryStore(), AppConnections(), Router(), "wf")
+    assert not actor.busy()
+    # This actor has no reminders client: every attempt fails, as with none reachable.
+    actor.effects.start([ScheduleTimer("wf", 1, 1, fire_at_ms=0)])
+    assert actor.busy()  # (between attempts too: the runner's test above)
+    await actor.on_deactivate()
+    assert not actor.busy()
 
 
 @dataclass
