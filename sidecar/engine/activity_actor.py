@@ -10,6 +10,13 @@ outcome is sent to the workflow's inbox (retried until it lands) while it is sav
 `activityState`, and then the activation leaves (`ActorContext.leave`). A repeated dispatch
 (the workflow recovering) re-sends a saved outcome instead of running the activity
 again; without a saved outcome the activity runs again (at least once).
+
+Deactivated while its activity runs (placement moved the actor, or the sidecar stops),
+the activation first gives the app up to DRAIN_S to answer and the outcome to be saved:
+the workflow's recovery then re-sends that outcome from the store instead of running the
+activity a second time on the actor's next host. Placement waits for this host's
+acknowledgement of a new table meanwhile (at most its ack timeout, 3 s by default), so
+the wait stays well under that; a longer activity is cut off and runs again.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from asyncio import FIRST_COMPLETED
 
 from sidecar.actors.base import ActorCallError, ActorContext
 from sidecar.engine.effects import EffectRunner, decode_dispatch
@@ -37,6 +45,8 @@ from sidecar.workflow import (
 
 log = logging.getLogger(__name__)
 
+DRAIN_S = 1.5
+
 
 class ActivityActor:
     def __init__(self, ctx: ActorContext) -> None:
@@ -51,6 +61,7 @@ class ActivityActor:
         self._loaded = False  # whether the saved state was read (or known to be absent)
         self.source_app = s.app_id
         self._runner: asyncio.Task[None] | None = None
+        self._saved = asyncio.Event()  # the outcome of this activation's run is saved
         self._leave = ctx.leave
 
     def kick(self) -> None:  # EffectRunner's RunTurn hook; activities have no turns
@@ -71,11 +82,23 @@ class ActivityActor:
             self.state = decode_activity(found[self.key].value)
 
     async def on_deactivate(self) -> None:
-        if self._runner is not None:
-            self._runner.cancel()
+        runner = self._runner
+        if runner is not None:
+            if not runner.done():
+                await self._drain(runner)
+            runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._runner
+                await runner
         await self.effects.close()
+
+    async def _drain(self, runner: asyncio.Task[None]) -> None:
+        """Wait up to DRAIN_S for the running activity's outcome to be saved (or the
+        run to end): then its next activation re-sends it instead of running it again."""
+        saved = asyncio.ensure_future(self._saved.wait())
+        try:
+            await asyncio.wait({runner, saved}, timeout=DRAIN_S, return_when=FIRST_COMPLETED)
+        finally:
+            saved.cancel()
 
     async def invoke(self, method: str, payload: bytes) -> bytes:
         if method != "dispatch":
@@ -117,6 +140,7 @@ class ActivityActor:
             saving = asyncio.ensure_future(
                 self.store.transact({self.key: encode_activity(done)}, background=True)
             )
+            saving.add_done_callback(lambda _saving: self._saved.set())
             try:
                 if notify is not None:
                     await self.effects.run(notify)  # retried until delivered or refused

@@ -1,6 +1,8 @@
 """The activity actor: its outcome goes to the workflow while it is being saved (a
 background write: nobody waits on it), it is saved all the same, and the activation
-leaves once both are done; an outcome the store
+leaves once both are done; deactivated mid-activity (moved, or its sidecar stopping), it
+gives the app a moment to answer and saves the outcome, which its next activation
+re-sends instead of running the activity again; an outcome the store
 cannot save still reaches the workflow (one warning line); a result larger than the
 store holds fails the activity."""
 
@@ -14,6 +16,7 @@ import msgpack
 import pytest
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine import activity_actor as activity_module
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.effects import encode_dispatch
 from sidecar.engine.testing import activity_actor
@@ -38,12 +41,12 @@ class RecordingRouter:
         return b""
 
 
-def _dispatch() -> bytes:
+def _dispatch(fresh: bool = True) -> bytes:
     d = DispatchActivity(
         instance_id="wf-1", execution_id="e1", generation=1, task_id=1, name="double",
-        input="21", task_execution_id="te-1", target_app_id="", version="", fresh=True,
+        input="21", task_execution_id="te-1", target_app_id="", version="", fresh=fresh,
     )  # fmt: skip
-    return encode_dispatch(d, "app", fresh=True)
+    return encode_dispatch(d, "app", fresh=fresh)
 
 
 async def test_the_outcome_reaches_the_workflow_before_its_save_ends_and_is_saved() -> None:
@@ -75,6 +78,58 @@ async def test_the_outcome_reaches_the_workflow_before_its_save_ends_and_is_save
     assert state.status is ActivityStatus.DONE
     await stream.aclose()
     await actor.on_deactivate()
+
+
+class HeldRouter(RecordingRouter):
+    """Records calls and never answers them: placement's round holds every lookup while
+    this host has not acknowledged the table that moves the actor."""
+
+    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+        await super().call(actor_type, actor_id, method, payload)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+
+async def test_moved_mid_activity_its_outcome_is_saved_and_re_sent_not_run_again() -> None:
+    store, apps = MemoryStore(), AppConnections()
+    actor = activity_actor(store, apps, HeldRouter(), ACTOR_ID)
+    stream = apps.stream()
+    await actor.invoke("dispatch", _dispatch())
+    item = await asyncio.wait_for(anext(stream), 10)
+    moving = asyncio.ensure_future(actor.on_deactivate())  # placement moved it
+    await asyncio.sleep(0)
+    assert not moving.done()  # waiting for the app
+    answer = pb.ActivityResponse(instanceId="wf-1", taskId=1, completionToken=item.completionToken)
+    answer.result.value = "42"
+    assert apps.complete(item.completionToken, answer)
+    await asyncio.wait_for(moving, 10)  # once the outcome is saved, long before DRAIN_S
+    saved = decode_activity((await store.get_many([actor.key]))[actor.key].value)
+    assert saved.status is ActivityStatus.DONE
+    # Its next activation, on the next host, gets the recovering workflow's re-dispatch:
+    # it sends the saved outcome, and the app is not asked again.
+    router = RecordingRouter()
+    again = activity_actor(store, apps, router, ACTOR_ID)
+    await again.invoke("dispatch", _dispatch(fresh=False))
+    await asyncio.wait_for(router.called.wait(), 10)
+    ((_, _, method, body),) = router.calls
+    assert method == "event"
+    assert pb.HistoryEvent.FromString(body["e"]).taskCompleted.result.value == "42"
+    assert apps.dispatched_activities == 1
+    await again.on_deactivate()
+    await stream.aclose()
+
+
+async def test_moved_mid_activity_it_waits_for_the_app_at_most_drain_s(monkeypatch: Any) -> None:
+    monkeypatch.setattr(activity_module, "DRAIN_S", 0.05)
+    store, apps = MemoryStore(), AppConnections()
+    actor = activity_actor(store, apps, HeldRouter(), ACTOR_ID)
+    stream = apps.stream()
+    await actor.invoke("dispatch", _dispatch())
+    await asyncio.wait_for(anext(stream), 10)
+    await asyncio.wait_for(actor.on_deactivate(), 5)  # the app never answers
+    assert await store.get_many([actor.key]) == {}  # nothing saved: it runs again
+    assert not actor.busy()
+    await stream.aclose()
 
 
 class FlagRecordingStore(MemoryStore):
