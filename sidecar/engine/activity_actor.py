@@ -61,7 +61,7 @@ class ActivityActor:
         self._loaded = False  # whether the saved state was read (or known to be absent)
         self.source_app = s.app_id
         self._runner: asyncio.Task[None] | None = None
-        self._saved = asyncio.Event()  # the outcome of this activation's run is saved
+        self._saved = asyncio.Event()  # this run's outcome is saved (or its save failed)
         self._leave = ctx.leave
 
     def kick(self) -> None:  # EffectRunner's RunTurn hook; activities have no turns

@@ -5,9 +5,9 @@ Every effect is safe to repeat (the receivers drop duplicates), so each is retri
 backoff until it succeeds or its actor deactivates; whatever is still undone then is
 derived again from the stored state by the next activation (`pending_work`). Nothing
 may start that activation (a timer whose reminder was never created never fires), so an
-actor with effects outstanding is busy (`outstanding`): the idle sweep leaves it be. A fan-out
-of N activities is N dispatches, at most MAX_IN_FLIGHT at a time, so that the first
-activities reach the app while the rest are still being routed.
+actor with effects outstanding is busy (`outstanding`): the idle sweep leaves it be.
+A fan-out of N activities is N dispatches, at most MAX_IN_FLIGHT at a time, so that the
+first activities reach the app while the rest are still being routed.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 background write: nobody waits on it), it is saved all the same, and the activation
 leaves once both are done; deactivated mid-activity (moved, or its sidecar stopping), it
 gives the app a moment to answer and saves the outcome, which its next activation
-re-sends instead of running the activity again; an outcome the store
-cannot save still reaches the workflow (one warning line); a result larger than the
-store holds fails the activity."""
+re-sends instead of running the activity again; an outcome the store cannot save still
+reaches the workflow (one warning line); a result larger than the store holds fails the
+activity."""
 
 from __future__ import annotations
 
