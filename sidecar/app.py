@@ -72,6 +72,7 @@ class ActorServices:
 # the call fails and it is still ours: otherwise it would wait for the next change.
 WAKE_ATTEMPTS = 3
 WAKE_RETRY_S = 1.0
+RESUME_RETRY_MAX_S = 30.0  # a failed resume pass is run again, backing off up to this
 
 
 class Sidecar:
@@ -177,6 +178,8 @@ class Sidecar:
         self._grpc = server
 
     async def stop(self) -> None:
+        if self._resume_task is not None:
+            self._resume_task.cancel()  # the next owners wake what this sidecar leaves
         if self.host is not None:
             self.host.refuse_new()
             # Before leaving: once placement has removed us, the others activate our
@@ -220,10 +223,22 @@ class Sidecar:
     async def _resume(self) -> None:
         """Resume after every table change; changes that come while a resume runs are
         folded into one more pass (its list of owned workflows came from an older table,
-        so the ones the newer table gives us would be left waiting)."""
+        so the ones the newer table gives us would be left waiting). A pass that fails
+        (the store out of reach, or workflows whose wake kept failing) is run again
+        after a backoff, until one succeeds: nothing else would wake the workflows a
+        dead sidecar left, until the next table change."""
+        delay_s = WAKE_RETRY_S
         while self._resume_again:
             self._resume_again = False
-            await self._resume_owned()
+            try:
+                await self._resume_owned()
+            except Exception as exc:
+                log.warning("resuming running workflows failed; again in %.3gs: %s", delay_s, exc)
+                self._resume_again = True
+                await asyncio.sleep(delay_s)  # retry backoff
+                delay_s = min(delay_s * 2, RESUME_RETRY_MAX_S)
+            else:
+                delay_s = WAKE_RETRY_S
 
     async def _resume_owned(self) -> None:
         """Wake the running workflows this sidecar owns (after a join, a leave, a crash
@@ -243,14 +258,14 @@ class Sidecar:
         router = self.router
         limit = asyncio.Semaphore(64)
 
-        async def wake(instance_id: str) -> None:
+        async def wake(instance_id: str) -> bool:
             async with limit:
                 for attempt in range(1, WAKE_ATTEMPTS + 1):
                     if self._owns(wf, instance_id) is None:
-                        return  # moved on: its next owner's pass wakes it
+                        return True  # moved on: its next owner's pass wakes it
                     try:
                         await router.call(wf, instance_id, "recover", b"", timeout_s=30)
-                        return
+                        return True
                     except Exception as exc:
                         log.warning(
                             "resuming workflow %s failed (attempt %d of %d): %s",
@@ -258,8 +273,11 @@ class Sidecar:
                         )  # fmt: skip
                     if attempt < WAKE_ATTEMPTS:
                         await asyncio.sleep(WAKE_RETRY_S * attempt)  # retry backoff
+                return False
 
-        await asyncio.gather(*(wake(i) for i in todo))
+        woken = await asyncio.gather(*(wake(i) for i in todo))
+        if not all(woken):
+            raise RuntimeError(f"{woken.count(False)} running workflows could not be woken")
 
     async def _on_placement_lost(self) -> None:
         assert self.host is not None

@@ -1,7 +1,8 @@
 """After a placement table change a sidecar wakes the running workflows it owns
 (`Sidecar._resume_owned`): a change that comes while that pass runs gets a pass of its
 own, since the running pass listed its workflows from the older table; a wake that
-fails is tried again while the workflow is still this sidecar's."""
+fails is tried again while the workflow is still this sidecar's; a pass that fails (the
+store out of reach, a wake that failed every attempt) is run again until one succeeds."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sidecar.actors.base import ActorUnavailableError
 from sidecar.actors.host import ActorHost
 from sidecar.app import Sidecar
 from sidecar.config import SidecarConfig
-from sidecar.store.base import Versioned
+from sidecar.store.base import StoreUnavailableError, Versioned
 
 
 class NoActors:
@@ -116,3 +117,52 @@ async def test_a_workflow_that_moved_on_is_left_to_its_next_owner(
     sidecar._owns = owns  # type: ignore[method-assign]
     await asyncio.wait_for(sidecar._resume_owned(), 10)
     assert sorted(router.calls) == ["wf-1", "wf-2"]
+
+
+class StoreBackLater(IndexRows):
+    """The index cannot be read the first `down` times (etcd out of reach, say)."""
+
+    def __init__(self, down: int) -> None:
+        self.down = down
+
+    async def scan_prefix(self, prefix: str) -> list[tuple[str, Versioned]]:
+        if self.down:
+            self.down -= 1
+            raise StoreUnavailableError("etcd: no endpoint answered within 10s")
+        return await super().scan_prefix(prefix)
+
+
+async def _resume_after_a_table(sidecar: Sidecar) -> None:
+    sidecar.host = cast(ActorHost, NoActors())
+    await sidecar._on_table(None, cast(Table, object()))
+    task: Any = sidecar._resume_task
+    await asyncio.wait_for(task, 10)
+
+
+async def test_a_pass_that_cannot_read_the_store_is_run_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_module, "WAKE_RETRY_S", 0.0)
+    sidecar, router = _resuming_sidecar(owned={"wf-1", "wf-2"})
+    sidecar.store = cast(Any, StoreBackLater(down=2))
+    await _resume_after_a_table(sidecar)
+    assert sorted(set(router.calls)) == ["wf-1", "wf-2"]  # woken once the store answered
+
+
+async def test_a_workflow_whose_every_wake_fails_is_woken_by_a_later_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_module, "WAKE_RETRY_S", 0.0)
+    sidecar, router = _resuming_sidecar(owned={"wf-1", "wf-2"})
+    failures = app_module.WAKE_ATTEMPTS + 1  # one pass's attempts and one more
+
+    async def call(actor_type: str, actor_id: str, method: str, payload: bytes,
+                   *, timeout_s: float | None = None) -> bytes:  # fmt: skip
+        router.calls.append(actor_id)
+        if actor_id == "wf-1" and router.calls.count("wf-1") <= failures:
+            raise ActorUnavailableError("no owner answered in time")
+        return b""
+
+    router.call = call  # type: ignore[method-assign]
+    await _resume_after_a_table(sidecar)
+    assert router.calls.count("wf-1") == failures + 1  # the last one woke it
