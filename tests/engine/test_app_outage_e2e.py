@@ -1,0 +1,80 @@
+"""A workflow calls an activity in another app while no sidecar of that app is up (its
+only sidecar was killed, as in a crash or a restart): the workflow waits, and finishes
+once the app's sidecar is back.
+
+The dispatch is refused while placement has no host for the target's actor type ("effect
+DispatchActivity refused, not retried"); the sidecar's return is a placement table
+change, and after every table change each sidecar wakes the running workflows it owns,
+which issue their pending work again: that is what carries the activity to the app."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dapr.ext.workflow import WorkflowStatus
+
+pytestmark = pytest.mark.slow
+
+CLUSTER = {"app_ids": ["a", "b"], "roles": {"a": "caller", "b": "callee"}}
+
+
+def _how_it_runs(pid: int) -> tuple[list[str], dict[str, str], str]:
+    """The command line, environment and directory of a running process."""
+    proc = Path(f"/proc/{pid}")
+    argv = [a.decode() for a in proc.joinpath("cmdline").read_bytes().split(b"\0")[:-1]]
+    pairs = proc.joinpath("environ").read_bytes().decode().split("\0")
+    env = dict(p.split("=", 1) for p in pairs if "=" in p)
+    return argv, env, os.readlink(proc / "cwd")
+
+
+def _wait_for(what: str, test: Any, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not test():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)  # polling a metric or a log, bounded
+
+
+def test_an_activity_in_an_app_whose_sidecar_is_down_runs_once_it_is_back(
+    cluster: Any, uid: Any
+) -> None:
+    pid = cluster.info["pids"]["sidecar-1"]  # app b's only sidecar
+    argv, env, cwd = _how_it_runs(pid)
+    version = cluster.metric("actorflow_placement_table_version")
+    os.kill(pid, signal.SIGKILL)
+    # Placement drops the dead host (its host timeout): app b's types have no host.
+    _wait_for(
+        "placement never dropped the dead sidecar",
+        lambda: cluster.metric("actorflow_placement_table_version") > version,
+    )
+    a = cluster.client(0)
+    iid = a.schedule_new_workflow("cross_app", input=7, instance_id=uid("b-down"))
+    log_path = cluster.up.data_dir / "logs" / "sidecar-0.log"
+    _wait_for(
+        "the activity's dispatch was never tried",
+        lambda: "effect DispatchActivity" in log_path.read_text(errors="replace"),
+    )
+    log = (cluster.root / "sidecar-1-restarted.log").open("ab")
+    back = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=log)
+    try:
+        cluster.kill_app(1)
+        cluster.start_app(1)
+        state = a.wait_for_workflow_completion(iid, timeout_in_seconds=90)
+        assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
+        assert json.loads(state.serialized_output)["tripled"] == 21
+    finally:
+        cluster.stop_apps()
+        back.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            back.wait(20)
+        if back.poll() is None:
+            back.kill()
+            back.wait(10)
+        log.close()
