@@ -9,9 +9,16 @@ Leadership. The loop acts for one term at a time. When Raft reports this node le
 with a quorum it commits a fenced `lead` no-op; once that is applied the replica holds
 everything committed before, and the loop rebuilds its due queue from it (every node
 keeps only the replicated table; followers hold no firing state). When the node stops
-leading, or loses its quorum, the loop drops all firing state at once and closes the
-trigger streams so that sidecars go and find the new leader, which re-fires from the
-replicated schedule (at least once).
+leading (another role, another term), the loop drops all firing state at once and
+closes the trigger streams so that sidecars go and find the new leader, which re-fires
+from the replicated schedule (at least once). While it still leads its term but has not
+heard from a majority lately (followers busy on a loaded machine, or a partition that
+will soon end its term), it fires and records nothing, and keeps its firings in flight
+and its streams: dropping them on every such gap re-sent every firing in flight, and
+the sidecars spent a reconnect backoff finding the same leader again (bursts of 100,000
+triggers delivered at 12,000-23,000/s instead of 60,000-80,000/s, with tens of
+thousands fired twice). Raft itself ends the term if the gap lasts
+(`leader_fallback_timeout`), and every batch sent still carries the fenced term.
 
 Firing. While firings are in flight, a reminder that falls due waits up to
 `fire_linger_ms` for others, so that under load they leave in batches (as Nagle's
@@ -256,6 +263,8 @@ class Dispatcher:
         try:
             self._raft.ensure_leader(self._term)
         except LeadershipLostError as exc:
+            if self._raft.is_leader and self._raft.term == self._term:
+                return  # no recent quorum: fire and record nothing until it is back
             self._lose(str(exc))
             return
         self._expire(self._clock.monotonic())
@@ -289,11 +298,8 @@ class Dispatcher:
 
     def _raft_changed(self, status: RaftStatus) -> None:
         leads = status.role is Role.LEADER and status.has_quorum
-        if self._term and (not leads or status.term != self._term):
-            self._lose(
-                f"raft status: role {status.role.name}, term {status.term}, "
-                f"quorum {status.has_quorum}"
-            )
+        if self._term and (status.role is not Role.LEADER or status.term != self._term):
+            self._lose(f"raft status: role {status.role.name}, term {status.term}")
         if leads and self._term != status.term:
             self._term = status.term
             self._spawn(self._lead(status.term))
