@@ -1,4 +1,5 @@
-"""`LocalCluster`: real `python -m reminders` processes on ephemeral loopback ports.
+"""`LocalCluster`: real `python -m reminders` processes on ephemeral loopback ports; and
+for tests of the firing loop on its own, `FakeClock` and `replica_due`.
 
 Shipped in the package (as `temporalio.testing` is) because the tests and
 `bench/reminders_bench.py` both drive it. Each node has its own data directory under
@@ -20,10 +21,15 @@ from pathlib import Path
 
 import grpc
 
+from raftkit.codec import Command
+from raftkit.node import Entry
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.client import SERVICE
+from reminders.machine import Key, create_item
+from reminders.replica import Replica
+from reminders.schedule import plan
 
-__all__ = ["LocalCluster", "NodeProcess", "free_ports"]
+__all__ = ["FakeClock", "LocalCluster", "NodeProcess", "free_ports", "replica_due"]
 
 DEFAULT_PASSWORD = "actorflow-test-raft-secret"
 
@@ -208,3 +214,29 @@ class LocalCluster:
     async def __aexit__(self, *exc: object) -> None:
         with contextlib.suppress(Exception):
             await self.stop()
+
+
+class FakeClock:
+    """The firing loop's clock, moved by hand: wall time in ms; monotonic follows it."""
+
+    def __init__(self, now_ms: int) -> None:
+        self.ms = now_ms
+
+    def wall_ms(self) -> int:
+        return self.ms
+
+    def monotonic(self) -> float:
+        return self.ms / 1000
+
+
+def replica_due(due_in_ms: dict[Key, int], now_ms: int, term: int) -> Replica:
+    """A replica holding one one-shot reminder per key, due `due_in_ms[key]` ms after
+    `now_ms`, created by one command of `term`."""
+    replica = Replica()
+    items = []
+    for key, ms in due_in_ms.items():
+        schedule = plan(f"{ms}ms", "", "", now_ms)
+        items.append(create_item(key, due_time=f"{ms}ms", period="", ttl="", data=b"",
+                                 schedule=schedule))  # fmt: skip
+    replica.apply(Command("create", {"now_ms": now_ms, "items": items}), Entry(1, term))
+    return replica

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ class Cluster:
     roles: dict[str, str]
     info: dict[str, Any] = field(default_factory=dict)
     apps: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    again: list[subprocess.Popen[bytes]] = field(default_factory=list)  # see kill_process
     _logs: int = 0
 
     # ---- apps
@@ -83,7 +84,41 @@ class Cluster:
 
     def stop(self) -> None:
         self.stop_apps()
+        for proc in self.again:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.again:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        self.again.clear()
         self.up.stop()
+
+    def kill_process(self, name: str) -> Callable[[], subprocess.Popen[bytes]]:
+        """SIGKILL the cluster's process `name` (as cluster.json names its pid: `sidecar-1`,
+        `reminders-0`...), wait until it is dead, and return what starts it again as it
+        ran (`actorflow up` restarts nothing); what that starts stops with the cluster."""
+        pid = self.info["pids"][name]
+        proc = Path(f"/proc/{pid}")
+        argv = [a.decode() for a in proc.joinpath("cmdline").read_bytes().split(b"\0")[:-1]]
+        pairs = proc.joinpath("environ").read_bytes().decode().split("\0")
+        env = dict(p.split("=", 1) for p in pairs if "=" in p)
+        cwd = os.readlink(proc / "cwd")
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not _dead(pid):
+            assert time.monotonic() < deadline, f"{name} did not die"
+            time.sleep(0.05)  # polling /proc, bounded
+
+        def again() -> subprocess.Popen[bytes]:
+            log = (self.root / f"{name}-again.log").open("ab")
+            started = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=log)
+            self.again.append(started)
+            return started
+
+        return again
 
     def restart(self) -> None:
         """Stop everything (SIGTERM) and start again from the same data directory."""
@@ -120,6 +155,14 @@ class Cluster:
     def client(self, index: int = 0) -> DaprWorkflowClient:
         host, port = self.info["sidecars"][index]["grpc"].rsplit(":", 1)
         return DaprWorkflowClient(host=host, port=port)
+
+
+def _dead(pid: int) -> bool:
+    """Gone, or a zombie until `actorflow up` reaps it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
 
 
 def unique(prefix: str) -> str:

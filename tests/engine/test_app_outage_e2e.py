@@ -9,13 +9,8 @@ which issue their pending work again: that is what carries the activity to the a
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,15 +19,6 @@ from dapr.ext.workflow import WorkflowStatus
 pytestmark = pytest.mark.slow
 
 CLUSTER = {"app_ids": ["a", "b"], "roles": {"a": "caller", "b": "callee"}}
-
-
-def _how_it_runs(pid: int) -> tuple[list[str], dict[str, str], str]:
-    """The command line, environment and directory of a running process."""
-    proc = Path(f"/proc/{pid}")
-    argv = [a.decode() for a in proc.joinpath("cmdline").read_bytes().split(b"\0")[:-1]]
-    pairs = proc.joinpath("environ").read_bytes().decode().split("\0")
-    env = dict(p.split("=", 1) for p in pairs if "=" in p)
-    return argv, env, os.readlink(proc / "cwd")
 
 
 def _wait_for(what: str, test: Any, timeout_s: float = 60) -> None:
@@ -45,10 +31,8 @@ def _wait_for(what: str, test: Any, timeout_s: float = 60) -> None:
 def test_an_activity_in_an_app_whose_sidecar_is_down_runs_once_it_is_back(
     cluster: Any, uid: Any
 ) -> None:
-    pid = cluster.info["pids"]["sidecar-1"]  # app b's only sidecar
-    argv, env, cwd = _how_it_runs(pid)
     version = cluster.metric("actorflow_placement_table_version")
-    os.kill(pid, signal.SIGKILL)
+    again = cluster.kill_process("sidecar-1")  # app b's only sidecar
     # Placement drops the dead host (its host timeout): app b's types have no host.
     _wait_for(
         "placement never dropped the dead sidecar",
@@ -61,20 +45,9 @@ def test_an_activity_in_an_app_whose_sidecar_is_down_runs_once_it_is_back(
         "the activity's dispatch was never tried",
         lambda: "effect DispatchActivity" in log_path.read_text(errors="replace"),
     )
-    log = (cluster.root / "sidecar-1-restarted.log").open("ab")
-    back = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=log)
-    try:
-        cluster.kill_app(1)
-        cluster.start_app(1)
-        state = a.wait_for_workflow_completion(iid, timeout_in_seconds=90)
-        assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
-        assert json.loads(state.serialized_output)["tripled"] == 21
-    finally:
-        cluster.stop_apps()
-        back.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            back.wait(20)
-        if back.poll() is None:
-            back.kill()
-            back.wait(10)
-        log.close()
+    again()
+    cluster.kill_app(1)
+    cluster.start_app(1)
+    state = a.wait_for_workflow_completion(iid, timeout_in_seconds=90)
+    assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
+    assert json.loads(state.serialized_output)["tripled"] == 21

@@ -11,13 +11,8 @@ change). A workflow nobody waited on stayed RUNNING for good."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,35 +25,12 @@ CLUSTER = {"sidecars": 1, "env": {"ACTORFLOW_SIDECAR_IDLE_TIMEOUT": str(IDLE_S)}
 COMPLETED = 'actorflow_workflows_finished_total{status="COMPLETED"}'
 
 
-def _how_it_runs(pid: int) -> tuple[list[str], dict[str, str], str]:
-    """The command line, environment and directory of a running process."""
-    proc = Path(f"/proc/{pid}")
-    argv = [a.decode() for a in proc.joinpath("cmdline").read_bytes().split(b"\0")[:-1]]
-    pairs = proc.joinpath("environ").read_bytes().decode().split("\0")
-    env = dict(p.split("=", 1) for p in pairs if "=" in p)
-    return argv, env, os.readlink(proc / "cwd")
-
-
-def _gone(pid: int) -> bool:
-    """Dead (a zombie until `actorflow up` reaps it counts as dead)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except FileNotFoundError:
-        return True
-
-
 def test_a_timer_started_while_reminders_are_down_fires_once_they_are_back(
     cluster: Any, uid: Any
 ) -> None:
-    nodes = [pid for name, pid in cluster.info["pids"].items() if name.startswith("reminders")]
+    nodes = [name for name in cluster.info["pids"] if name.startswith("reminders")]
     assert len(nodes) == 3
-    how = [_how_it_runs(pid) for pid in nodes]
-    for pid in nodes:
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while not all(_gone(pid) for pid in nodes):
-        assert time.monotonic() < deadline, "the reminders nodes did not die"
-        time.sleep(0.05)  # polling /proc, bounded
+    restarts = [cluster.kill_process(name) for name in nodes]
     done_before = cluster.metric(COMPLETED)
     c = cluster.client()
     iid = c.schedule_new_workflow("timed", input=0.5, instance_id=uid("outage"))
@@ -71,27 +43,14 @@ def test_a_timer_started_while_reminders_are_down_fires_once_they_are_back(
         # (What the code before did: the attempt was cancelled with the idle actor.)
         assert time.monotonic() < deadline, "the timer's attempt was dropped, not retried"
         time.sleep(0.2)  # polling the sidecar's log, bounded
-    logs = cluster.root / "reminders-restarted.log"
-    restarted = []
-    try:
-        with logs.open("ab") as log:
-            for argv, env, cwd in how:
-                restarted.append(subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=log))
-        # Watched through the sidecar's metrics only: a client call would activate the
-        # instance, and the activation would re-issue the timer by itself.
-        deadline = time.monotonic() + 90
-        while cluster.metric(COMPLETED) == done_before:
-            assert time.monotonic() < deadline, "the workflow never finished"
-            time.sleep(0.2)  # polling the sidecar's metrics, bounded
-        state = c.get_workflow_state(iid)
-        assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
-        assert json.loads(state.serialized_output) >= 0.5
-    finally:
-        for proc in restarted:
-            proc.terminate()
-        for proc in restarted:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(15)
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(10)
+    for again in restarts:
+        again()
+    # Watched through the sidecar's metrics only: a client call would activate the
+    # instance, and the activation would re-issue the timer by itself.
+    deadline = time.monotonic() + 90
+    while cluster.metric(COMPLETED) == done_before:
+        assert time.monotonic() < deadline, "the workflow never finished"
+        time.sleep(0.2)  # polling the sidecar's metrics, bounded
+    state = c.get_workflow_state(iid)
+    assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
+    assert json.loads(state.serialized_output) >= 0.5

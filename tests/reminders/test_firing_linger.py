@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from raftkit.codec import Command
-from raftkit.node import Entry, RaftStatus, Role
+from raftkit.node import RaftStatus, Role
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.config import RemindersConfig
 from reminders.firing import (
@@ -23,25 +23,14 @@ from reminders.firing import (
     Subscriber,
     SubscriberOpened,
 )
-from reminders.machine import Key, create_item
+from reminders.machine import Key
 from reminders.replica import Replica
-from reminders.schedule import plan
+from reminders.testing import FakeClock, replica_due
 
 NOW = 1_700_000_000_000
 TERM = 3
 LINGER_MS = 10
 APP = ("ns", "app")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.ms = NOW
-
-    def wall_ms(self) -> int:
-        return self.ms
-
-    def monotonic(self) -> float:
-        return self.ms / 1000
 
 
 class FakeRaft:
@@ -62,15 +51,7 @@ def _key(name: str) -> Key:
 
 
 def _replica(due_in_ms: dict[str, int]) -> Replica:
-    replica = Replica()
-    items = []
-    for name, ms in due_in_ms.items():
-        due = f"{ms}ms"
-        schedule = plan(due, "", "", NOW)
-        items.append(create_item(_key(name), due_time=due, period="", ttl="", data=b"",
-                                 schedule=schedule))  # fmt: skip
-    replica.apply(Command("create", {"now_ms": NOW, "items": items}), Entry(1, TERM))
-    return replica
+    return replica_due({_key(name): ms for name, ms in due_in_ms.items()}, NOW, TERM)
 
 
 class Loop:
@@ -103,7 +84,7 @@ async def loop(tmp_path: Path) -> AsyncIterator[Loop]:
         node_id="r0", api_address="127.0.0.1:7101", raft_address="127.0.0.1:7201",
         peers={}, data_dir=tmp_path, allow_insecure_raft=True, fire_linger_ms=LINGER_MS,
     )  # fmt: skip
-    clock = FakeClock()
+    clock = FakeClock(NOW)
     replica = _replica({"a": 1000, "b": 1005, "c": 1030})
     dispatcher = Dispatcher(config, replica, FakeRaft(), clock)  # type: ignore[arg-type]
     running = asyncio.create_task(dispatcher.run())

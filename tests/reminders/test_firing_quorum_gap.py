@@ -19,29 +19,18 @@ import pytest
 
 from raftkit.codec import Command
 from raftkit.errors import LeadershipLostError
-from raftkit.node import Entry, RaftStatus, Role
+from raftkit.node import RaftStatus, Role
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.config import RemindersConfig
 from reminders.firing import AckIn, ChangesIn, Dispatcher, RaftChanged, Subscriber, SubscriberOpened
-from reminders.machine import Key, create_item
+from reminders.machine import Key
 from reminders.replica import Replica
-from reminders.schedule import plan
+from reminders.testing import FakeClock, replica_due
 
 NOW = 1_700_000_000_000
 TERM = 3
 APP = ("ns", "app")
 ADDRESS = "127.0.0.1:7201"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.ms = NOW
-
-    def wall_ms(self) -> int:
-        return self.ms
-
-    def monotonic(self) -> float:
-        return self.ms / 1000
 
 
 class GappyRaft:
@@ -69,14 +58,7 @@ def _key(name: str) -> Key:
 
 
 def _replica(due_in_ms: dict[str, int]) -> Replica:
-    replica = Replica()
-    items = []
-    for name, ms in due_in_ms.items():
-        schedule = plan(f"{ms}ms", "", "", NOW)
-        items.append(create_item(_key(name), due_time=f"{ms}ms", period="", ttl="", data=b"",
-                                 schedule=schedule))  # fmt: skip
-    replica.apply(Command("create", {"now_ms": NOW, "items": items}), Entry(1, TERM))
-    return replica
+    return replica_due({_key(name): ms for name, ms in due_in_ms.items()}, NOW, TERM)
 
 
 def _status(role: Role, quorum: bool, term: int = TERM) -> RaftStatus:
@@ -114,7 +96,7 @@ async def loop(tmp_path: Path) -> AsyncIterator[Loop]:
         node_id="r0", api_address="127.0.0.1:7101", raft_address=ADDRESS,
         peers={}, data_dir=tmp_path, allow_insecure_raft=True, fire_linger_ms=0,
     )  # fmt: skip
-    clock, raft = FakeClock(), GappyRaft()
+    clock, raft = FakeClock(NOW), GappyRaft()
     dispatcher = Dispatcher(config, _replica({"a": 1000, "b": 1005, "c": 1030}), raft, clock)  # type: ignore[arg-type]
     running = asyncio.create_task(dispatcher.run())
     loop = Loop(dispatcher, clock, raft)
