@@ -1,5 +1,5 @@
 """`LocalCluster`: real `python -m reminders` processes on ephemeral loopback ports; and
-for tests of the firing loop on its own, `FakeClock` and `replica_due`.
+for tests of the firing loop on its own, `FakeClock`, `LeadingRaft` and `replica_due`.
 
 Shipped in the package (as `temporalio.testing` is) because the tests and
 `bench/reminders_bench.py` both drive it. Each node has its own data directory under
@@ -22,6 +22,7 @@ from pathlib import Path
 import grpc
 
 from raftkit.codec import Command
+from raftkit.errors import LeadershipLostError
 from raftkit.node import Entry
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.client import SERVICE
@@ -29,7 +30,14 @@ from reminders.machine import Key, create_item
 from reminders.replica import Replica
 from reminders.schedule import plan
 
-__all__ = ["FakeClock", "LocalCluster", "NodeProcess", "free_ports", "replica_due"]
+__all__ = [
+    "FakeClock",
+    "LeadingRaft",
+    "LocalCluster",
+    "NodeProcess",
+    "free_ports",
+    "replica_due",
+]
 
 DEFAULT_PASSWORD = "actorflow-test-raft-secret"
 
@@ -227,6 +235,28 @@ class FakeClock:
 
     def monotonic(self) -> float:
         return self.ms / 1000
+
+
+class LeadingRaft:
+    """Stands in for `RaftNode` in tests of the firing loop: leads `term`, with a quorum
+    while `quorum` is set (the fence fails without one, as `RaftNode.ensure_leader`
+    does); proposals succeed without replicating anything."""
+
+    def __init__(self, term: int, address: str = "127.0.0.1:7201") -> None:
+        self.term = term
+        self.address = address
+        self.quorum = True
+        self.is_leader = True
+
+    def ensure_leader(self, term: int) -> None:
+        if not (self.quorum and self.is_leader and self.term == term):
+            raise LeadershipLostError(term, self.term, self.address)
+
+    def leader_term(self) -> int | None:
+        return self.term if self.quorum and self.is_leader else None
+
+    async def propose(self, command: Command, *, timeout: float) -> object:
+        return None
 
 
 def replica_due(due_in_ms: dict[Key, int], now_ms: int, term: int) -> Replica:

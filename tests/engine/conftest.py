@@ -96,6 +96,15 @@ class Cluster:
         self.again.clear()
         self.up.stop()
 
+    @staticmethod
+    def eventually(what: str, test: Callable[[], bool], timeout_s: float = 60) -> None:
+        """Poll `test` (a metric, a log, /proc) until it holds; fail with `what` after
+        `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while not test():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.05)  # polling, bounded by the deadline
+
     def kill_process(self, name: str) -> Callable[[], subprocess.Popen[bytes]]:
         """SIGKILL the cluster's process `name` (as cluster.json names its pid: `sidecar-1`,
         `reminders-0`...), wait until it is dead, and return what starts it again as it
@@ -107,10 +116,7 @@ class Cluster:
         env = dict(p.split("=", 1) for p in pairs if "=" in p)
         cwd = os.readlink(proc / "cwd")
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while not _dead(pid):
-            assert time.monotonic() < deadline, f"{name} did not die"
-            time.sleep(0.05)  # polling /proc, bounded
+        self.eventually(f"{name} did not die", lambda: _dead(pid), timeout_s=10)
 
         def again() -> subprocess.Popen[bytes]:
             log = (self.root / f"{name}-again.log").open("ab")

@@ -10,7 +10,6 @@ which issue their pending work again: that is what carries the activity to the a
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -21,27 +20,20 @@ pytestmark = pytest.mark.slow
 CLUSTER = {"app_ids": ["a", "b"], "roles": {"a": "caller", "b": "callee"}}
 
 
-def _wait_for(what: str, test: Any, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not test():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)  # polling a metric or a log, bounded
-
-
 def test_an_activity_in_an_app_whose_sidecar_is_down_runs_once_it_is_back(
     cluster: Any, uid: Any
 ) -> None:
     version = cluster.metric("actorflow_placement_table_version")
     again = cluster.kill_process("sidecar-1")  # app b's only sidecar
     # Placement drops the dead host (its host timeout): app b's types have no host.
-    _wait_for(
+    cluster.eventually(
         "placement never dropped the dead sidecar",
         lambda: cluster.metric("actorflow_placement_table_version") > version,
     )
     a = cluster.client(0)
     iid = a.schedule_new_workflow("cross_app", input=7, instance_id=uid("b-down"))
     log_path = cluster.up.data_dir / "logs" / "sidecar-0.log"
-    _wait_for(
+    cluster.eventually(
         "the activity's dispatch was never tried",
         lambda: "effect DispatchActivity" in log_path.read_text(errors="replace"),
     )

@@ -12,7 +12,6 @@ change). A workflow nobody waited on stayed RUNNING for good."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -38,19 +37,20 @@ def test_a_timer_started_while_reminders_are_down_fires_once_they_are_back(
     # (then the effect runner tries again, after a backoff): wait for that failure, ten
     # idle timeouts, before the service comes back.
     log_path = cluster.up.data_dir / "logs" / "sidecar-0.log"
-    deadline = time.monotonic() + 40
-    while "effect ScheduleTimer failed" not in log_path.read_text(errors="replace"):
-        # (What the code before did: the attempt was cancelled with the idle actor.)
-        assert time.monotonic() < deadline, "the timer's attempt was dropped, not retried"
-        time.sleep(0.2)  # polling the sidecar's log, bounded
+    cluster.eventually(  # (the code before cancelled the attempt with the idle actor)
+        "the timer's attempt was dropped, not retried",
+        lambda: "effect ScheduleTimer failed" in log_path.read_text(errors="replace"),
+        timeout_s=40,
+    )
     for again in restarts:
         again()
     # Watched through the sidecar's metrics only: a client call would activate the
     # instance, and the activation would re-issue the timer by itself.
-    deadline = time.monotonic() + 90
-    while cluster.metric(COMPLETED) == done_before:
-        assert time.monotonic() < deadline, "the workflow never finished"
-        time.sleep(0.2)  # polling the sidecar's metrics, bounded
+    cluster.eventually(
+        "the workflow never finished",
+        lambda: cluster.metric(COMPLETED) != done_before,
+        timeout_s=90,
+    )
     state = c.get_workflow_state(iid)
     assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
     assert json.loads(state.serialized_output) >= 0.5

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from raftkit.codec import Command
 from raftkit.node import RaftStatus, Role
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.config import RemindersConfig
@@ -25,25 +24,12 @@ from reminders.firing import (
 )
 from reminders.machine import Key
 from reminders.replica import Replica
-from reminders.testing import FakeClock, replica_due
+from reminders.testing import FakeClock, LeadingRaft, replica_due
 
 NOW = 1_700_000_000_000
 TERM = 3
 LINGER_MS = 10
 APP = ("ns", "app")
-
-
-class FakeRaft:
-    """Leads TERM with a quorum; proposals succeed without replicating anything."""
-
-    def ensure_leader(self, term: int) -> None:
-        assert term == TERM
-
-    def leader_term(self) -> int:
-        return TERM
-
-    async def propose(self, command: Command, *, timeout: float) -> object:
-        return None
 
 
 def _key(name: str) -> Key:
@@ -86,7 +72,7 @@ async def loop(tmp_path: Path) -> AsyncIterator[Loop]:
     )  # fmt: skip
     clock = FakeClock(NOW)
     replica = _replica({"a": 1000, "b": 1005, "c": 1030})
-    dispatcher = Dispatcher(config, replica, FakeRaft(), clock)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(config, replica, LeadingRaft(TERM), clock)  # type: ignore[arg-type]
     running = asyncio.create_task(dispatcher.run())
     status = RaftStatus("127.0.0.1:7201", Role.LEADER, TERM, "127.0.0.1:7201", True, 1, 1, True)
     dispatcher.post(RaftChanged(status))

@@ -17,40 +17,18 @@ from typing import Any
 
 import pytest
 
-from raftkit.codec import Command
-from raftkit.errors import LeadershipLostError
 from raftkit.node import RaftStatus, Role
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.config import RemindersConfig
 from reminders.firing import AckIn, ChangesIn, Dispatcher, RaftChanged, Subscriber, SubscriberOpened
 from reminders.machine import Key
 from reminders.replica import Replica
-from reminders.testing import FakeClock, replica_due
+from reminders.testing import FakeClock, LeadingRaft, replica_due
 
 NOW = 1_700_000_000_000
 TERM = 3
 APP = ("ns", "app")
 ADDRESS = "127.0.0.1:7201"
-
-
-class GappyRaft:
-    """Leads TERM; `quorum` says whether a majority answered lately (the fence fails
-    without one, as `RaftNode.ensure_leader` does)."""
-
-    def __init__(self) -> None:
-        self.quorum = True
-        self.is_leader = True
-        self.term = TERM
-
-    def ensure_leader(self, term: int) -> None:
-        if not (self.quorum and self.is_leader and self.term == term):
-            raise LeadershipLostError(term, self.term, ADDRESS)
-
-    def leader_term(self) -> int | None:
-        return TERM if self.quorum and self.is_leader else None
-
-    async def propose(self, command: Command, *, timeout: float) -> object:
-        return None
 
 
 def _key(name: str) -> Key:
@@ -66,7 +44,7 @@ def _status(role: Role, quorum: bool, term: int = TERM) -> RaftStatus:
 
 
 class Loop:
-    def __init__(self, dispatcher: Dispatcher, clock: FakeClock, raft: GappyRaft) -> None:
+    def __init__(self, dispatcher: Dispatcher, clock: FakeClock, raft: LeadingRaft) -> None:
         self.dispatcher, self.clock, self.raft = dispatcher, clock, raft
         self.sub = Subscriber(host="s0", app=APP, actor_types=frozenset())
 
@@ -96,7 +74,7 @@ async def loop(tmp_path: Path) -> AsyncIterator[Loop]:
         node_id="r0", api_address="127.0.0.1:7101", raft_address=ADDRESS,
         peers={}, data_dir=tmp_path, allow_insecure_raft=True, fire_linger_ms=0,
     )  # fmt: skip
-    clock, raft = FakeClock(NOW), GappyRaft()
+    clock, raft = FakeClock(NOW), LeadingRaft(TERM, ADDRESS)
     dispatcher = Dispatcher(config, _replica({"a": 1000, "b": 1005, "c": 1030}), raft, clock)  # type: ignore[arg-type]
     running = asyncio.create_task(dispatcher.run())
     loop = Loop(dispatcher, clock, raft)
