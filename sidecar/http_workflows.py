@@ -16,6 +16,11 @@ Dapr form, also under `/v1.0-beta1/`:
     POST /v1.0/workflows/dapr/{instanceID}/{terminate|pause|resume|purge}
     POST /v1.0/workflows/dapr/{instanceID}/raiseEvent/{eventName}   body: the event data
 
+Ids and names are path segments, percent-decoded (`order%2042` is `order 42`): an
+instance id follows the gRPC API's rule (`sidecar.engine.naming.instance_id_problem`),
+so every instance an SDK started can be named here; a workflow name is 1 to 256
+printable characters. `Location` carries both percent-encoded.
+
 Answers: start 202 with `Location` (the status URL); others 202 (purge 200); GET 200
 with the instance's metadata. Errors are JSON `{"errorCode", "message"}`: 400 malformed
 (bad JSON, bad ids), 404 unknown instance, 409 duplicate start or wrong state (purge of a
@@ -26,17 +31,17 @@ token (see sidecar/auth.py), 503 not ready.
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import msgpack
 from aiohttp import web
 
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.engine.naming import workflow_type
+from sidecar.engine.naming import instance_id_problem, workflow_type
 from sidecar.http_errors import error
 from sidecar.workflow.events import (
     execution_started_event,
@@ -50,7 +55,7 @@ from sidecar.workflow.events import (
 if TYPE_CHECKING:
     from sidecar.app import Sidecar
 
-_ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,256}$")
+MAX_NAME = 256
 _STATUS = {
     pb.ORCHESTRATION_STATUS_RUNNING: "RUNNING",
     pb.ORCHESTRATION_STATUS_COMPLETED: "COMPLETED",
@@ -81,13 +86,21 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _check_id(value: str, what: str) -> str:
-    if not _ID.match(value):
+def _check_id(value: str) -> str:
+    """An instance id from the path or the query (percent-decoded): the gRPC API's rule,
+    so that every instance an SDK started can be named here."""
+    problem = instance_id_problem(value)
+    if problem is not None:
+        raise HttpError(400, "ERR_MALFORMED_REQUEST", problem)
+    return value
+
+
+def _check_name(value: str) -> str:
+    if not 0 < len(value) <= MAX_NAME or not value.isprintable():
         raise HttpError(
             400,
             "ERR_MALFORMED_REQUEST",
-            f"invalid {what} {value[:80]!r}: 1 to 256 characters among letters, digits "
-            "and _ . : @ -",
+            f"invalid workflow name {value[:80]!r}: 1 to {MAX_NAME} printable characters",
         )
     return value
 
@@ -243,21 +256,22 @@ class _Handlers:
         a, b = request.match_info["a"], request.match_info["b"]
         body = await _json_text(request)
         if a == "dapr":  # Dapr: b is the workflow name, the id comes in the query
-            name = _check_id(b, "workflow name")
-            iid = _check_id(request.query.get("instanceID") or uuid.uuid4().hex, "instance id")
+            name = _check_name(b)
+            iid = _check_id(request.query.get("instanceID") or uuid.uuid4().hex)
         else:
-            name, iid = _check_id(a, "workflow type"), _check_id(b, "instance id")
+            name, iid = _check_name(a), _check_id(b)
         await self.api.start(name, iid, body)
-        location = f"{request.path.rsplit('/', 3)[0]}/{a}/{iid}"
+        base = request.raw_path.split("?", 1)[0].rsplit("/", 3)[0]
+        location = f"{base}/{quote(a, safe='')}/{quote(iid, safe='')}"
         return _json(202, {"instanceID": iid}, {"Location": location})
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         a, b = request.match_info["a"], request.match_info["b"]
-        response = await self.api.get(_check_id(b, "instance id"))
+        response = await self.api.get(_check_id(b))
         return _json(200, _dapr_view(response) if a == "dapr" else _seed_view(response))
 
     async def operate(self, request: web.Request) -> web.StreamResponse:
-        iid = _check_id(request.match_info["b"], "instance id")
+        iid = _check_id(request.match_info["b"])
         op = request.match_info["op"]
         body = await _json_text(request)
         if op == "purge":
@@ -270,12 +284,12 @@ class _Handlers:
         return web.Response(status=202)
 
     async def raise_named(self, request: web.Request) -> web.StreamResponse:
-        iid = _check_id(request.match_info["b"], "instance id")
+        iid = _check_id(request.match_info["b"])
         await self.api.raise_event(iid, request.match_info["event"], await _json_text(request))
         return web.Response(status=202)
 
     async def purge(self, request: web.Request) -> web.StreamResponse:
-        await self.api.purge(_check_id(request.match_info["b"], "instance id"))
+        await self.api.purge(_check_id(request.match_info["b"]))
         return web.Response(status=200)
 
 

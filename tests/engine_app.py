@@ -73,15 +73,17 @@ def blob(ctx: Any, size: int) -> str:
 
 
 def sized(ctx: wf.DaprWorkflowContext, args: dict[str, Any]) -> Any:
-    """Payloads of chosen sizes: an activity's `result`, a child's `child_input`, the
-    workflow's custom `status` and `output` (bytes each); a failed task is caught and
-    reported as {"caught": error type, "message": ...}."""
+    """Payloads of chosen sizes: an activity's `result`, a child's `child_input` (under
+    `child_id` if given), the workflow's custom `status` and `output` (bytes each); a
+    failed task is caught and reported as {"caught": error type, "message": ...}."""
     try:
         if "result" in args:
             got = yield ctx.call_activity(blob, input=args["result"])
             return {"result": len(got)}
         if "child_input" in args:
-            got = yield ctx.call_child_workflow("sized", input={"echo": "c" * args["child_input"]})
+            got = yield ctx.call_child_workflow(
+                "sized", input={"echo": "c" * args["child_input"]}, instance_id=args.get("child_id")
+            )
             return {"child": got}
     except wf.TaskFailedError as exc:
         return {"caught": exc.details.error_type, "message": exc.details.message}

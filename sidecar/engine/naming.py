@@ -10,6 +10,14 @@ running instances to resume (DESIGN.md 5: recovery from the store, no reminder p
 
 from __future__ import annotations
 
+import re
+
+MAX_INSTANCE_ID = 256
+# What follows an instance's activity prefix in the keys of its own activity actors:
+# `{task}::{generation}||{key}`. An instance whose id extends another's with `::` ("a"
+# and "a::x") shares the prefix, and its rows must not be taken for the other's.
+_OWN_ACTIVITY_REST = re.compile(r"\d+::\d+\|\|")
+
 
 def workflow_type(namespace: str, app_id: str) -> str:
     return f"dapr.internal.{namespace}.{app_id}.workflow"
@@ -32,5 +40,28 @@ def instance_prefix(app_id: str, actor_type: str, actor_id: str) -> str:
 
 
 def activity_prefix(app_id: str, namespace: str, instance_id: str) -> str:
-    """Keys of every activity actor of one instance (ids `{instance}::{task}::{gen}`)."""
+    """Keys of every activity actor of one instance (ids `{instance}::{task}::{gen}`),
+    and of instances whose ids start with `{instance}::`: see `is_own_activity_key`."""
     return f"{app_id}||{activity_type(namespace, app_id)}||{instance_id}::"
+
+
+def is_own_activity_key(prefix: str, key: str) -> bool:
+    """Whether `key`, found under the `activity_prefix` of an instance, is a row of one
+    of that instance's activity actors (not of an instance named `{instance}::...`)."""
+    return key.startswith(prefix) and _OWN_ACTIVITY_REST.match(key, len(prefix)) is not None
+
+
+def instance_id_problem(instance_id: str) -> str | None:
+    """Why `instance_id` cannot name a workflow instance, or None when it can: the one
+    rule of every API (gRPC, HTTP, a child's id in a workflow's answer). At most
+    MAX_INSTANCE_ID printable characters, and no `||`, the separator of store keys
+    (DESIGN.md 3.4: `a||b` would share the rows of instance `a`)."""
+    if not instance_id:
+        return "instanceId is required"
+    if len(instance_id) > MAX_INSTANCE_ID:
+        return f"instanceId is invalid: over {MAX_INSTANCE_ID} characters"
+    if "||" in instance_id:
+        return "instanceId is invalid: it contains '||', the separator of store keys"
+    if not instance_id.isprintable():
+        return f"instanceId has a control or unprintable character: {instance_id[:80]!r}"
+    return None

@@ -30,7 +30,7 @@ from google.protobuf import empty_pb2
 
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.engine.naming import index_prefix, workflow_type
+from sidecar.engine.naming import index_prefix, instance_id_problem, workflow_type
 from sidecar.workflow.events import (
     execution_started_event,
     raised_event,
@@ -45,7 +45,6 @@ TERMINAL = {
     pb.ORCHESTRATION_STATUS_FAILED,
     pb.ORCHESTRATION_STATUS_TERMINATED,
 }
-MAX_INSTANCE_ID = 256
 WAIT_CHUNK_S = 10.0  # a waiting call asks the instance's actor again this often
 _WRAPPED = f"{ActorCallError.__name__}: "
 
@@ -90,15 +89,9 @@ class TaskHubService:
         self, context: Context, instance_id: str, method: str, payload: bytes,
         router: pb.TaskRouter | None = None, *, timeout_s: float | None = None,
     ) -> bytes:  # fmt: skip
-        if not instance_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "instanceId is required")
-        if len(instance_id) > MAX_INSTANCE_ID or "||" in instance_id:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "instanceId is invalid")
-        if not instance_id.isprintable():
-            await context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"instanceId has a control or unprintable character: {instance_id[:80]!r}",
-            )
+        problem = instance_id_problem(instance_id)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         try:
             result: bytes = await self._s.router.call(
                 self._wf_type(router), instance_id, method, payload, timeout_s=timeout_s

@@ -37,7 +37,14 @@ import msgpack
 from sidecar.actors.base import REMINDER_METHOD, ActorCallError, ActorContext, Answer
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.effects import EffectRunner
-from sidecar.engine.naming import activity_prefix, index_key, instance_prefix, workflow_type
+from sidecar.engine.naming import (
+    activity_prefix,
+    index_key,
+    instance_id_problem,
+    instance_prefix,
+    is_own_activity_key,
+    workflow_type,
+)
 from sidecar.engine.status import instance_response
 from sidecar.engine.waits import StateWaits
 from sidecar.store import ConflictError
@@ -502,6 +509,7 @@ class WorkflowActor:
             # children and remote activities answer to it.
             event.router.sourceAppID = self.app_id
         self._check_size(event, "start event")
+        self._check_id()
         async with self._lock:
             self._fold()
             if not self._loaded:
@@ -538,6 +546,14 @@ class WorkflowActor:
         self._hurry_up()
         self.kick()
         return b""
+
+    def _check_id(self) -> None:
+        """Refuse to create an instance under an id no API could name: the client APIs
+        check it on arrival, a child's id (chosen by the workflow's code) is checked here,
+        and its parent's task then fails (`child_not_started`)."""
+        problem = instance_id_problem(self.id)
+        if problem is not None:
+            raise ActorCallError(f"INVALID_ARGUMENT: {problem}")
 
     def _check_size(self, event: pb.HistoryEvent, what: str) -> None:
         """Refuse an event no checkpoint of this store could hold (see
@@ -617,6 +633,7 @@ class WorkflowActor:
             history=tuple(history),
             metadata=Metadata(name=d["name"], input=d["in"], terminal_status=d["status"]),
         )
+        self._check_id()
         async with self._lock:
             self._fold()
             if self.state is not None and self.state.exists:
@@ -723,13 +740,12 @@ class WorkflowActor:
         return deleted
 
     async def _delete_rows(self) -> None:
-        prefixes = (
-            instance_prefix(self.app_id, self.type, self.id),
-            activity_prefix(self.app_id, self.namespace, self.id),
-        )
-        writes: dict[str, bytes | None] = {}
-        for prefix in prefixes:
-            writes.update({key: None for key, _ in await self.store.scan_prefix(prefix)})
+        own = await self.store.scan_prefix(instance_prefix(self.app_id, self.type, self.id))
+        writes: dict[str, bytes | None] = {key: None for key, _ in own}
+        activities = activity_prefix(self.app_id, self.namespace, self.id)
+        for key, _ in await self.store.scan_prefix(activities):
+            if is_own_activity_key(activities, key):
+                writes[key] = None
         writes[index_key(self.app_id, self.id)] = None
         keys = list(writes)
         step = max(1, self.store.limits.max_ops - 1)

@@ -8,6 +8,8 @@ import json
 import os
 import signal
 import time
+import urllib.parse
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -220,3 +222,42 @@ def test_peer_requests_that_do_not_parse_are_invalid_argument(cluster: Any) -> N
             err.value.details()
         )
     assert cluster.client(0).get_workflow_state("never-started") is None  # still serving
+
+
+def test_an_id_any_api_takes_is_named_by_every_api(cluster: Any, uid: Any) -> None:
+    """An instance started through the SDK under an id with a space, a slash and a
+    non-ASCII letter is read, steered and purged over HTTP (percent-encoded); the HTTP
+    API refused such ids before (only letters, digits and `_ . : @ -`)."""
+    c = cluster.client(0)
+    iid = uid("order 42/é")
+    c.schedule_new_workflow("waits", instance_id=iid)
+    c.wait_for_workflow_start(iid, timeout_in_seconds=30)
+    http = cluster.info["sidecars"][1]["http"]  # either sidecar: the owner answers
+    path = f"{http}/v1.0/workflows/dapr/{urllib.parse.quote(iid, safe='')}"
+    with urllib.request.urlopen(path, timeout=30) as resp:
+        assert json.loads(resp.read())["instanceID"] == iid
+    raised = urllib.request.Request(f"{path}/raiseEvent/release", data=b'"x"', method="POST")
+    with urllib.request.urlopen(raised, timeout=30) as resp:
+        assert resp.status == 202
+    state = c.wait_for_workflow_completion(iid, timeout_in_seconds=30)
+    assert state is not None and json.loads(state.serialized_output) == "x"
+    purge = urllib.request.Request(f"{path}/purge", method="POST")
+    with urllib.request.urlopen(purge, timeout=30) as resp:
+        assert resp.status == 200
+    assert c.get_workflow_state(iid) is None
+
+
+def test_a_child_id_no_api_could_name_fails_the_childs_task(cluster: Any, uid: Any) -> None:
+    """A child id is chosen by the workflow's code and reaches the sidecar in a turn's
+    answer, past the client APIs' checks. `p||x` would share the store rows of instance
+    `p` (a purge of `p` deleted them); it is refused, and the parent's task fails."""
+    c = cluster.client(0)
+    parent = uid("bad-child")
+    for i, child_id in enumerate((f"{parent}||x", f"{parent}\tx")):
+        args = {"child_input": 1, "child_id": child_id}
+        iid = c.schedule_new_workflow("sized", input=args, instance_id=f"{parent}-{i}")
+        state = c.wait_for_workflow_completion(iid, timeout_in_seconds=60)
+        assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
+        out = json.loads(state.serialized_output)
+        assert out["caught"] == "ChildWorkflowNotStarted", out
+        assert "instanceId" in out["message"], out

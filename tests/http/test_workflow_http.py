@@ -12,9 +12,11 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from actorflow.testing import UpCluster, free_port_block
 
@@ -59,7 +61,7 @@ def uid(prefix: str) -> str:
     return f"{prefix}-{time.time_ns()}"
 
 
-async def status_of(http: aiohttp.ClientSession, path: str, want: str) -> dict[str, Any]:
+async def status_of(http: aiohttp.ClientSession, path: str | URL, want: str) -> dict[str, Any]:
     async with asyncio.timeout(30):
         while True:
             async with http.get(path) as resp:
@@ -143,6 +145,34 @@ async def test_dapr_forms(http: aiohttp.ClientSession) -> None:
     assert generated
 
 
+async def test_ids_are_percent_encoded_path_segments(http: aiohttp.ClientSession) -> None:
+    """Any id the gRPC API takes (a space, a slash, a non-ASCII letter) works here too,
+    percent-encoded, and `Location` comes back encoded."""
+    iid = uid("order 42/é")
+    encoded = quote(iid, safe="")
+    async with http.post(URL(f"/v1.0/workflows/fan/{encoded}/start", encoded=True),
+                         data="3") as resp:  # fmt: skip
+        assert resp.status == 202, await resp.text()
+        assert (await resp.json())["instanceID"] == iid
+        location = resp.headers["Location"]
+    assert location == f"/v1.0/workflows/fan/{encoded}"
+    body = await status_of(http, URL(location, encoded=True), "COMPLETED")
+    assert body["instanceId"] == iid and body["output"] == 6
+    async with http.get(URL(f"/v1.0/workflows/dapr/{encoded}", encoded=True)) as resp:
+        assert (await resp.json())["instanceID"] == iid
+    waiting = uid("waits?&=#")  # the Dapr form takes the id in the query
+    start = URL(f"/v1.0/workflows/dapr/waits/start?instanceID={quote(waiting, safe='')}",
+                encoded=True)  # fmt: skip
+    async with http.post(start) as resp:
+        assert resp.status == 202 and (await resp.json())["instanceID"] == waiting
+        location = resp.headers["Location"]
+    await status_of(http, URL(location, encoded=True), "RUNNING")
+    async with http.post(start) as resp:
+        assert resp.status == 409  # the same instance, so the id was read the same way
+    async with http.post(URL(f"{location}/terminate", encoded=True)) as resp:
+        assert resp.status == 202
+
+
 async def test_failure_is_reported(http: aiohttp.ClientSession) -> None:
     iid = uid("fails")
     async with http.post(f"/v1.0/workflows/fails/{iid}/start", json="kaput") as resp:
@@ -156,6 +186,9 @@ async def test_failure_is_reported(http: aiohttp.ClientSession) -> None:
     [
         ("POST", "/v1.0/workflows/fan/ok-id/start", b"{not json", 400, "ERR_MALFORMED_REQUEST"),
         ("POST", "/v1.0/workflows/fan/bad%7C%7Cid/start", b"1", 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/fan/nul%00id/start", b"1", 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/dapr/fa%0An/start", b"1", 400, "ERR_MALFORMED_REQUEST"),
+        ("GET", "/v1.0/workflows/dapr/" + "x" * 257, None, 400, "ERR_MALFORMED_REQUEST"),
         ("GET", "/v1.0/workflows/fan/never-started", None, 404, "ERR_INSTANCE_NOT_FOUND"),
         ("POST", "/v1.0/workflows/fan/never-started/terminate", None, 404,
          "ERR_INSTANCE_NOT_FOUND"),

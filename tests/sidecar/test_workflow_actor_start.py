@@ -15,6 +15,7 @@ import pytest
 from sidecar.actors.base import ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
+from sidecar.engine.naming import activity_prefix
 from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import Versioned
@@ -162,4 +163,37 @@ async def test_a_start_or_event_the_store_cannot_hold_is_refused_and_nothing_sto
     small = raised_event("go", "e" * 100, 3)
     await actor.invoke("event", msgpack.packb({"e": small.SerializeToString(), "durable": True}))
     assert actor.state is not None and len(actor.state.inbox) == 2
+    await actor.on_deactivate()
+
+
+async def test_an_instance_is_not_created_under_an_id_no_api_could_name() -> None:
+    """A child's id comes from the workflow's code, past the client APIs' checks; its
+    actor refuses it, before anything is stored."""
+    store = CountingStore()
+    for bad in ("p||x", "tab\there", "x" * 257):
+        actor = workflow_actor(store, AppConnections(), NoRouter(), bad)
+        with pytest.raises(ActorCallError, match="INVALID_ARGUMENT: instanceId"):
+            await actor.invoke("start", _start(child=True))
+        await actor.on_deactivate()
+    assert await store.scan_prefix("") == []
+
+
+async def test_a_purge_deletes_its_own_activities_rows_only() -> None:
+    """Instance `wf-1::7` shares the key prefix of `wf-1`'s activity actors
+    (`wf-1::{task}::{generation}`): purging `wf-1` deleted its activities' rows too."""
+    store = CountingStore()
+    actor = _actor(store)
+    await actor.invoke("start", _start())
+    terminate = terminated_event(None, 2).SerializeToString()
+    await actor.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
+    finished = await actor.invoke("wait", _wait("completed"))
+    assert isinstance(finished, asyncio.Future)
+    assert msgpack.unpackb(await asyncio.wait_for(finished, 11))["passed"]
+    activity = activity_prefix("app", "default", ID)  # the helpers' app and namespace
+    own = {f"{activity}3::1||activityState", f"{activity}12::2||activityState"}
+    other = {f"{activity}7::3::1||activityState", f"{activity}x::0::1||activityState"}
+    await store.transact(dict.fromkeys(own | other, b"outcome"))
+    assert await actor.invoke("purge", b"") == b"1"
+    left = {key for key, _ in await store.scan_prefix(activity)}
+    assert left == other
     await actor.on_deactivate()
