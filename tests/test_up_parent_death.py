@@ -12,19 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from actorflow.testing import UpCluster, free_port_block
+from actorflow.testing import UpCluster, free_port_block, pid_alive
 
 pytestmark = pytest.mark.slow
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for our purpose (its parent, `up`, is dead and init reaps it).
-    stat = Path(f"/proc/{pid}/stat")
-    return stat.exists() and stat.read_text().split(") ")[-1][:1] != "Z"
 
 
 def test_children_stop_when_up_is_killed(tmp_path: Path) -> None:
@@ -35,18 +25,18 @@ def test_children_stop_when_up_is_killed(tmp_path: Path) -> None:
     )  # fmt: skip
     info = up.start()
     children = list(info["pids"].values())
-    assert len(children) == 7 and all(_alive(pid) for pid in children)
+    assert len(children) == 7 and all(pid_alive(pid) for pid in children)
     try:
         assert up.proc is not None
         up.proc.send_signal(signal.SIGKILL)
         up.proc.wait(10)
         deadline = time.monotonic() + 60
-        while any(_alive(pid) for pid in children):
-            assert time.monotonic() < deadline, [p for p in children if _alive(p)]
+        while any(pid_alive(pid) for pid in children):
+            assert time.monotonic() < deadline, [p for p in children if pid_alive(p)]
             time.sleep(0.1)  # polling the children's state, bounded
     finally:
         for pid in children:
-            if _alive(pid):
+            if pid_alive(pid):
                 os.kill(pid, signal.SIGKILL)
     # The directory is free again: a new `up` starts on it and recovers.
     again = UpCluster(tmp_path / "af", up.args)

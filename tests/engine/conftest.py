@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient
 
-from actorflow.testing import UpCluster, free_port_block
+from actorflow.testing import UpCluster, free_port_block, pid_alive
 
 APP = Path(__file__).resolve().parent.parent / "engine_app.py"
 
@@ -116,7 +116,7 @@ class Cluster:
         env = dict(p.split("=", 1) for p in pairs if "=" in p)
         cwd = os.readlink(proc / "cwd")
         os.kill(pid, signal.SIGKILL)
-        self.eventually(f"{name} did not die", lambda: _dead(pid), timeout_s=10)
+        self.eventually(f"{name} did not die", lambda: not pid_alive(pid), timeout_s=10)
 
         def again() -> subprocess.Popen[bytes]:
             log = (self.root / f"{name}-again.log").open("ab")
@@ -161,14 +161,6 @@ class Cluster:
     def client(self, index: int = 0) -> DaprWorkflowClient:
         host, port = self.info["sidecars"][index]["grpc"].rsplit(":", 1)
         return DaprWorkflowClient(host=host, port=port)
-
-
-def _dead(pid: int) -> bool:
-    """Gone, or a zombie until `actorflow up` reaps it."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def unique(prefix: str) -> str:
