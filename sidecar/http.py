@@ -6,7 +6,9 @@
 - `POST|PUT /v1.0/actors/{actorType}/{actorId}/method/{method}`: invoke an actor method
   (Dapr's actor API): the body is the payload, the answer the method's result (200);
   404 for an actor type no sidecar hosts, 500 when the actor raised, 503 when no owner
-  answered in time, 413 over the payload limit.
+  answered in time, 413 over the payload limit, 403 for the workflow engine's own
+  actors (`dapr.internal.*`): their methods take raw history events, and a
+  forged one would be taken as the truth.
 - `/v1.0/workflows/...` and `/v1.0-beta1/workflows/...`: see sidecar/http_workflows.py.
 
 Errors are JSON `{"errorCode": ..., "message": ...}`, built by `sidecar.http_errors.error`
@@ -28,6 +30,7 @@ from aiohttp import web
 from raftkit.listen import BindError
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.auth import token_middleware
+from sidecar.engine.naming import INTERNAL_ACTOR_PREFIX
 from sidecar.http_errors import error
 from sidecar.http_workflows import routes as workflow_routes
 
@@ -77,6 +80,13 @@ async def invoke_actor(request: web.Request) -> web.Response:
     if router is None:
         return error(503, "ERR_NOT_READY", "the sidecar is starting")
     info = request.match_info
+    if info["type"].startswith(INTERNAL_ACTOR_PREFIX):
+        return error(
+            403,
+            "ERR_ACTOR_TYPE_INTERNAL",
+            f"actor type {info['type'][:120]!r} is the workflow engine's own: "
+            "use the workflow API (/v1.0/workflows/...)",
+        )
     body = await request.read()  # over the limit: `json_errors` answers 413
     try:
         result = await router.call(info["type"], info["id"], info["method"], body)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+INTERNAL_ACTOR_PREFIX = "dapr.internal."  # the engine's actor types; not for the actor API
 MAX_INSTANCE_ID = 256
 # What follows an instance's activity prefix in the keys of its own activity actors:
 # `{task}::{generation}||{key}`. An instance whose id extends another's with `::` ("a"
@@ -20,11 +21,11 @@ _OWN_ACTIVITY_REST = re.compile(r"\d+::\d+\|\|")
 
 
 def workflow_type(namespace: str, app_id: str) -> str:
-    return f"dapr.internal.{namespace}.{app_id}.workflow"
+    return f"{INTERNAL_ACTOR_PREFIX}{namespace}.{app_id}.workflow"
 
 
 def activity_type(namespace: str, app_id: str) -> str:
-    return f"dapr.internal.{namespace}.{app_id}.activity"
+    return f"{INTERNAL_ACTOR_PREFIX}{namespace}.{app_id}.activity"
 
 
 def index_prefix(app_id: str) -> str:

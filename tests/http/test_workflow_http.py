@@ -15,10 +15,12 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import msgpack
 import pytest
 from yarl import URL
 
 from actorflow.testing import UpCluster, free_port_block
+from sidecar.workflow.events import raised_event
 
 pytestmark = pytest.mark.slow
 
@@ -171,6 +173,29 @@ async def test_ids_are_percent_encoded_path_segments(http: aiohttp.ClientSession
         assert resp.status == 409  # the same instance, so the id was read the same way
     async with http.post(URL(f"{location}/terminate", encoded=True)) as resp:
         assert resp.status == 202
+
+
+async def test_the_engines_actors_are_not_open_to_the_actor_api(
+    http: aiohttp.ClientSession,
+) -> None:
+    """A forged completion sent to a running workflow's actor through the actor API
+    (its `event` method takes raw history events) is refused; the workflow goes on
+    waiting, and finishes with what the event it waits for carries."""
+    iid = uid("forged")
+    async with http.post(f"/v1.0/workflows/waits/{iid}/start") as resp:
+        assert resp.status == 202
+    path = f"/v1.0/workflows/waits/{iid}"
+    await status_of(http, path, "RUNNING")
+    forged = raised_event("release", '"forged"', 1).SerializeToString()
+    for kind in ("workflow", "activity"):
+        actor = f"/v1.0/actors/dapr.internal.default.app.{kind}/{iid}/method/event"
+        async with http.post(actor, data=msgpack.packb({"e": forged, "durable": True})) as resp:
+            assert resp.status == 403, await resp.text()
+            assert (await resp.json())["errorCode"] == "ERR_ACTOR_TYPE_INTERNAL"
+    assert (await status_of(http, path, "RUNNING"))["runtimeStatus"] == "RUNNING"
+    async with http.post(f"{path}/raiseEvent", json={"name": "release", "data": "real"}) as resp:
+        assert resp.status == 202
+    assert (await status_of(http, path, "COMPLETED"))["output"] == "real"
 
 
 async def test_failure_is_reported(http: aiohttp.ClientSession) -> None:
