@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from raftkit.listen import BindError
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
@@ -140,7 +141,24 @@ def build_app(sidecar: Sidecar) -> web.Application:
     return app
 
 
+class ClientFaultFilter(logging.Filter):
+    """aiohttp logs a request it cannot parse (a line over 8,190 bytes, broken framing)
+    as an ERROR with a traceback, before any route or middleware sees it (the client
+    gets a 400): the client's fault, and a way to fill the log. Kept as one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = f"{record.getMessage()}: {exc.code} {exc.message}".replace("\n", " ")
+            record.args, record.exc_info, record.exc_text = (), None, None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 async def serve_http(sidecar: Sidecar) -> web.AppRunner:
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, ClientFaultFilter) for f in server_log.filters):
+        server_log.addFilter(ClientFaultFilter())
     runner = web.AppRunner(build_app(sidecar), access_log=None)
     await runner.setup()
     host, _, port = sidecar.config.http_address.rpartition(":")

@@ -115,6 +115,10 @@ async def _json_text(request: web.Request) -> str | None:
         json.loads(raw)
     except ValueError as exc:
         raise HttpError(400, "ERR_MALFORMED_REQUEST", f"body is not JSON: {exc}") from None
+    except RecursionError:  # nested deeper than the parser's stack
+        raise HttpError(
+            400, "ERR_MALFORMED_REQUEST", "body is JSON nested too deeply to parse"
+        ) from None
     return raw.decode()
 
 
@@ -229,7 +233,7 @@ def _iso(ms: int) -> str:
 def _maybe_json(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (an SDK may store any text), or too deep
         return text
 
 

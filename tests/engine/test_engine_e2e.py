@@ -261,3 +261,26 @@ def test_a_child_id_no_api_could_name_fails_the_childs_task(cluster: Any, uid: A
         out = json.loads(state.serialized_output)
         assert out["caught"] == "ChildWorkflowNotStarted", out
         assert "instanceId" in out["message"], out
+
+
+def test_an_input_nested_too_deep_for_a_json_parser_is_still_shown_over_http(
+    cluster: Any, uid: Any
+) -> None:
+    """The gRPC API stores an input as the text it got; the SDK cannot parse this one
+    (the workflow fails), and the HTTP GET, which shows inputs as JSON where it can,
+    answered 500 for it (a RecursionError): now the text itself."""
+    iid = uid("deep")
+    deep = "[" * 100_000 + "]" * 100_000
+    with grpc.insecure_channel(cluster.info["sidecars"][0]["grpc"]) as channel:
+        start = channel.unary_unary(
+            "/TaskHubSidecarService/StartInstance",
+            request_serializer=taskhub_pb2.CreateInstanceRequest.SerializeToString,
+            response_deserializer=taskhub_pb2.CreateInstanceResponse.FromString,
+        )
+        request = taskhub_pb2.CreateInstanceRequest(instanceId=iid, name="echo_wf")
+        request.input.value = deep
+        start(request, timeout=30)
+    http = cluster.info["sidecars"][0]["http"]
+    with urllib.request.urlopen(f"{http}/v1.0/workflows/echo_wf/{iid}", timeout=30) as resp:
+        assert resp.status == 200
+        assert json.loads(resp.read())["input"] == deep

@@ -198,6 +198,15 @@ async def test_the_engines_actors_are_not_open_to_the_actor_api(
     assert (await status_of(http, path, "COMPLETED"))["output"] == "real"
 
 
+async def test_a_request_line_over_aiohttps_limit_is_400_and_serving_goes_on(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with http.get("/v1.0/workflows/dapr/" + "x" * 20_000) as resp:
+        assert resp.status == 400
+    async with http.get("/v1.0/healthz") as resp:
+        assert resp.status == 204
+
+
 async def test_failure_is_reported(http: aiohttp.ClientSession) -> None:
     iid = uid("fails")
     async with http.post(f"/v1.0/workflows/fails/{iid}/start", json="kaput") as resp:
@@ -212,6 +221,8 @@ async def test_failure_is_reported(http: aiohttp.ClientSession) -> None:
         ("POST", "/v1.0/workflows/fan/ok-id/start", b"{not json", 400, "ERR_MALFORMED_REQUEST"),
         ("POST", "/v1.0/workflows/fan/bad%7C%7Cid/start", b"1", 400, "ERR_MALFORMED_REQUEST"),
         ("POST", "/v1.0/workflows/fan/nul%00id/start", b"1", 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/fan/deep/start", b"[" * 100_000 + b"]" * 100_000, 400,
+         "ERR_MALFORMED_REQUEST"),  # was 500: the parser's RecursionError
         ("POST", "/v1.0/workflows/dapr/fa%0An/start", b"1", 400, "ERR_MALFORMED_REQUEST"),
         ("GET", "/v1.0/workflows/dapr/" + "x" * 257, None, 400, "ERR_MALFORMED_REQUEST"),
         ("GET", "/v1.0/workflows/fan/never-started", None, 404, "ERR_INSTANCE_NOT_FOUND"),
