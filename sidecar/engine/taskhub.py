@@ -37,6 +37,7 @@ from sidecar.workflow.events import (
     resumed_event,
     suspended_event,
     terminated_event,
+    timestamp_problem,
 )
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -135,6 +136,11 @@ class TaskHubService:
             router=request.router if request.HasField("router") else None,
         )
         if request.HasField("scheduledStartTimestamp"):
+            problem = timestamp_problem(request.scheduledStartTimestamp)
+            if problem is not None:
+                await context.abort(
+                    grpc.StatusCode.INVALID_ARGUMENT, f"scheduledStartTimestamp has {problem}"
+                )
             event.executionStarted.scheduledStartTimestamp.CopyFrom(request.scheduledStartTimestamp)
         event.executionStarted.tags.update(request.tags)
         payload = msgpack.packb({"e": event.SerializeToString()})

@@ -25,6 +25,7 @@ from sidecar.workflow.events import (
     execution_started_event,
     raised_event,
     timestamp_ms,
+    timestamp_problem,
     to_timestamp,
 )
 from sidecar.workflow.state import ParentInfo, WorkflowState
@@ -62,13 +63,7 @@ def record_action(action: pb.WorkflowAction, now_ms: int) -> pb.HistoryEvent:
         for name in ("version", "input"):
             _copy_optional(name, scheduled, task)
     elif kind == "createTimer":
-        timer = action.createTimer
-        created = event.timerCreated
-        created.fireAt.CopyFrom(timer.fireAt)
-        created.name = timer.name
-        origin = timer.WhichOneof("origin")
-        if origin is not None:
-            getattr(created, origin).CopyFrom(getattr(timer, origin))
+        _record_timer(action, event.timerCreated)
     elif kind == "createChildWorkflow":
         child = action.createChildWorkflow
         created_child = event.childWorkflowInstanceCreated
@@ -86,6 +81,19 @@ def record_action(action: pb.WorkflowAction, now_ms: int) -> pb.HistoryEvent:
     else:
         raise InvalidResponseError(f"action {kind!r} has no history event of its own")
     return event
+
+
+def _record_timer(action: pb.WorkflowAction, created: pb.TimerCreatedEvent) -> None:
+    timer = action.createTimer
+    problem = timestamp_problem(timer.fireAt)
+    if problem is not None and timer.fireAt.seconds < OPTIONAL_TIMER_SECONDS:
+        # (past 9999-12-31 is the SDK's "never" timer: kept, and never armed)
+        raise InvalidResponseError(f"createTimer {action.id}: fireAt has {problem}")
+    created.fireAt.CopyFrom(timer.fireAt)
+    created.name = timer.name
+    origin = timer.WhichOneof("origin")
+    if origin is not None:
+        getattr(created, origin).CopyFrom(getattr(timer, origin))
 
 
 def _optional(msg: Message, name: str) -> str | None:

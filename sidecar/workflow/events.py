@@ -13,6 +13,7 @@ from google.protobuf.wrappers_pb2 import StringValue
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 
 __all__ = [
+    "MIN_TIMESTAMP_SECONDS",
     "NO_EVENT_ID",
     "OPTIONAL_TIMER_SECONDS",
     "child_completed_event",
@@ -28,6 +29,7 @@ __all__ = [
     "terminated_event",
     "timer_fired_event",
     "timestamp_ms",
+    "timestamp_problem",
     "to_timestamp",
 ]
 
@@ -37,12 +39,26 @@ NO_EVENT_ID = -1
 # The SDK backs an indefinite `wait_for_external_event` with an "optional" timer whose
 # fireAt is 9999-12-31T23:59:59.999999999Z. Such a timer never fires: no reminder for it.
 OPTIONAL_TIMER_SECONDS = 253402300799
+# 0001-01-01T00:00:00Z: the earliest instant a protobuf Timestamp may hold, as 9999-12-31
+# above is the last (protobuf refuses to convert one outside, to milliseconds and back).
+MIN_TIMESTAMP_SECONDS = -62135596800
 
 
 def to_timestamp(ms: int) -> Timestamp:
     ts = Timestamp()
     ts.FromMilliseconds(ms)
     return ts
+
+
+def timestamp_problem(ts: Timestamp) -> str | None:
+    """Why `ts`, from a client or an app, is not a valid protobuf Timestamp (None when it
+    is): one outside years 1 to 9999 is stored, then refused by every conversion back,
+    so an instance holding one could not even be shown."""
+    if not MIN_TIMESTAMP_SECONDS <= ts.seconds <= OPTIONAL_TIMER_SECONDS:
+        return f"seconds {ts.seconds} outside 0001-01-01 to 9999-12-31"
+    if not 0 <= ts.nanos <= 999_999_999:
+        return f"nanos {ts.nanos} outside 0 to 999,999,999"
+    return None
 
 
 def timestamp_ms(ts: Timestamp) -> int:

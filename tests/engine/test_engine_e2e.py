@@ -17,6 +17,7 @@ from typing import Any
 import grpc
 import pytest
 from dapr.ext.workflow import WorkflowStatus
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from sidecar.api.taskhub.v1 import taskhub_pb2
 
@@ -166,6 +167,9 @@ def test_sidecar_sigkill_during_a_1000_activity_fan_out(cluster: Any, uid: Any) 
          "control or unprintable"),
         ("GetInstance", taskhub_pb2.GetInstanceRequest(instanceId="tab\there"),
          "control or unprintable"),
+        ("StartInstance", taskhub_pb2.CreateInstanceRequest(  # GetInstance failed on it for good
+            instanceId="year-36812", name="fan",
+            scheduledStartTimestamp=Timestamp(seconds=2**40)), "scheduledStartTimestamp has"),
         ("RaiseEvent", taskhub_pb2.RaiseEventRequest(instanceId="someone"), "name is required"),
     ],
 )  # fmt: skip

@@ -43,7 +43,12 @@ from sidecar.workflow import (
     timer_fired_event,
 )
 from sidecar.workflow.errors import InvalidResponseError
-from sidecar.workflow.events import OPTIONAL_TIMER_SECONDS, event_kind, failure_details
+from sidecar.workflow.events import (
+    MIN_TIMESTAMP_SECONDS,
+    OPTIONAL_TIMER_SECONDS,
+    event_kind,
+    failure_details,
+)
 from sidecar.workflow.testing import (
     complete_action,
     create_timer_action,
@@ -256,6 +261,33 @@ def test_timers_schedule_and_fire_once() -> None:
     state = turn(state)
     assert add_events(state, [fired], generation=1) is state
     assert 1 not in state.open.timers and 2 in state.open.timers
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "valid"),
+    [
+        (MIN_TIMESTAMP_SECONDS - 1, 0, False),  # before year 1: no conversion takes it
+        (0, -1, False),
+        (0, 1_000_000_000, False),
+        (MIN_TIMESTAMP_SECONDS, 0, True),
+        (OPTIONAL_TIMER_SECONDS + 10**9, 0, True),  # past 9999: a timer that never fires
+    ],
+)
+def test_a_timer_no_timestamp_conversion_takes_fails_the_answer(
+    seconds: int, nanos: int, valid: bool
+) -> None:
+    """Before, the app's timer at year -32000 was taken; firing it raised in the pure
+    core on every attempt (the fired event's timestamp cannot be built)."""
+    state = started()
+    planned = plan_turn(state, T0)
+    assert planned is not None
+    action = create_timer_action(1, 0)
+    action.createTimer.fireAt.seconds, action.createTimer.fireAt.nanos = seconds, nanos
+    if valid:
+        apply_response(state, planned, response(ID, action), T0)
+        return
+    with pytest.raises(InvalidResponseError, match="createTimer 1: fireAt has"):
+        apply_response(state, planned, response(ID, action), T0)
 
 
 def test_events_raised_before_the_start_wait_for_it() -> None:
