@@ -122,6 +122,7 @@ class Cluster:
             log = (self.root / f"{name}-again.log").open("ab")
             started = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=log)
             self.again.append(started)
+            self.info["pids"][name] = started.pid  # so that it can be killed again
             return started
 
         return again
