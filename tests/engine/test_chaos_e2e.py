@@ -56,6 +56,18 @@ def _check(c: DaprWorkflowClient, iid: str, shape: str, given: Any) -> None:
         assert out == {"wave": iid}, iid
 
 
+def _kill_and_restart(cluster: Any, index: int) -> None:
+    name = f"sidecar-{index}"
+    version = cluster.metric(VERSION)
+    again = cluster.kill_process(name)
+    cluster.eventually(
+        f"placement never dropped {name}", lambda: cluster.metric(VERSION) > version, 30
+    )
+    again()
+    http = cluster.info["sidecars"][index]["http"]
+    cluster.eventually(f"{name} never came back", lambda: _healthy(http), timeout_s=60)
+
+
 def test_sidecars_killed_one_after_another_lose_no_workflow(cluster: Any, uid: Any) -> None:
     c = cluster.client(0)  # sidecar 0 is never killed: the client's
     started: dict[str, tuple[str, Any]] = {}
@@ -64,15 +76,7 @@ def test_sidecars_killed_one_after_another_lose_no_workflow(cluster: Any, uid: A
         for iid in wave:
             c.wait_for_workflow_start(iid, timeout_in_seconds=60)
         started.update(wave)
-        name = f"sidecar-{1 + i % 2}"
-        version = cluster.metric(VERSION)
-        again = cluster.kill_process(name)
-        cluster.eventually(
-            f"placement never dropped {name}", lambda: cluster.metric(VERSION) > version, 30
-        )
-        again()
-        http = cluster.info["sidecars"][1 + i % 2]["http"]
-        cluster.eventually(f"{name} never came back", lambda: _healthy(http), timeout_s=60)
+        _kill_and_restart(cluster, 1 + i % 2)
     for iid, (shape, _) in started.items():
         if shape == "waits":
             c.raise_workflow_event(iid, "release", data={"wave": iid})
