@@ -270,9 +270,9 @@ def test_a_child_id_no_api_could_name_fails_the_childs_task(cluster: Any, uid: A
 def test_an_input_nested_too_deep_for_a_json_parser_is_still_shown_over_http(
     cluster: Any, uid: Any
 ) -> None:
-    """The gRPC API stores an input as the text it got; the SDK cannot parse this one
-    (the workflow fails), and the HTTP GET, which shows inputs as JSON where it can,
-    answered 500 for it (a RecursionError): now the text itself."""
+    """The gRPC API stores an input as the text it got (here for a workflow no app has,
+    which fails); the HTTP GET, which shows inputs as JSON where it can, answered 500
+    for this one (the parser's RecursionError): now the text itself."""
     iid = uid("deep")
     deep = "[" * 100_000 + "]" * 100_000
     with grpc.insecure_channel(cluster.info["sidecars"][0]["grpc"]) as channel:
