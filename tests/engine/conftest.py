@@ -172,7 +172,9 @@ def unique(prefix: str) -> str:
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Cluster]:
-    spec: dict[str, Any] = getattr(request.module, "CLUSTER", {})
+    # The module's CLUSTER, or a test's own through `parametrize("cluster", [...],
+    # indirect=True)` (one cluster per spec).
+    spec: dict[str, Any] = getattr(request, "param", None) or getattr(request.module, "CLUSTER", {})
     root = tmp_path_factory.mktemp("engine")
     args = [f"--base-grpc-port={free_port_block(4)}", f"--base-http-port={free_port_block(4)}"]
     if "app_ids" in spec:

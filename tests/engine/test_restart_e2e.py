@@ -3,7 +3,8 @@ SIGTERM while activities run, a durable timer is pending and a start is schedule
 later, started again from the same data directory, new app processes: every workflow
 completes, the scheduled one not before its time (the sidecars resume the running
 instances they find through the index rows; timers and scheduled starts live in the
-reminders service)."""
+reminders service). On SQLite and on etcd (its three members stopped and started with
+the rest)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ TIMER_S = 4.0
 SCHEDULED_S = 8.0  # a start this far ahead is still waiting when the restart begins
 
 
+@pytest.mark.parametrize(
+    "cluster", [{"sidecars": 2}, {"sidecars": 2, "store": "etcd"}], ids=["sqlite", "etcd"],
+    indirect=True,
+)  # fmt: skip
 def test_whole_cluster_restart_mid_workflow(cluster: Any, uid: Any, tmp_path: Path) -> None:
     c = cluster.client()
     marks = tmp_path / "starts"
