@@ -65,15 +65,7 @@ class Cluster:
     def stop_apps(self) -> None:
         procs = list(self.apps.values())
         self.apps.clear()
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
+        _terminate(procs, grace_s=15)
 
     # ---- the cluster
 
@@ -84,15 +76,7 @@ class Cluster:
 
     def stop(self) -> None:
         self.stop_apps()
-        for proc in self.again:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.again:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        _terminate(self.again, grace_s=20)
         self.again.clear()
         self.up.stop()
 
@@ -162,6 +146,19 @@ class Cluster:
     def client(self, index: int = 0) -> DaprWorkflowClient:
         host, port = self.info["sidecars"][index]["grpc"].rsplit(":", 1)
         return DaprWorkflowClient(host=host, port=port)
+
+
+def _terminate(procs: list[subprocess.Popen[bytes]], grace_s: float) -> None:
+    """SIGTERM every process still running, then SIGKILL any not gone after `grace_s`."""
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
 
 
 def unique(prefix: str) -> str:

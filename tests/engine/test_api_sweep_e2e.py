@@ -21,7 +21,7 @@ from dapr.ext.workflow import WorkflowStatus
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from sidecar.taskhub_wire import taskhub_methods
+from sidecar.taskhub_wire import taskhub_methods, taskhub_stub
 
 pytestmark = pytest.mark.slow
 
@@ -95,14 +95,11 @@ def test_random_grpc_requests_are_answered_with_a_clear_status(cluster: Any) -> 
     rnd = random.Random(20261127)
     codes: Counter[tuple[str, str]] = Counter()
     with grpc.insecure_channel(cluster.info["sidecars"][0]["grpc"]) as channel:
+        calls = taskhub_stub(channel)
         for name, method in taskhub_methods().items():
             if method.client_streaming or method.server_streaming:
                 continue  # GetWorkItems: an app's own stream
-            call = channel.unary_unary(
-                method.path,
-                request_serializer=method.request_type.SerializeToString,
-                response_deserializer=method.response_type.FromString,
-            )
+            call = calls[name]
             # A wait for an instance that does not start or finish is held until the
             # caller's deadline (it may be started later): a short one here.
             timeout_s = 0.5 if name.startswith("WaitFor") else 10

@@ -7,12 +7,14 @@ place, each waiting workflow given the event raised to it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import urllib.request
 from typing import Any
 
 import pytest
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
+
+from actorflow import status
 
 pytestmark = pytest.mark.slow
 
@@ -23,11 +25,7 @@ VERSION = "actorflow_placement_table_version"
 
 
 def _healthy(http: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{http}/v1.0/healthz", timeout=5) as resp:
-            return bool(resp.status == 204)
-    except OSError:
-        return False
+    return bool(asyncio.run(status.collect([], [], [http]))["sidecars"][0]["ok"])
 
 
 def _wave(c: DaprWorkflowClient, uid: Any, i: int) -> dict[str, tuple[str, Any]]:

@@ -20,6 +20,7 @@ from dapr.ext.workflow import WorkflowStatus
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from sidecar.api.taskhub.v1 import taskhub_pb2
+from sidecar.taskhub_wire import taskhub_stub
 
 pytestmark = pytest.mark.slow
 
@@ -276,14 +277,9 @@ def test_an_input_nested_too_deep_for_a_json_parser_is_still_shown_over_http(
     iid = uid("deep")
     deep = "[" * 100_000 + "]" * 100_000
     with grpc.insecure_channel(cluster.info["sidecars"][0]["grpc"]) as channel:
-        start = channel.unary_unary(
-            "/TaskHubSidecarService/StartInstance",
-            request_serializer=taskhub_pb2.CreateInstanceRequest.SerializeToString,
-            response_deserializer=taskhub_pb2.CreateInstanceResponse.FromString,
-        )
         request = taskhub_pb2.CreateInstanceRequest(instanceId=iid, name="echo_wf")
         request.input.value = deep
-        start(request, timeout=30)
+        taskhub_stub(channel)["StartInstance"](request, timeout=30)
     http = cluster.info["sidecars"][0]["http"]
     with urllib.request.urlopen(f"{http}/v1.0/workflows/echo_wf/{iid}", timeout=30) as resp:
         assert resp.status == 200

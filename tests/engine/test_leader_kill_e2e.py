@@ -25,10 +25,10 @@ def _leader(cluster: Any, kind: str) -> str:
     """The process name (`placement-1`...) of the service's leader with a quorum."""
 
     def found() -> str | None:
-        addresses = {k: cluster.info[k] if k == kind else [] for k in ("placement", "reminders")}
-        nodes = asyncio.run(status.collect(addresses["placement"], addresses["reminders"], []))[
-            kind
-        ]
+        report = asyncio.run(
+            status.collect(cluster.info["placement"], cluster.info["reminders"], [])
+        )
+        nodes = report[kind]
         leaders = [i for i, n in enumerate(nodes) if n["ok"] and n["leader"] and n["quorum"]]
         return f"{kind}-{leaders[0]}" if len(leaders) == 1 else None
 
