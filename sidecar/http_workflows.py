@@ -18,8 +18,9 @@ Dapr form, also under `/v1.0-beta1/`:
 
 Ids and names are path segments, percent-decoded (`order%2042` is `order 42`): an
 instance id follows the gRPC API's rule (`sidecar.engine.naming.instance_id_problem`),
-so every instance an SDK started can be named here; a workflow name is 1 to 256
-printable characters. `Location` carries both percent-encoded.
+so every instance an SDK started can be named here; a workflow's or an event's name is
+1 to 256 printable characters (`naming.name_problem`, as on gRPC). Bodies are strict
+JSON: `NaN` and `Infinity` are malformed. `Location` carries both percent-encoded.
 
 Answers: start 202 with `Location` (the status URL); others 202 (purge 200); GET 200
 with the instance's metadata. Errors are JSON `{"errorCode", "message"}`: 400 malformed
@@ -41,7 +42,7 @@ from aiohttp import web
 
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.engine.naming import instance_id_problem, workflow_type
+from sidecar.engine.naming import instance_id_problem, name_problem, workflow_type
 from sidecar.http_errors import error
 from sidecar.workflow.events import (
     execution_started_event,
@@ -55,7 +56,6 @@ from sidecar.workflow.events import (
 if TYPE_CHECKING:
     from sidecar.app import Sidecar
 
-MAX_NAME = 256
 _STATUS = {
     pb.ORCHESTRATION_STATUS_RUNNING: "RUNNING",
     pb.ORCHESTRATION_STATUS_COMPLETED: "COMPLETED",
@@ -95,14 +95,20 @@ def _check_id(value: str) -> str:
     return value
 
 
-def _check_name(value: str) -> str:
-    if not 0 < len(value) <= MAX_NAME or not value.isprintable():
-        raise HttpError(
-            400,
-            "ERR_MALFORMED_REQUEST",
-            f"invalid workflow name {value[:80]!r}: 1 to {MAX_NAME} printable characters",
-        )
+def _check_name(value: str, what: str = "workflow name") -> str:
+    problem = name_problem(what, value)
+    if problem is not None:
+        raise HttpError(400, "ERR_MALFORMED_REQUEST", problem)
     return value
+
+
+def _no_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity; Python's parser takes them unless told not to."""
+    raise ValueError(f"{name} is not JSON")
+
+
+def _strict_loads(text: str | bytes) -> Any:
+    return json.loads(text, parse_constant=_no_constant)
 
 
 async def _json_text(request: web.Request) -> str | None:
@@ -112,7 +118,7 @@ async def _json_text(request: web.Request) -> str | None:
     if not raw.strip():
         return None
     try:
-        json.loads(raw)
+        _strict_loads(raw)
     except ValueError as exc:
         raise HttpError(400, "ERR_MALFORMED_REQUEST", f"body is not JSON: {exc}") from None
     except RecursionError:  # nested deeper than the parser's stack
@@ -232,7 +238,7 @@ def _iso(ms: int) -> str:
 
 def _maybe_json(text: str) -> Any:
     try:
-        return json.loads(text)
+        return _strict_loads(text)
     except (ValueError, RecursionError):  # not JSON (an SDK may store any text), or too deep
         return text
 
@@ -249,7 +255,7 @@ def _event_body(body: str | None) -> tuple[str, str | None]:
         raise HttpError(400, "ERR_MALFORMED_REQUEST",
                         'raiseEvent body must be {"name": ..., "data": ...}')  # fmt: skip
     data = event.get("data")
-    return event["name"], None if data is None else json.dumps(data)
+    return _check_name(event["name"], "event name"), None if data is None else json.dumps(data)
 
 
 class _Handlers:
@@ -289,7 +295,8 @@ class _Handlers:
 
     async def raise_named(self, request: web.Request) -> web.StreamResponse:
         iid = _check_id(request.match_info["b"])
-        await self.api.raise_event(iid, request.match_info["event"], await _json_text(request))
+        name = _check_name(request.match_info["event"], "event name")
+        await self.api.raise_event(iid, name, await _json_text(request))
         return web.Response(status=202)
 
     async def purge(self, request: web.Request) -> web.StreamResponse:

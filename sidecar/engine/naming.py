@@ -14,6 +14,7 @@ import re
 
 INTERNAL_ACTOR_PREFIX = "dapr.internal."  # the engine's actor types; not for the actor API
 MAX_INSTANCE_ID = 256
+MAX_NAME = 256  # a workflow's or an event's name, from a client
 # What follows an instance's activity prefix in the keys of its own activity actors:
 # `{task}::{generation}||{key}`. An instance whose id extends another's with `::` ("a"
 # and "a::x") shares the prefix, and its rows must not be taken for the other's.
@@ -65,4 +66,14 @@ def instance_id_problem(instance_id: str) -> str | None:
         return "instanceId is invalid: it contains '||', the separator of store keys"
     if not instance_id.isprintable():
         return f"instanceId has a control or unprintable character: {instance_id[:80]!r}"
+    return None
+
+
+def name_problem(what: str, name: str) -> str | None:
+    """Why `name` cannot be the `what` (a workflow's name, an event's name) a client
+    gives, or None when it can: 1 to MAX_NAME printable characters, on every API."""
+    if not name:
+        return f"{what} is required"
+    if len(name) > MAX_NAME or not name.isprintable():
+        return f"invalid {what} {name[:80]!r}: 1 to {MAX_NAME} printable characters"
     return None

@@ -30,7 +30,12 @@ from google.protobuf import empty_pb2
 
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.engine.naming import index_prefix, instance_id_problem, workflow_type
+from sidecar.engine.naming import (
+    index_prefix,
+    instance_id_problem,
+    name_problem,
+    workflow_type,
+)
 from sidecar.workflow.events import (
     execution_started_event,
     raised_event,
@@ -125,8 +130,9 @@ class TaskHubService:
         self, request: pb.CreateInstanceRequest, context: Context
     ) -> pb.CreateInstanceResponse:
         instance_id = request.instanceId or uuid.uuid4().hex
-        if not request.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name is required")
+        problem = name_problem("name", request.name)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         event = execution_started_event(
             name=request.name,
             instance_id=instance_id,
@@ -186,8 +192,9 @@ class TaskHubService:
     async def RaiseEvent(
         self, request: pb.RaiseEventRequest, context: Context
     ) -> pb.RaiseEventResponse:
-        if not request.name:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "name is required")
+        problem = name_problem("name", request.name)
+        if problem is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         event = raised_event(request.name, _opt(request, "input"), _now_ms())
         await self._event(
             context,

@@ -225,6 +225,13 @@ async def test_failure_is_reported(http: aiohttp.ClientSession) -> None:
          "ERR_MALFORMED_REQUEST"),  # was 500: the parser's RecursionError
         ("POST", "/v1.0/workflows/dapr/fa%0An/start", b"1", 400, "ERR_MALFORMED_REQUEST"),
         ("GET", "/v1.0/workflows/dapr/" + "x" * 257, None, 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/fan/nan/start", b"NaN", 400, "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/fan/inf/start", b'{"x": [1, -Infinity]}', 400,
+         "ERR_MALFORMED_REQUEST"),  # not JSON; the GET of it would have answered non-JSON
+        ("POST", "/v1.0/workflows/dapr/never-started/raiseEvent/" + "e" * 257, None, 400,
+         "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/x/never-started/raiseEvent", b'{"name": "a\\u0000b"}', 400,
+         "ERR_MALFORMED_REQUEST"),
         ("GET", "/v1.0/workflows/fan/never-started", None, 404, "ERR_INSTANCE_NOT_FOUND"),
         ("POST", "/v1.0/workflows/fan/never-started/terminate", None, 404,
          "ERR_INSTANCE_NOT_FOUND"),

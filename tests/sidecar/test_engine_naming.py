@@ -10,6 +10,7 @@ from sidecar.engine.naming import (
     activity_prefix,
     instance_id_problem,
     is_own_activity_key,
+    name_problem,
 )
 from sidecar.workflow.effects import activity_actor_id
 
@@ -49,3 +50,17 @@ def test_own_activity_keys_are_told_from_a_longer_instance_ids() -> None:
         assert key.startswith(prefix)
         assert not is_own_activity_key(prefix, key), other_instance
     assert not is_own_activity_key(prefix, "elsewhere||3::1||activityState")
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("", "name is required"), ("n" * 257, "invalid name"), ("a\tb", "invalid name"),
+     ("x\u200b", "invalid name")],
+)  # fmt: skip
+def test_a_name_is_1_to_256_printable_characters(name: str, problem: str) -> None:
+    assert problem in (name_problem("name", name) or "")
+
+
+def test_a_usable_name_has_no_problem() -> None:
+    assert name_problem("name", "n" * 256) is None
+    assert name_problem("name", "Bestellung prüfen / ok?") is None
