@@ -64,6 +64,12 @@ def _status(argv: list[str]) -> int:
     return status.main(argv)
 
 
+def _certs(argv: list[str]) -> int:
+    from actorflow import certs
+
+    return certs.main(argv)
+
+
 def _demo(argv: list[str]) -> int:
     from actorflow import demo
 
@@ -83,6 +89,7 @@ COMMANDS: dict[str, tuple[Runner, str]] = {
     "up": (_up, "run a whole local cluster in the foreground (see --help)"),
     "scale": (_scale, "add or remove a sidecar of a running `actorflow up`"),
     "status": (_status, "ask every node for its role, term and quorum (see --help)"),
+    "certs": (_certs, "make a CA and node certificate for mutual TLS between nodes"),
     "demo": (_demo, "the main job: a local cluster at work, narrated"),
     "bench": (_bench, "run a benchmark scenario and write its JSON result"),
     "protogen": (_protogen, "regenerate (or --check) the gRPC code generated from proto/"),

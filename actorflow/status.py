@@ -3,7 +3,9 @@
 Asks each placement node (`GetPlacementInfo`) and each reminders node
 (`GetRemindersInfo`) for its role, Raft term and quorum, and each sidecar for
 `/v1.0/healthz`. Addresses come from `--cluster DIR/cluster.json` (what `actorflow up`
-writes) or from `--placement`, `--reminders` and `--sidecars` (comma separated).
+writes) or from `--placement`, `--reminders` and `--sidecars` (comma separated). Over
+mutual TLS with the files cluster.json names (`actorflow up --tls`), else with those of
+`ACTORFLOW_TLS_CA`, `_CERT` and `_KEY` when set (`raftkit.tls`).
 
 Prints a table, or one JSON object with `--json`. Exit status: 0 when every node
 answered and each Raft service has exactly one leader with a quorum (and no node
@@ -23,6 +25,8 @@ import aiohttp
 import grpc
 
 from placement.api.v1 import placement_pb2 as ppb
+from raftkit.tls import TlsError, TlsFiles
+from raftkit.tls import channel as tls_channel
 from reminders.api.v1 import reminders_pb2 as rpb
 
 __all__ = ["collect", "healthy", "main"]
@@ -31,8 +35,10 @@ _PLACEMENT = "/actorflow.placement.v1.Placement/GetPlacementInfo"
 _REMINDERS = "/actorflow.reminders.v1.Reminders/GetRemindersInfo"
 
 
-async def _info(address: str, method: str, request: Any, reply: Any, timeout_s: float) -> Any:
-    async with grpc.aio.insecure_channel(address) as channel:
+async def _info(
+    address: str, method: str, request: Any, reply: Any, *, timeout_s: float, tls: TlsFiles | None
+) -> Any:
+    async with tls_channel(address, tls) as channel:
         call = channel.unary_unary(
             method,
             request_serializer=type(request).SerializeToString,
@@ -41,18 +47,22 @@ async def _info(address: str, method: str, request: Any, reply: Any, timeout_s: 
         return await call(request, timeout=timeout_s)
 
 
-async def _raft_node(kind: str, address: str, timeout_s: float) -> dict[str, Any]:
+async def _raft_node(
+    kind: str, address: str, timeout_s: float, tls: TlsFiles | None
+) -> dict[str, Any]:
     try:
         if kind == "placement":
             p: ppb.PlacementInfo = await _info(
-                address, _PLACEMENT, ppb.GetPlacementInfoRequest(), ppb.PlacementInfo, timeout_s
-            )
+                address, _PLACEMENT, ppb.GetPlacementInfoRequest(), ppb.PlacementInfo,
+                timeout_s=timeout_s, tls=tls,
+            )  # fmt: skip
             extra: dict[str, Any] = {"table_version": p.table_version, "hosts": len(p.hosts)}
             info: Any = p
         else:
             r: rpb.RemindersInfo = await _info(
-                address, _REMINDERS, rpb.GetRemindersInfoRequest(), rpb.RemindersInfo, timeout_s
-            )
+                address, _REMINDERS, rpb.GetRemindersInfoRequest(), rpb.RemindersInfo,
+                timeout_s=timeout_s, tls=tls,
+            )  # fmt: skip
             extra = {"reminders": r.reminders, "subscribers": r.subscribers}
             info = r
     except grpc.aio.AioRpcError as exc:
@@ -78,14 +88,18 @@ async def _sidecar(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
 
 
 async def collect(
-    placement: list[str], reminders: list[str], sidecars: list[str], timeout_s: float = 2.0
+    placement: list[str],
+    reminders: list[str],
+    sidecars: list[str],
+    timeout_s: float = 2.0,
+    tls: TlsFiles | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every node's answer, asked all at once."""
+    """Every node's answer, asked all at once (over mutual TLS when `tls` is given)."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         p, r, s = await asyncio.gather(
-            asyncio.gather(*(_raft_node("placement", a, timeout_s) for a in placement)),
-            asyncio.gather(*(_raft_node("reminders", a, timeout_s) for a in reminders)),
+            asyncio.gather(*(_raft_node("placement", a, timeout_s, tls) for a in placement)),
+            asyncio.gather(*(_raft_node("reminders", a, timeout_s, tls) for a in reminders)),
             asyncio.gather(*(_sidecar(session, url) for url in sidecars)),
         )
     return {"placement": list(p), "reminders": list(r), "sidecars": list(s)}
@@ -132,6 +146,14 @@ def _table(report: dict[str, list[dict[str, Any]]]) -> str:
     return "\n".join(lines)
 
 
+def _tls(cluster: dict[str, Any]) -> TlsFiles | None:
+    """The TLS files `actorflow up --tls` names in cluster.json, else the environment's."""
+    files = cluster.get("tls")
+    if isinstance(files, dict):
+        return TlsFiles.load(Path(files["ca"]), Path(files["cert"]), Path(files["key"]))
+    return TlsFiles.from_env()
+
+
 def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
@@ -149,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=2.0, help="seconds per node")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     ns = p.parse_args(argv)
+    cluster: dict[str, Any] = {}
     placement, reminders, sidecars = (
         _split(ns.placement), _split(ns.reminders), _split(ns.sidecars)
     )  # fmt: skip
@@ -164,7 +187,12 @@ def main(argv: list[str] | None = None) -> int:
     if not (placement or reminders or sidecars):
         print("actorflow status: give --cluster or some node addresses", file=sys.stderr)
         return 2
-    report = asyncio.run(collect(placement, reminders, sidecars, ns.timeout))
+    try:
+        tls = _tls(cluster)
+    except TlsError as exc:
+        print(f"actorflow status: {exc}", file=sys.stderr)
+        return 2
+    report = asyncio.run(collect(placement, reminders, sidecars, ns.timeout, tls))
     ok = healthy(report)
     if ns.json:
         print(json.dumps({**report, "healthy": ok}, sort_keys=True))

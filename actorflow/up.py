@@ -39,11 +39,13 @@ from typing import Any
 
 import aiohttp
 
+from actorflow.certs import CertPaths, write_cluster_certs
 from actorflow.procs import Proc, StartError
 
 CONTROL_SOCKET = "control.sock"
 LOCK_FILE = "up.lock"  # held by the running `up` (see `Cluster._lock_dir`)
 ETCD_MAX_TXN_OPS = 10_000
+PEER_PORT_OFFSET = 1000  # with --tls: a sidecar's peer port, from its app port
 
 
 def _free_ports(n: int) -> list[int]:
@@ -63,6 +65,7 @@ class SidecarSpec:
     app_id: str
     grpc: str
     http: str
+    peer: str | None = None  # the peer API's own port (with --tls)
 
     @property
     def name(self) -> str:
@@ -80,6 +83,11 @@ class UpOptions:
     base_http_port: int = 3500
     test_actors: bool = False
     ready_timeout_s: float = 60.0
+    # Mutual TLS between nodes (raftkit.tls), with a CA and certificate made in DIR/tls;
+    # each sidecar's peer API then on a port of its own, from this one (default: the
+    # base gRPC port + PEER_PORT_OFFSET).
+    tls: bool = False
+    base_peer_port: int | None = None
 
 
 class DataDirBusyError(Exception):
@@ -95,6 +103,7 @@ class Cluster:
         self.sidecars: dict[str, SidecarSpec] = {}
         self.ports: dict[str, list[int]] = {}
         self.secret = ""
+        self.tls: CertPaths | None = None
         self.store_url = ""
         self.etcd_endpoints: list[str] = []
         self._next_index = 0
@@ -111,6 +120,13 @@ class Cluster:
             secret_path.write_text(secrets.token_hex(24))
             secret_path.chmod(0o600)
         self.secret = secret_path.read_text().strip()
+        if self.opts.tls:
+            tls_dir = self.dir / "tls"
+            self.tls = (
+                CertPaths(tls_dir / "ca.pem", tls_dir / "node.pem", tls_dir / "node-key.pem")
+                if (tls_dir / "node-key.pem").exists()
+                else write_cluster_certs(tls_dir)
+            )
         ports_path = self.dir / "ports.json"
         if ports_path.exists():
             self.ports = json.loads(ports_path.read_text())
@@ -152,7 +168,10 @@ class Cluster:
         return [f"127.0.0.1:{p}" for p in self.ports[kind]]
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "ACTORFLOW_RAFT_PASSWORD": self.secret, "PYTHONUNBUFFERED": "1"}
+        tls = self.tls.env() if self.tls is not None else {}
+        return {
+            **os.environ, "ACTORFLOW_RAFT_PASSWORD": self.secret, "PYTHONUNBUFFERED": "1", **tls
+        }  # fmt: skip
 
     # ---- control plane
 
@@ -218,7 +237,13 @@ class Cluster:
             app_id,
             f"127.0.0.1:{self.opts.base_grpc_port + i}",
             f"127.0.0.1:{self.opts.base_http_port + i}",
+            f"127.0.0.1:{self._base_peer_port() + i}" if self.opts.tls else None,
         )
+
+    def _base_peer_port(self) -> int:
+        if self.opts.base_peer_port is not None:
+            return self.opts.base_peer_port
+        return self.opts.base_grpc_port + PEER_PORT_OFFSET
 
     async def add_sidecar(self, app_id: str) -> SidecarSpec:
         spec = self._sidecar_spec(app_id)
@@ -229,6 +254,8 @@ class Cluster:
             "--reminders=" + ",".join(self._addr("reminders_api")),
             f"--store={self.store_url}",
         ]  # fmt: skip
+        if spec.peer is not None:
+            argv.append(f"--peer-address={spec.peer}")
         if self.opts.test_actors:
             argv += ["--test-actors", f"--turn-log={self.logs / f'{spec.name}.turns'}"]
         await self._start(spec.name, argv, True)
@@ -273,7 +300,7 @@ class Cluster:
         data = {
             "sidecars": [
                 {"name": s.name, "app_id": s.app_id, "grpc": s.grpc, "http": f"http://{s.http}",
-                 "pid": self.procs[s.name].pid}
+                 "pid": self.procs[s.name].pid, **({"peer": s.peer} if s.peer else {})}
                 for s in self.sidecars.values()
             ],
             "placement": self._addr("placement_api"),
@@ -282,6 +309,9 @@ class Cluster:
             "pids": {name: p.pid for name, p in self.procs.items()},
             "control": str(self.dir / CONTROL_SOCKET),
         }  # fmt: skip
+        if self.tls is not None:
+            data["tls"] = {"ca": str(self.tls.ca), "cert": str(self.tls.cert),
+                           "key": str(self.tls.key)}  # fmt: skip
         tmp = self.dir / "cluster.json.tmp"
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         tmp.replace(self.dir / "cluster.json")
@@ -402,6 +432,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-grpc-port", type=int, default=50001)
     p.add_argument("--base-http-port", type=int, default=3500)
     p.add_argument("--test-actors", action="store_true", help="sidecars host `counter` actors")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="mutual TLS between all nodes (a CA and certificate made in DATA_DIR/tls; "
+        "each sidecar's peer API on --base-peer-port + its index)",
+    )
+    p.add_argument(
+        "--base-peer-port",
+        type=int,
+        default=None,
+        help="with --tls: the first sidecar's peer port (default: --base-grpc-port + 1000)",
+    )
     return p
 
 
@@ -419,6 +461,8 @@ def main(argv: list[str]) -> int:
         base_grpc_port=args.base_grpc_port,
         base_http_port=args.base_http_port,
         test_actors=args.test_actors,
+        tls=args.tls,
+        base_peer_port=args.base_peer_port,
     )
     from placement.cli import run_event_loop
 

@@ -23,6 +23,7 @@ from raftkit.errors import ConfigError, RaftError
 from raftkit.listen import BindError
 from raftkit.peers import parse_peer
 from raftkit.service import freeze_startup_objects
+from raftkit.tls import TlsFiles
 
 log = logging.getLogger("placement")
 
@@ -96,6 +97,7 @@ def config_from_args(args: argparse.Namespace) -> PlacementConfig:
         drop_grace_s=args.drop_grace,
         ack_timeout_s=args.ack_timeout,
         raft_overrides={"bind_address": args.raft_bind_address} if args.raft_bind_address else {},
+        tls=TlsFiles.from_env(),
     )
 
 

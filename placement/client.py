@@ -31,6 +31,8 @@ from placement.errors import LookupTimeoutError
 from placement.ring import DEFAULT_VNODES
 from placement.table import Accepted, Table, TableHost, TableView
 from raftkit.service import KEEPALIVE_CLIENT_OPTIONS
+from raftkit.tls import TlsFiles
+from raftkit.tls import channel as tls_channel
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class ClientConfig:
     disconnect_lock_after_s: float = 1.0
     reconnect_min_s: float = 0.05
     reconnect_max_s: float = 1.0
+    tls: TlsFiles | None = None  # mutual TLS to the placement API (raftkit.tls)
 
 
 def host_to_proto(host: TableHost) -> pb.Host:
@@ -259,7 +262,7 @@ class PlacementClient:
             while (report := await outbox.get()) is not None:
                 yield report
 
-        async with grpc.aio.insecure_channel(target, options=KEEPALIVE_CLIENT_OPTIONS) as channel:
+        async with tls_channel(target, self._config.tls, KEEPALIVE_CLIENT_OPTIONS) as channel:
             call = pb_grpc.PlacementStub(channel).ReportHost(reports())
             heartbeat = asyncio.create_task(self._heartbeat(outbox))
             try:

@@ -140,7 +140,7 @@ class PlacementNode:
         await asyncio.to_thread(self.raft.start)
         server = grpc.aio.server(options=[*KEEPALIVE_SERVER_OPTIONS, EXCLUSIVE_PORT])
         server.add_generic_rpc_handlers((self._handlers(),))
-        port = bind_grpc(server, self.config.api_address, "placement API")
+        port = bind_grpc(server, self.config.api_address, "placement API", self.config.tls)
         await server.start()
         self._server = server
         self._tasks = [

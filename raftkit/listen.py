@@ -8,7 +8,10 @@ names the port that failed."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from raftkit.tls import TlsFiles
 
 __all__ = ["EXCLUSIVE_PORT", "BindError", "bind_grpc"]
 
@@ -19,10 +22,14 @@ class BindError(Exception):
     """A port this process must listen on is taken, or not an address of this machine."""
 
 
-def bind_grpc(server: Any, address: str, what: str) -> int:
-    """`server.add_insecure_port(address)` (a grpc or grpc.aio server); the port bound."""
+def bind_grpc(server: Any, address: str, what: str, tls: TlsFiles | None = None) -> int:
+    """`server.add_insecure_port(address)` (a grpc or grpc.aio server), or a port that
+    takes mutual TLS only when `tls` is given; the port bound."""
     try:
-        port: int = server.add_insecure_port(address)
+        if tls is None:
+            port: int = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, tls.server_credentials())
     except RuntimeError:
         raise BindError(
             f"cannot listen on {address} ({what}): the port is in use, or the address "

@@ -15,11 +15,14 @@ from __future__ import annotations
 import gc
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from raftkit.config import RaftConfig, parse_address
 from raftkit.errors import ConfigError
 from raftkit.peers import api_address_for, check_peers
+
+if TYPE_CHECKING:
+    from raftkit.tls import TlsFiles
 
 __all__ = [
     "KEEPALIVE_CLIENT_OPTIONS",
@@ -62,6 +65,8 @@ class RaftServiceConfig:
     allow_insecure_raft: bool = False
     # Extra RaftConfig values (e.g. bind_address), checked by RaftConfig.from_mapping.
     raft_overrides: dict[str, Any] = field(default_factory=dict)
+    # Mutual TLS on the API port (raftkit.tls); None: plaintext.
+    tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
         if not self.node_id:

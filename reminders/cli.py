@@ -26,6 +26,7 @@ from pathlib import Path
 from raftkit.errors import ConfigError, RaftError
 from raftkit.listen import BindError
 from raftkit.service import freeze_startup_objects
+from raftkit.tls import TlsFiles
 from reminders.config import RemindersConfig, parse_peer
 
 __all__ = ["main"]
@@ -89,6 +90,7 @@ def _config(ns: argparse.Namespace) -> RemindersConfig:
         ack_timeout_s=ns.ack_timeout,
         fire_linger_ms=ns.fire_linger,
         raft_overrides={"bind_address": ns.raft_bind_address} if ns.raft_bind_address else {},
+        tls=TlsFiles.from_env(),
     )
 
 

@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 import grpc
 
 from raftkit.service import KEEPALIVE_CLIENT_OPTIONS
+from raftkit.tls import TlsFiles
+from raftkit.tls import channel as tls_channel
 from reminders.api.v1 import reminders_pb2 as pb
 
 __all__ = [
@@ -72,10 +74,11 @@ def _leader_hint(error: grpc.aio.AioRpcError) -> str | None:
 class _Channels:
     """One channel per node address, and which node is believed to lead."""
 
-    def __init__(self, addresses: Sequence[str]) -> None:
+    def __init__(self, addresses: Sequence[str], tls: TlsFiles | None = None) -> None:
         if not addresses:
             raise ValueError("at least one reminders node address is needed")
         self.addresses = list(addresses)
+        self._tls = tls
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._rotation = itertools.cycle(self.addresses)
         self.leader: str | None = None
@@ -83,7 +86,7 @@ class _Channels:
     def get(self, address: str) -> grpc.aio.Channel:
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+            channel = tls_channel(address, self._tls, _CHANNEL_OPTIONS)
             self._channels[address] = channel
         return channel
 
@@ -111,8 +114,9 @@ class RemindersClient:
         retry_max_s: float = 0.5,
         max_batch: int = 1000,
         attempt_timeout_s: float = 2.0,
+        tls: TlsFiles | None = None,
     ) -> None:
-        self._channels = _Channels(addresses)
+        self._channels = _Channels(addresses, tls)
         self._timeout_s = timeout_s
         # One attempt on one node: a node cut off by the network answers nothing, and
         # the call must move on to another while its overall deadline still allows.
@@ -295,8 +299,9 @@ class TriggerSubscriber:
         retry_min_s: float = 0.05,
         retry_max_s: float = RECONNECT_MAX_S,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        tls: TlsFiles | None = None,
     ) -> None:
-        self._channels = _Channels(addresses)
+        self._channels = _Channels(addresses, tls)
         self._sleep = sleep  # the reconnect pacing (tests record it)
         self._subscribe = pb.Subscribe(
             host=host, namespace=namespace, app_id=app_id, actor_types=list(actor_types)

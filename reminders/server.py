@@ -200,7 +200,7 @@ class RemindersNode:
             ]
         )
         server.add_generic_rpc_handlers((self._handlers(),))
-        self.port = bind_grpc(server, self.config.api_address, "reminders API")
+        self.port = bind_grpc(server, self.config.api_address, "reminders API", self.config.tls)
         await server.start()
         self._server = server
         self._task = loop.create_task(self.dispatcher.run(), name="reminders-dispatcher")

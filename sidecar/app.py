@@ -95,10 +95,12 @@ class Sidecar:
         self.placement: PlacementClient | None = None
         self.host: ActorHost | None = None
         self.router: ActorRouter | None = None
-        self.peers = PeerPool()
+        self.peers = PeerPool(config.tls)
         self.reminders: RemindersClient | None = None
         self._subscriber_task: asyncio.Task[None] | None = None
         self._grpc: grpc.aio.Server | None = None
+        self._peer_grpc: grpc.aio.Server | None = None
+        self.peer_port = 0
         self._turn_log: Any = None
         self._health: tuple[float, bool] = (0.0, False)
         self.grpc_port = 0
@@ -113,7 +115,7 @@ class Sidecar:
             cfg.name, cfg.name, cfg.app_id, cfg.namespace, tuple(sorted(self.factories)), API_LEVEL
         )
         self.placement = PlacementClient(
-            ClientConfig(tuple(cfg.placement)),
+            ClientConfig(tuple(cfg.placement), tls=cfg.tls),
             me,
             on_update=self._on_table,
             on_lost=self._on_placement_lost,
@@ -130,7 +132,7 @@ class Sidecar:
             self.placement, self.host, self.peers, cfg.name, default_timeout_s=cfg.call_timeout_s
         )
         if cfg.reminders:
-            self.reminders = RemindersClient(cfg.reminders)
+            self.reminders = RemindersClient(cfg.reminders, tls=cfg.tls)
         self.services = ActorServices(
             self.store, self.router, cfg.app_id, cfg.namespace, self._turn_log, self.apps,
             self.reminders,
@@ -146,14 +148,13 @@ class Sidecar:
                 app_id=cfg.app_id,
                 actor_types=sorted(self.factories),
                 handler=self._on_triggers,
+                tls=cfg.tls,
             )
             self._subscriber_task = asyncio.create_task(subscriber.run(), name="reminders")
         log.info("sidecar %s (app %s) serving on %s", cfg.name, cfg.app_id, cfg.grpc_address)
 
-    async def _serve_grpc(self) -> None:
-        assert self.placement is not None and self.host is not None
-        interceptors = [TokenInterceptor(self.config.api_token)] if self.config.api_token else []
-        server = grpc.aio.server(
+    def _grpc_server(self, interceptors: list[grpc.aio.ServerInterceptor]) -> grpc.aio.Server:
+        return grpc.aio.server(
             interceptors=interceptors,
             options=[
                 ("grpc.max_receive_message_length", self.config.max_payload_bytes),
@@ -165,15 +166,26 @@ class Sidecar:
                 EXCLUSIVE_PORT,
             ],
         )
-        peer = PeerService(self.host.invoke, self._wait_unlocked)
-        server.add_generic_rpc_handlers(
-            (
-                peer.handler(),
-                taskhub_generic_handler(TaskHubService(self.services), aio=True),
-                unknown_method_handler(aio=True),
-            )
-        )
-        self.grpc_port = bind_grpc(server, self.config.grpc_address, "gRPC API")
+
+    async def _serve_grpc(self) -> None:
+        """The app's API on `grpc_address`; the peer API there too, or on a port of its
+        own (`peer_address`, over mutual TLS when configured)."""
+        assert self.placement is not None and self.host is not None
+        cfg = self.config
+        server = self._grpc_server([TokenInterceptor(cfg.api_token)] if cfg.api_token else [])
+        peer = PeerService(self.host.invoke, self._wait_unlocked).handler()
+        app = taskhub_generic_handler(TaskHubService(self.services), aio=True)
+        unknown = unknown_method_handler(aio=True)
+        if cfg.peer_address is None:
+            server.add_generic_rpc_handlers((peer, app, unknown))
+        else:
+            server.add_generic_rpc_handlers((app, unknown))
+            peers = self._grpc_server([])
+            peers.add_generic_rpc_handlers((peer, unknown))
+            self.peer_port = bind_grpc(peers, cfg.peer_address, "peer API", cfg.tls)
+            await peers.start()
+            self._peer_grpc = peers
+        self.grpc_port = bind_grpc(server, cfg.grpc_address, "gRPC API")
         await server.start()
         self._grpc = server
 
@@ -191,8 +203,9 @@ class Sidecar:
             self._subscriber_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._subscriber_task
-        if self._grpc is not None:
-            await self._grpc.stop(grace=1.0)
+        for server in (self._grpc, self._peer_grpc):
+            if server is not None:
+                await server.stop(grace=1.0)
         await self.peers.close()
         if self.reminders is not None:
             await self.reminders.close()

@@ -21,6 +21,7 @@ from placement.cli import run_event_loop
 from raftkit.errors import ConfigError
 from raftkit.listen import BindError
 from raftkit.service import freeze_startup_objects
+from raftkit.tls import TlsFiles
 from sidecar.app import Sidecar
 from sidecar.config import SidecarConfig
 from sidecar.http import serve_http
@@ -71,7 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--advertise-address",
         default=_env("ADVERTISE_ADDRESS"),
-        help="address other sidecars dial (default: --grpc-address)",
+        help="address other sidecars dial (default: --peer-address, else --grpc-address)",
+    )
+    p.add_argument(
+        "--peer-address",
+        default=_env("PEER_ADDRESS"),
+        help="serve other sidecars' actor calls here, not on --grpc-address (required "
+        "with TLS: ACTORFLOW_TLS_CA, _CERT, _KEY)",
     )
     p.add_argument("--placement", default=_env("PLACEMENT"), help="comma-separated API addresses")
     p.add_argument("--reminders", default=_env("REMINDERS"), help="comma-separated API addresses")
@@ -100,6 +107,8 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
         grpc_address=args.grpc_address,
         http_address=args.http_address,
         advertise_address=args.advertise_address,
+        peer_address=args.peer_address,
+        tls=TlsFiles.from_env(),
         placement=_addresses(args.placement),
         reminders=_addresses(args.reminders),
         store_url=args.store,

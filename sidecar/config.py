@@ -9,16 +9,19 @@ from pathlib import Path
 from placement.names import MAX_NAME_LENGTH, NAME_CHARS, is_valid_name
 from raftkit.config import parse_address
 from raftkit.errors import ConfigError
+from raftkit.tls import TlsFiles
 
 
 @dataclass(frozen=True, slots=True)
 class SidecarConfig:
     app_id: str = "app"
     namespace: str = "default"
-    # The app-facing Durable Task API and the peer API share this gRPC address.
+    # The app-facing Durable Task API, and the peer API unless `peer_address` is set.
     grpc_address: str = "127.0.0.1:50001"
     http_address: str = "127.0.0.1:3500"
-    # What other sidecars dial; also this sidecar's name in placement.
+    # The peer API (other sidecars' actor calls) on a port of its own; required with TLS.
+    peer_address: str | None = None
+    # What other sidecars dial (the peer port); also this sidecar's name in placement.
     advertise_address: str | None = None
     placement: tuple[str, ...] = ()
     reminders: tuple[str, ...] = ()
@@ -33,6 +36,8 @@ class SidecarConfig:
     # Work items one app connection may hold unanswered, 0: no limit (sidecar.engine.apps).
     app_activity_window: int = 0
     app_workflow_window: int = 0
+    # Mutual TLS to placement, reminders and the other sidecars (raftkit.tls).
+    tls: TlsFiles | None = None
 
     def __post_init__(self) -> None:
         if not is_valid_name(self.app_id):
@@ -46,6 +51,13 @@ class SidecarConfig:
         parse_address(self.http_address, "http_address")
         if self.advertise_address is not None:
             parse_address(self.advertise_address, "advertise_address")
+        if self.peer_address is not None:
+            parse_address(self.peer_address, "peer_address")
+        elif self.tls is not None:
+            raise ConfigError(
+                "with TLS the peer API needs a port of its own (--peer-address): the app's "
+                "port stays plaintext, for an SDK that presents no certificate"
+            )
         if not self.placement:
             raise ConfigError("at least one placement address is needed")
         for address in (*self.placement, *self.reminders):
@@ -68,7 +80,7 @@ class SidecarConfig:
 
     @property
     def name(self) -> str:
-        return self.advertise_address or self.grpc_address
+        return self.advertise_address or self.peer_address or self.grpc_address
 
     def actor_type(self, kind: str) -> str:
         """The internal actor types of the workflow engine: dapr.internal.{ns}.{app}.{kind}."""

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 import grpc
 
+from raftkit.tls import TlsFiles
+from raftkit.tls import channel as tls_channel
 from raftkit.wire import Malformed, lenient, refusal, unary_handler
 from sidecar.actors.base import ActorCallError, NotOwnerError, UnknownActorTypeError
 from sidecar.api.v1 import actors_pb2 as pb
@@ -198,7 +200,8 @@ class _PeerStream:
 class PeerPool:
     """Persistent channels (and pipelined streams) to other sidecars, by address."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: TlsFiles | None = None) -> None:
+        self._tls = tls  # mutual TLS to the other sidecars' peer ports
         self._channels: dict[str, grpc.aio.Channel] = {}
         self._streams: dict[str, _PeerStream] = {}
         self._ids = itertools.count(1)
@@ -213,7 +216,7 @@ class PeerPool:
                 await stream.close()
             channel = self._channels.get(address)
             if channel is None:
-                channel = self._channels[address] = grpc.aio.insecure_channel(address)
+                channel = self._channels[address] = tls_channel(address, self._tls)
             stream = self._streams[address] = _PeerStream(channel)
         async with asyncio.timeout(timeout):  # cheaper than wait_for: no extra task
             return await stream.call(call)

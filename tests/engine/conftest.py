@@ -4,8 +4,9 @@ process (tests/engine_app.py, the real Dapr SDK) beside each sidecar.
 A test module chooses its cluster with a module attribute, read by the module-scoped
 `cluster` fixture: `CLUSTER = {"app_ids": ["a", "b"], "roles": {"a": "caller", ...}}`
 (default: 2 sidecars of the app `app`, each with an app of role `all`, on SQLite);
-`"store": "etcd"` runs it on a 3-member etcd cluster; `"env"` adds environment
-variables to every process of the cluster (e.g. a sidecar setting).
+`"store": "etcd"` runs it on a 3-member etcd cluster; `"tls": True` with mutual TLS
+between its nodes (`actorflow up --tls`); `"env"` adds environment variables to every
+process of the cluster (e.g. a sidecar setting).
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ def cluster(
         args.append(f"--sidecars={spec.get('sidecars', 2)}")
     if "store" in spec:
         args.append(f"--store={spec['store']}")
+    if spec.get("tls"):
+        args += ["--tls", f"--base-peer-port={free_port_block(4)}"]
     up = UpCluster(root / "af", args, env=dict(spec.get("env", {})))
     c = Cluster(root, up, dict(spec.get("roles", {})))
     try:

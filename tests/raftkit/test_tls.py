@@ -1,0 +1,93 @@
+"""The TLS settings (`raftkit.tls`) and the certificates `actorflow certs` makes: all
+three files or none, a clear error for anything unusable, and certificates that name
+their hosts and serve as server and client certificate alike."""
+
+from __future__ import annotations
+
+import ipaddress
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from actorflow import certs
+from actorflow.certs import write_cluster_certs
+from placement.client import ClientConfig
+from raftkit.errors import ConfigError
+from raftkit.tls import ENV_CA, ENV_CERT, ENV_KEY, ENV_SERVER_NAME, TlsError, TlsFiles
+from sidecar.config import SidecarConfig
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> certs.CertPaths:
+    return write_cluster_certs(tmp_path_factory.mktemp("tls"), ["localhost", "10.0.0.7"])
+
+
+def test_no_files_is_plaintext() -> None:
+    assert TlsFiles.from_env({}) is None
+
+
+def test_the_three_files_are_read_once(made: certs.CertPaths) -> None:
+    tls = TlsFiles.from_env({**made.env(), ENV_SERVER_NAME: "localhost"})
+    assert tls is not None
+    assert tls.ca == made.ca.read_bytes() and tls.key == made.key.read_bytes()
+    assert tls.channel_options() == [("grpc.ssl_target_name_override", "localhost")]
+    tls.server_credentials()
+    tls.channel_credentials()
+
+
+@pytest.mark.parametrize("missing", [ENV_CA, ENV_CERT, ENV_KEY])
+def test_a_missing_file_setting_is_named(made: certs.CertPaths, missing: str) -> None:
+    env = {k: v for k, v in made.env().items() if k != missing}
+    with pytest.raises(TlsError, match=f"missing {missing}"):
+        TlsFiles.from_env(env)
+
+
+def test_a_server_name_alone_is_refused() -> None:
+    with pytest.raises(TlsError, match=ENV_SERVER_NAME):
+        TlsFiles.from_env({ENV_SERVER_NAME: "actorflow.internal"})
+
+
+def test_unreadable_or_not_pem_files_are_clear_errors(
+    made: certs.CertPaths, tmp_path: Path
+) -> None:
+    with pytest.raises(TlsError, match="cannot read the TLS CA"):
+        TlsFiles.from_env({**made.env(), ENV_CA: str(tmp_path / "nope.pem")})
+    junk = tmp_path / "junk.pem"
+    junk.write_bytes(b"not a certificate")
+    with pytest.raises(TlsError, match="is not a PEM file"):
+        TlsFiles.from_env({**made.env(), ENV_KEY: str(junk)})
+    assert issubclass(TlsError, ConfigError)  # every CLI reports it as a bad setting
+
+
+def test_the_node_certificate_names_its_hosts_and_both_uses(made: certs.CertPaths) -> None:
+    cert = x509.load_pem_x509_certificate(made.cert.read_bytes())
+    ca = x509.load_pem_x509_certificate(made.ca.read_bytes())
+    assert cert.issuer == ca.subject
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.0.0.7")]
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert set(usage) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    for key in (made.key, made.key.parent / "ca-key.pem"):
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+
+def test_certs_never_overwrites_a_ca(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert certs.main(["--out", str(tmp_path / "c"), "--host", "node1.example.internal"]) == 0
+    assert f"{ENV_CA}={tmp_path / 'c' / 'ca.pem'}" in capsys.readouterr().out
+    before = (tmp_path / "c" / "ca.pem").read_bytes()
+    assert certs.main(["--out", str(tmp_path / "c")]) == 2
+    assert "already holds a CA" in capsys.readouterr().err
+    assert (tmp_path / "c" / "ca.pem").read_bytes() == before
+
+
+def test_a_sidecar_with_tls_needs_a_peer_port(made: certs.CertPaths) -> None:
+    tls = TlsFiles.from_env(made.env())
+    with pytest.raises(ConfigError, match="--peer-address"):
+        SidecarConfig(placement=("127.0.0.1:1",), tls=tls)
+    cfg = SidecarConfig(placement=("127.0.0.1:1",), tls=tls, peer_address="10.0.0.7:50002")
+    assert cfg.name == "10.0.0.7:50002"  # what placement gives the other sidecars to dial
+    assert ClientConfig(("127.0.0.1:1",), tls=tls).tls is tls
