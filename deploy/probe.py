@@ -14,7 +14,8 @@ a node without a leader is waiting for its peers, not broken.
 The address defaults to the component's own environment variable
 (`ACTORFLOW_PLACEMENT_API_ADDRESS`, `ACTORFLOW_REMINDERS_API_ADDRESS`,
 `ACTORFLOW_SIDECAR_HTTP_ADDRESS`), with a wildcard host (0.0.0.0, ::) replaced by
-loopback. Exit status: 0 ready, 1 not ready, 2 usage.
+loopback. With `ACTORFLOW_TLS_CA`, `_CERT` and `_KEY` set (as for the node itself), the
+gRPC probes use mutual TLS. Exit status: 0 ready, 1 not ready, 2 usage.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from typing import Any
 
 TIMEOUT_S = 3.0
 
@@ -40,10 +42,22 @@ def _dialable(address: str) -> str:
     return f"{host}:{port}"
 
 
+def _channel(address: str) -> Any:
+    """Over mutual TLS when the node's own environment sets it up (raftkit.tls)."""
+    import grpc
+
+    from raftkit.tls import TlsFiles
+
+    tls = TlsFiles.from_env()
+    if tls is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, tls.channel_credentials(), tls.channel_options())
+
+
 def _raft_leader(component: str, address: str) -> tuple[bool, str]:
     import grpc
 
-    with grpc.insecure_channel(address) as channel:
+    with _channel(address) as channel:
         try:
             if component == "placement":
                 from placement.api.v1 import placement_pb2, placement_pb2_grpc
@@ -88,7 +102,13 @@ def main(argv: list[str]) -> int:
     if component == "sidecar":
         ok, message = _sidecar_healthy(address)
     else:
-        ok, message = _raft_leader(component, address)
+        from raftkit.tls import TlsError
+
+        try:
+            ok, message = _raft_leader(component, address)
+        except TlsError as exc:
+            print(f"actorflow-probe: {exc}", file=sys.stderr)
+            return 2
     print(message, file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
 

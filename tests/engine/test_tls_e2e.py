@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from raftkit.tls import TlsFiles
 from sidecar.api.v1 import actors_pb2
 
 CLUSTER = {"tls": True}
+PROBE = Path(__file__).resolve().parents[2] / "deploy" / "probe.py"
 CALL_ACTOR = "/actorflow.sidecar.v1.ActorPeer/CallActor"
 
 
@@ -113,3 +117,27 @@ def test_status_reads_the_tls_files_from_cluster_json(cluster: Any) -> None:
     from actorflow import status
 
     assert status.main(["--cluster", str(cluster.up.data_dir / "cluster.json")]) == 0
+
+
+@pytest.mark.parametrize("component", ["placement", "reminders"])
+def test_the_deploy_probe_speaks_tls_from_the_nodes_environment(
+    cluster: Any, component: str
+) -> None:
+    files = cluster.info["tls"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACTORFLOW_TLS_")}
+    address = cluster.info[component][0]
+
+    def probe(extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(PROBE), component, address],
+            env={**env, **extra}, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    with_tls = probe({"ACTORFLOW_TLS_CA": files["ca"], "ACTORFLOW_TLS_CERT": files["cert"],
+                      "ACTORFLOW_TLS_KEY": files["key"]})  # fmt: skip
+    assert with_tls.returncode == 0, with_tls.stderr
+    assert "leader" in with_tls.stdout
+    plaintext = probe({})
+    assert plaintext.returncode == 1 and "UNAVAILABLE" in plaintext.stderr
+    half = probe({"ACTORFLOW_TLS_CA": files["ca"]})
+    assert half.returncode == 2 and "missing ACTORFLOW_TLS_CERT" in half.stderr
