@@ -2,7 +2,9 @@
 
 Hosts (`tests/deploy/netlab.py`): etcd; placement p0-p2; reminders r0-r2; two sidecars,
 each with a replica of the example app in the same namespace (as Dapr pairs them).
-Traffic between components crosses veth pairs and a bridge. The test:
+Traffic between components crosses veth pairs and a bridge; placement, reminders and the
+sidecars' peer ports speak mutual TLS (one certificate naming every host's address), as
+a cluster across machines should. The test:
 
 1. runs every example workflow (activities spread over both sidecars, child workflows,
    durable timers, external events) through the real Dapr SDK;
@@ -30,9 +32,11 @@ from typing import Any
 
 import pytest
 
+from actorflow.certs import write_cluster_certs
 from actorflow.procs import Proc
 from actorflow.status import collect
 from actorflow.up import ETCD_MAX_TXN_OPS
+from raftkit.tls import TlsFiles
 
 REPO = Path(__file__).resolve().parents[2]
 # The examples at the top of the repository, and netlab.py beside this file (importlib mode).
@@ -46,7 +50,7 @@ pytestmark = pytest.mark.slow
 
 PASSWORD = "multihost-test-secret"
 P_API, P_RAFT, R_API, R_RAFT = 7000, 7100, 7200, 7300
-SIDECAR_GRPC, SIDECAR_HTTP, ETCD_CLIENT, ETCD_PEER = 50001, 3500, 2379, 2380
+SIDECAR_GRPC, SIDECAR_HTTP, SIDECAR_PEER, ETCD_CLIENT, ETCD_PEER = 50001, 3500, 50002, 2379, 2380
 HOSTS = ["etcd", "p0", "p1", "p2", "r0", "r1", "r2", "s0", "s1"]
 
 
@@ -66,9 +70,15 @@ class Cluster:
         self.reminders = [f"{h[f'r{i}'].address}:{R_API}" for i in range(3)]
         self.sidecars = [f"{h[f's{i}'].address}:{SIDECAR_GRPC}" for i in range(2)]
         self.http = [f"http://{h[f's{i}'].address}:{SIDECAR_HTTP}" for i in range(2)]
+        # Mutual TLS between all nodes: one certificate naming every host's address.
+        self.certs = write_cluster_certs(root / "tls", [h[name].address for name in HOSTS])
+        self.tls = TlsFiles.load(self.certs.ca, self.certs.cert, self.certs.key)
 
     def _env(self) -> dict[str, str]:
-        return {**os.environ, "ACTORFLOW_RAFT_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO)}
+        return {
+            **os.environ, "ACTORFLOW_RAFT_PASSWORD": PASSWORD, "PYTHONPATH": str(REPO),
+            **self.certs.env(),
+        }  # fmt: skip
 
     async def start(self, name: str, host: Host, argv: list[str], ready: bool, **env: str) -> None:
         proc = Proc(
@@ -120,6 +130,7 @@ class Cluster:
                 [sys.executable, "-m", "sidecar", "--app-id=examples",
                  f"--grpc-address={host.address}:{SIDECAR_GRPC}",
                  f"--http-address={host.address}:{SIDECAR_HTTP}",
+                 f"--peer-address={host.address}:{SIDECAR_PEER}",
                  f"--placement={','.join(self.placement)}",
                  f"--reminders={','.join(self.reminders)}", f"--store={store}"],
                 True,
@@ -133,8 +144,9 @@ class Cluster:
 
     async def status(self, sidecars: bool = True) -> dict[str, list[dict[str, Any]]]:
         return await collect(
-            self.placement, self.reminders, self.http if sidecars else [], timeout_s=1.0
-        )
+            self.placement, self.reminders, self.http if sidecars else [], timeout_s=1.0,
+            tls=self.tls,
+        )  # fmt: skip
 
     async def wait_healthy(
         self, *, sidecars: bool, timeout_s: float, skip: tuple[str, ...] = ()
