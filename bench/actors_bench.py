@@ -11,7 +11,8 @@ comparison, the same calls made over the sidecar's HTTP actor API, and the trans
 floor: the same paced calls through the same `PeerPool` to `bench.peer_floor`, a
 process serving the sidecar's `PeerService` with nothing behind it (no actor, table or
 store), measured in the same run beside the same cluster (`peer_floor_p50_ms`,
-`peer_floor_p99_ms`).
+`peer_floor_p99_ms`). `--tls` runs all of it over mutual TLS (`actorflow up --tls`; the
+caller and the floor with the cluster's certificate).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,10 +31,12 @@ from typing import Any
 import aiohttp
 import uvloop
 
+from actorflow.certs import CertPaths
 from actorflow.testing import UpCluster, free_port_block
 from bench.report import add_common_args, emit, now_iso, percentile, result
 from placement.client import ClientConfig, PlacementClient
 from placement.table import TableHost
+from raftkit.tls import TlsFiles
 from sidecar.actors.host import ActorHost
 from sidecar.actors.peer import PeerPool
 from sidecar.actors.router import ActorRouter
@@ -46,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, default=500.0, help="calls per second")
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--warmup", type=int, default=500)
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="the cluster, the caller and the floor over mutual TLS (`actorflow up --tls`)",
+    )
     return add_common_args(p)
 
 
@@ -70,9 +79,9 @@ async def _paced(rate: float, seconds: float, one: Any) -> tuple[list[float], fl
     return latencies, time.perf_counter() - start
 
 
-async def _floor(address: str, args: argparse.Namespace) -> list[float]:
+async def _floor(address: str, args: argparse.Namespace, tls: TlsFiles | None) -> list[float]:
     """The paced calls through a `PeerPool` to `bench.peer_floor` (no actor behind it)."""
-    pool = PeerPool()
+    pool = PeerPool(tls)
 
     async def call(i: int) -> None:
         ref = pb.ActorRef(actor_type="counter", actor_id=f"target-{i % 64}")
@@ -94,14 +103,14 @@ async def _floor(address: str, args: argparse.Namespace) -> list[float]:
 
 
 async def _drive(
-    info: dict[str, Any], args: argparse.Namespace, floor_address: str
+    info: dict[str, Any], args: argparse.Namespace, floor_address: str, tls: TlsFiles | None
 ) -> dict[str, Any]:
     me = TableHost("bench-caller", "127.0.0.1:9", "bench", "default", (CALLER_TYPE,), 1)
-    placement = PlacementClient(ClientConfig(tuple(info["placement"])), me)
+    placement = PlacementClient(ClientConfig(tuple(info["placement"]), tls=tls), me)
     await placement.start()
     await placement.wait_for_version(1, 30)
     host = ActorHost({}, sidecar=me.name, services=None, owns=lambda t, i: None)
-    peers = PeerPool()
+    peers = PeerPool(tls)
     router = ActorRouter(placement, host, peers, me.name)
     targets = [f"target-{i}" for i in range(64)]
     try:
@@ -125,7 +134,7 @@ async def _drive(
                     await resp.read()
 
             outer, _ = await _paced(args.rate, min(args.seconds, 5.0), over_http)
-        floor = await _floor(floor_address, args)
+        floor = await _floor(floor_address, args, tls)
     finally:
         await placement.stop()
         await peers.close()
@@ -147,27 +156,34 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = now_iso()
     with tempfile.TemporaryDirectory(prefix="af-bench-actors-") as tmp:
+        tls_args = ["--tls", f"--base-peer-port={free_port_block(4)}"] if args.tls else []
         up = UpCluster(
             Path(tmp) / "af",
             ["--sidecars=2", "--test-actors", f"--base-grpc-port={free_port_block(4)}",
-             f"--base-http-port={free_port_block(4)}"],
+             f"--base-http-port={free_port_block(4)}", *tls_args],
         )  # fmt: skip
         info = up.start()
+        tls, env = None, dict(os.environ)
+        if "tls" in info:
+            files = {k: Path(v) for k, v in info["tls"].items()}
+            tls = TlsFiles.load(files["ca"], files["cert"], files["key"])
+            env.update(CertPaths(files["ca"], files["cert"], files["key"]).env())
         floor = subprocess.Popen(
             [sys.executable, "-m", "bench.peer_floor", "--port", "0"],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, text=True, env=env,
         )  # fmt: skip
         try:
             assert floor.stdout is not None
             ready = floor.stdout.readline().split()
             if ready[:1] != ["READY"]:
                 raise RuntimeError(f"bench.peer_floor did not start: {ready!r}")
-            metrics = uvloop.run(_drive(info, args, f"127.0.0.1:{ready[1]}"))
+            metrics = uvloop.run(_drive(info, args, f"127.0.0.1:{ready[1]}", tls))
         finally:
             floor.terminate()
             floor.wait(timeout=10)
             up.stop()
-    params = {"rate": args.rate, "seconds": args.seconds, "sidecars": 2, "store": "sqlite"}
+    params = {"rate": args.rate, "seconds": args.seconds, "sidecars": 2, "store": "sqlite",
+              "tls": args.tls}  # fmt: skip
     emit(result("actors", params, metrics, started), args.json, args.quiet, args.plot)
     return 0
 

@@ -5,7 +5,7 @@
 "actor" answers every call at once with its payload. `actorflow bench actors` calls it
 through the sidecar's own `PeerPool` at the same rate as the real calls, in the same run
 and beside the same cluster: the difference between the two is what actorflow adds on
-top of grpc.aio on this machine.
+top of grpc.aio on this machine. Over mutual TLS when `ACTORFLOW_TLS_*` are set.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import signal
 import grpc
 import uvloop
 
+from raftkit.listen import bind_grpc
+from raftkit.tls import TlsFiles
 from sidecar.actors.peer import PeerService
 
 
@@ -31,7 +33,7 @@ async def _unlocked() -> int:
 async def serve(port: int) -> None:
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((PeerService(_echo, _unlocked).handler(),))
-    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    bound = bind_grpc(server, f"127.0.0.1:{port}", "peer floor", TlsFiles.from_env())
     await server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
