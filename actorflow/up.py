@@ -45,6 +45,7 @@ from actorflow.procs import Proc, StartError
 CONTROL_SOCKET = "control.sock"
 LOCK_FILE = "up.lock"  # held by the running `up` (see `Cluster._lock_dir`)
 ETCD_MAX_TXN_OPS = 10_000
+TLS_ENV_PREFIX = "ACTORFLOW_TLS_"
 PEER_PORT_OFFSET = 1000  # with --tls: a sidecar's peer port, from its app port
 
 
@@ -168,9 +169,13 @@ class Cluster:
         return [f"127.0.0.1:{p}" for p in self.ports[kind]]
 
     def _env(self) -> dict[str, str]:
+        """The children's environment. TLS is `--tls`'s to decide: settings inherited from
+        the shell would turn it on for some processes and not others (a sidecar without
+        a peer port would refuse to start), so they are dropped."""
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(TLS_ENV_PREFIX)}
         tls = self.tls.env() if self.tls is not None else {}
         return {
-            **os.environ, "ACTORFLOW_RAFT_PASSWORD": self.secret, "PYTHONUNBUFFERED": "1", **tls
+            **inherited, "ACTORFLOW_RAFT_PASSWORD": self.secret, "PYTHONUNBUFFERED": "1", **tls
         }  # fmt: skip
 
     # ---- control plane

@@ -151,7 +151,11 @@ class Sidecar:
                 tls=cfg.tls,
             )
             self._subscriber_task = asyncio.create_task(subscriber.run(), name="reminders")
-        log.info("sidecar %s (app %s) serving on %s", cfg.name, cfg.app_id, cfg.grpc_address)
+        log.info(
+            "sidecar %s (app %s) serving on %s%s", cfg.name, cfg.app_id, cfg.grpc_address,
+            "" if cfg.peer_address is None
+            else f", peers on {cfg.peer_address} ({'mutual TLS' if cfg.tls else 'plaintext'})",
+        )  # fmt: skip
 
     def _grpc_server(self, interceptors: list[grpc.aio.ServerInterceptor]) -> grpc.aio.Server:
         return grpc.aio.server(

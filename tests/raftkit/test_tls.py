@@ -14,6 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from actorflow import certs
 from actorflow.certs import write_cluster_certs
+from actorflow.up import Cluster, UpOptions
 from placement.client import ClientConfig
 from raftkit.errors import ConfigError
 from raftkit.tls import ENV_CA, ENV_CERT, ENV_KEY, ENV_SERVER_NAME, TlsError, TlsFiles
@@ -91,3 +92,23 @@ def test_a_sidecar_with_tls_needs_a_peer_port(made: certs.CertPaths) -> None:
     cfg = SidecarConfig(placement=("127.0.0.1:1",), tls=tls, peer_address="10.0.0.7:50002")
     assert cfg.name == "10.0.0.7:50002"  # what placement gives the other sidecars to dial
     assert ClientConfig(("127.0.0.1:1",), tls=tls).tls is tls
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plaintext", "tls"])
+def test_up_decides_tls_for_its_children_whatever_the_shell_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tls: bool
+) -> None:
+    monkeypatch.setenv(ENV_CA, "/from/the/shell/ca.pem")
+    monkeypatch.setenv(ENV_SERVER_NAME, "shell.example")
+    cluster = Cluster(UpOptions(data_dir=tmp_path / "af", tls=tls))
+    cluster._prepare()
+    try:
+        env = cluster._env()
+    finally:
+        cluster._unlock_dir()
+    assert ENV_SERVER_NAME not in env
+    if tls:
+        assert env[ENV_CA] == str(tmp_path / "af" / "tls" / "ca.pem")
+        assert TlsFiles.from_env(env) is not None
+    else:
+        assert not any(k.startswith("ACTORFLOW_TLS_") for k in env)
