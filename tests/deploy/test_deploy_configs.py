@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from actorflow.certs import CertPaths, write_cluster_certs
 from placement import cli as placement_cli
 from placement.config import PlacementConfig
 from placement.localcluster import free_port
@@ -216,7 +217,16 @@ def test_kubernetes_control_plane_and_sidecar_agree(
     sidecar = parse_sidecar(*run_container(spec, "app-0", bin_dir), clean_env)
     assert sidecar.placement == tuple(c.api_address for c in placement.values())
     assert sidecar.reminders == tuple(c.api_address for c in reminders.values())
-    assert sidecar.advertise_address == f"{POD_IP}:50001"
+    ports = {p["name"]: p["containerPort"] for p in spec["ports"]}
+    # The app's API on loopback only; other sidecars dial the peer port, which the
+    # liveness probe checks and the NetworkPolicy opens to sidecars only.
+    assert sidecar.grpc_address.startswith("127.0.0.1:")
+    assert sidecar.peer_address == f"0.0.0.0:{ports['peer']}"
+    assert sidecar.advertise_address == f"{POD_IP}:{ports['peer']}"
+    assert spec["livenessProbe"]["tcpSocket"]["port"] == "peer"
+    policy = workload("NetworkPolicy", "sidecar-grpc")["spec"]["ingress"]
+    peer_rule = next(r for r in policy if "from" in r)
+    assert [p["port"] for p in peer_rule["ports"]] == [ports["peer"]]
     assert sidecar.api_token == SECRET
     app_env = {e["name"]: e.get("value") for e in container(app, "app")["env"]}
     assert app_env["DAPR_GRPC_ENDPOINT"] == f"127.0.0.1:{sidecar.grpc_address.split(':')[1]}"
@@ -270,7 +280,9 @@ def test_compose_services_configure_the_components(clean_env: pytest.MonkeyPatch
         assert sidecar_svc["network_mode"] == f"service:app-{i}"
         assert services[f"app-{i}"]["environment"]["DAPR_GRPC_ENDPOINT"] == "127.0.0.1:50001"
         sidecar = parse_sidecar(sidecar_svc["command"], compose_env(sidecar_svc), clean_env)
-        assert sidecar.advertise_address == f"app-{i}:50001"
+        assert sidecar.grpc_address == "127.0.0.1:50001"  # the app shares the namespace
+        assert sidecar.peer_address == "0.0.0.0:50002"
+        assert sidecar.advertise_address == f"app-{i}:50002"
         assert sidecar.placement == tuple(c.api_address for c in placement.values())
         assert sidecar.reminders == tuple(c.api_address for c in reminders.values())
         store = parse_store_url(sidecar.store_url)
@@ -310,13 +322,31 @@ def unit_command(
     return argv[1:], env
 
 
-def test_systemd_units_with_the_example_settings(clean_env: pytest.MonkeyPatch) -> None:
+def tls_files_at(env: dict[str, str], made: CertPaths) -> dict[str, str]:
+    """The example's TLS settings, with the files it names (under /etc/actorflow/tls/)
+    replaced by ones made here, which the config classes read."""
+    real = made.env()
+    for key in real:
+        assert env[key].startswith("/etc/actorflow/tls/"), (key, env[key])
+    return {**env, **real}
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plaintext", "tls"])
+def test_systemd_units_with_the_example_settings(
+    clean_env: pytest.MonkeyPatch, tmp_path: Path, tls: bool
+) -> None:
     examples = SYSTEMD_DIR / "env"
     raft_env = {"ACTORFLOW_RAFT_PASSWORD": SECRET}
+    made = write_cluster_certs(tmp_path / "tls")
+    tls_env = tls_files_at(env_file(examples / "tls.env.example"), made) if tls else {}
+    for unit in ("placement", "reminders", "sidecar"):
+        text = (SYSTEMD_DIR / f"actorflow-{unit}@.service").read_text()
+        assert "\nEnvironmentFile=-/etc/actorflow/tls.env\n" in text, unit  # optional
     argv, env = unit_command(
         SYSTEMD_DIR / "actorflow-placement@.service", "p1", [examples / "placement-p1.env.example"]
     )
-    placement = parse_placement(argv, {**env, **raft_env}, clean_env)
+    placement = parse_placement(argv, {**env, **raft_env, **tls_env}, clean_env)
+    assert (placement.tls is not None) == tls
     assert placement.node_id == "p1"
     assert str(placement.data_dir) == "/var/lib/actorflow/placement-p1"
     assert len(placement.peers) == 2
@@ -324,7 +354,8 @@ def test_systemd_units_with_the_example_settings(clean_env: pytest.MonkeyPatch) 
     argv, env = unit_command(
         SYSTEMD_DIR / "actorflow-reminders@.service", "r1", [examples / "reminders-r1.env.example"]
     )
-    reminders = parse_reminders(argv, {**env, **raft_env}, clean_env)
+    reminders = parse_reminders(argv, {**env, **raft_env, **tls_env}, clean_env)
+    assert (reminders.tls is not None) == tls
     assert reminders.node_id == "r1"
     assert len(reminders.peers) == 2
     assert reminders.raft_password == SECRET
@@ -332,9 +363,12 @@ def test_systemd_units_with_the_example_settings(clean_env: pytest.MonkeyPatch) 
     argv, env = unit_command(
         SYSTEMD_DIR / "actorflow-sidecar@.service", "app", [examples / "sidecar-app.env.example"]
     )
-    sidecar = parse_sidecar(argv, {**env, "DAPR_API_TOKEN": SECRET}, clean_env)
+    sidecar = parse_sidecar(argv, {**env, "DAPR_API_TOKEN": SECRET, **tls_env}, clean_env)
+    assert (sidecar.tls is not None) == tls
     host = placement.api_address.split(":")[0]
-    assert sidecar.advertise_address == f"{host}:50001"
+    assert sidecar.grpc_address == "127.0.0.1:50001"
+    assert sidecar.peer_address is not None
+    assert sidecar.advertise_address == f"{host}:{sidecar.peer_address.split(':')[1]}"
     assert placement.api_address in sidecar.placement
     assert reminders.api_address in sidecar.reminders
     store = parse_store_url(sidecar.store_url)
