@@ -86,6 +86,7 @@ class Sidecar:
         self.apps = AppConnections(
             activity_window=config.app_activity_window,
             workflow_window=config.app_workflow_window,
+            max_item_bytes=config.max_payload_bytes,
         )
         self.services: ActorServices | None = None
         self._resume_task: asyncio.Task[None] | None = None

@@ -104,6 +104,13 @@ def fan(ctx: wf.DaprWorkflowContext, n: int) -> Any:
     return sum(results)
 
 
+def echo_through(ctx: wf.DaprWorkflowContext, value: Any) -> Any:
+    """Its input three times in its history: the start, the activity's input, its
+    result; the turn after the activity carries them all (or the last two)."""
+    got = yield ctx.call_activity(echo, input=value)
+    return len(got)
+
+
 def slow_fan(ctx: wf.DaprWorkflowContext, args: dict[str, Any]) -> Any:
     """`n` activities that record their starts in `path` and take `sleep` seconds each,
     in waves of `wave` (a durable timer of `pause` seconds between waves)."""
@@ -285,7 +292,7 @@ def register() -> None:
             runtime.register_activity(fn, name=fn.__name__)
         for w in (fan, slow_fan, timer_then_event, timed, fails, waits, retries, race,
                   early_event, deterministic, child, parent, tree, counter,
-                  long_step, sized):  # fmt: skip
+                  long_step, sized, echo_through):  # fmt: skip
             runtime.register_workflow(w, name=w.__name__)
     elif ROLE == "caller":
         runtime.register_workflow(cross_app, name="cross_app")

@@ -28,6 +28,8 @@ import time
 from asyncio import FIRST_COMPLETED
 
 from sidecar.actors.base import ActorCallError, ActorContext
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine.apps import WorkItemTooLargeError
 from sidecar.engine.effects import EffectRunner, decode_dispatch
 from sidecar.store import StoreError
 from sidecar.workflow import (
@@ -42,6 +44,7 @@ from sidecar.workflow import (
     payload_limit,
     store_key,
 )
+from sidecar.workflow.limits import undeliverable_activity
 
 log = logging.getLogger(__name__)
 
@@ -122,13 +125,21 @@ class ActivityActor:
             self._runner = asyncio.get_running_loop().create_task(self._run())
         return b""
 
+    async def _answer(self, request: pb.ActivityRequest) -> pb.ActivityResponse:
+        """The app's answer, made to fit the store; a failure when the request cannot
+        reach the app (over the message limit): no retry would get it there."""
+        try:
+            response = await self.apps.run_activity(request)
+        except WorkItemTooLargeError as exc:
+            log.error("activity %s cannot be sent to the app: %s", self.id, exc)
+            return undeliverable_activity(request, str(exc))
+        return fit_activity_response(response, self._payload_limit)
+
     async def _run(self) -> None:
         assert self.state is not None
         request = self.state.request.request()
         try:
-            response = fit_activity_response(
-                await self.apps.run_activity(request), self._payload_limit
-            )
+            response = await self._answer(request)
             done, notify = complete(self.state, response, time.time_ns() // 1_000_000)
             self.state = done
             # The outcome is saved while it travels to the workflow, not before: the

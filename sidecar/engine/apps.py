@@ -42,6 +42,19 @@ log = logging.getLogger(__name__)
 History = Sequence[pb.HistoryEvent]
 
 
+class WorkItemTooLargeError(Exception):
+    """A work item over the largest message this sidecar sends (`--max-payload-bytes`):
+    it is not sent (gRPC would refuse it and end the stream, the app would reconnect,
+    and the item would come back for ever, holding up every other item of the app)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"its work item for the app is {size} bytes, over this sidecar's limit of "
+            f"{limit} bytes per message (--max-payload-bytes)"
+        )
+        self.size, self.limit = size, limit
+
+
 @dataclass(eq=False, slots=True)
 class _Pending:
     item: pb.WorkItem  # a workflow item without its pastEvents: they are `past`
@@ -91,6 +104,10 @@ class _HeldHistories:
     def __init__(self, limit: int = MAX_HELD_INSTANCES) -> None:
         self._held: OrderedDict[str, tuple[int, int, int]] = OrderedDict()
         self._limit = limit
+
+    def forget(self, instance_id: str) -> None:
+        """The item `shape` made for `instance_id` was not sent after all."""
+        self._held.pop(instance_id, None)
 
     def shape(self, item: pb.WorkItem, past: History) -> pb.WorkItem:
         """The item to send on this stream with its history `past`: only the events
@@ -151,6 +168,8 @@ class AppConnections:
 
     activity_window: int = DEFAULT_ACTIVITY_WINDOW
     workflow_window: int = DEFAULT_WORKFLOW_WINDOW
+    # The largest work item sent, in bytes (the gRPC server's send limit); 0: no limit.
+    max_item_bytes: int = 0
     _workflows: deque[_Pending] = field(default_factory=deque)
     _activities: deque[_Pending] = field(default_factory=deque)
     _idle: set[_Connection] = field(default_factory=set)  # streams waiting for work
@@ -233,6 +252,25 @@ class AppConnections:
                 return pending
         return None
 
+    def _shaped(self, pending: _Pending, held: _HeldHistories | None) -> pb.WorkItem | None:
+        """The message for `pending` on a stream (its history as that stream needs
+        it), or None when it is over `max_item_bytes`: its caller is told instead."""
+        if not pending.workflow:
+            item = pending.item
+        elif held is None:
+            item = with_history(pending.item, pending.past)
+        else:
+            item = held.shape(pending.item, pending.past)
+        if not self.max_item_bytes:
+            return item
+        size = item.ByteSize()
+        if size <= self.max_item_bytes:
+            return item
+        if held is not None and pending.workflow:
+            held.forget(pending.item.workflowRequest.instanceId)
+        pending.reply.set_exception(WorkItemTooLargeError(size, self.max_item_bytes))
+        return None
+
     async def stream(self, stateful_history: bool = False) -> AsyncGenerator[pb.WorkItem, None]:
         """One app connection: yields work items until the app goes away. With
         `stateful_history`, workflow items carry only what the app does not hold yet."""
@@ -253,15 +291,14 @@ class AppConnections:
                 pending.taken_by = conn.id
                 conn.taken.add(pending)
                 pending.reply.add_done_callback(partial(conn.settled, pending))
-                if not pending.workflow:
-                    self.dispatched_activities += 1
-                    yield pending.item
+                item = self._shaped(pending, held)
+                if item is None:
                     continue
-                self.dispatched_workflows += 1
-                if held is None:
-                    yield with_history(pending.item, pending.past)
+                if pending.workflow:
+                    self.dispatched_workflows += 1
                 else:
-                    yield held.shape(pending.item, pending.past)
+                    self.dispatched_activities += 1
+                yield item
         finally:
             self.connections -= 1
             requeue = [p for p in conn.taken if not p.reply.done()]

@@ -36,6 +36,7 @@ import msgpack
 
 from sidecar.actors.base import REMINDER_METHOD, ActorCallError, ActorContext, Answer
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine.apps import WorkItemTooLargeError
 from sidecar.engine.effects import EffectRunner
 from sidecar.engine.naming import (
     activity_prefix,
@@ -84,7 +85,8 @@ from sidecar.workflow import (
     unsaveable,
 )
 from sidecar.workflow.events import timer_fired_event
-from sidecar.workflow.finish import continued_execution_id
+from sidecar.workflow.finish import continued_execution_id, fail_instance
+from sidecar.workflow.limits import PAYLOAD_ERROR_TYPE
 from sidecar.workflow.state import new_state
 
 log = logging.getLogger(__name__)
@@ -135,7 +137,7 @@ class _EarlyTurn:
     reply: asyncio.Future[pb.WorkflowResponse]
 
 
-def _retrieve(done: asyncio.Future[int]) -> None:
+def _retrieve(done: asyncio.Future[Any]) -> None:
     """A write whose saver went away (cancelled) still has its error read here."""
     if not done.cancelled():
         done.exception()
@@ -144,6 +146,8 @@ def _retrieve(done: asyncio.Future[int]) -> None:
 def _cancel(early: _EarlyTurn | None) -> None:
     if early is not None:
         early.reply.cancel()
+        if early.reply.done():  # its answer, or its refusal, is moot
+            _retrieve(early.reply)
 
 
 class WorkflowActor:
@@ -410,7 +414,11 @@ class WorkflowActor:
                     return False
                 turn = planned
                 reply = self.apps.run_workflow(turn.request, turn.past)  # awaited below
-        response = await reply
+        try:
+            response = await reply
+        except WorkItemTooLargeError as exc:
+            await self._undeliverable(exc)
+            return True
         async with self._lock:
             self._fold()
             assert self.state is not None
@@ -426,6 +434,18 @@ class WorkflowActor:
             self._idle_turn = not response.actions
             await self._commit(result)
         return True
+
+    async def _undeliverable(self, exc: WorkItemTooLargeError) -> None:
+        """The turn cannot reach the app (its history is over the message limit): the
+        instance fails, rather than the turn coming back to the same refusal for ever."""
+        async with self._lock:
+            self._fold()
+            assert self.state is not None
+            if self.state.is_terminal:
+                return
+            log.error("workflow %s: its turn cannot be sent to the app: %s", self.id, exc)
+            message = f"the workflow's history cannot be sent to the app: {exc}"
+            await self._commit(fail_instance(self.state, PAYLOAD_ERROR_TYPE, message, now_ms()))
 
     def _wake_at(self, at_ms: int) -> None:
         """Kick the runner at `at_ms` (wall clock). The start's reminder (`_arm_start`)

@@ -23,6 +23,12 @@ What exceeds it:
 - anything else that makes a checkpoint impossible (a turn's output or custom status,
   an activity's input, a child's output, a large failure): the workflow fails with
   `PayloadTooLarge` and a message naming the row; its last saved state is kept.
+
+A second limit is the largest message the sidecar sends the app (`--max-payload-bytes`,
+4 MiB): a turn's work item carries the workflow's history (or, to an SDK that keeps it,
+what is new of it), an activity's its input. A turn over it fails the workflow, an
+activity over it fails the activity, both with `PayloadTooLarge`
+(`sidecar.engine.apps.WorkItemTooLargeError`); neither is sent.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ __all__ = [
     "RESERVE_BYTES",
     "fit_activity_response",
     "payload_limit",
+    "undeliverable_activity",
     "unsaveable",
 ]
 
@@ -75,6 +82,20 @@ def fit_activity_response(response: pb.ActivityResponse, limit: int) -> pb.Activ
             f"the activity's result is {size} bytes; this sidecar's state store holds "
             f"at most {limit} bytes per result",
         )
+    )
+    failed.failureDetails.isNonRetriable = True
+    return failed
+
+
+def undeliverable_activity(request: pb.ActivityRequest, reason: str) -> pb.ActivityResponse:
+    """The answer for an activity whose request cannot be sent to the app, for `reason`
+    (over the message limit): a non-retriable `PayloadTooLarge` failure of the activity,
+    which the workflow sees as a TaskFailed it may handle."""
+    failed = pb.ActivityResponse(
+        instanceId=request.workflowInstance.instanceId, taskId=request.taskId
+    )
+    failed.failureDetails.CopyFrom(
+        failure_details(PAYLOAD_ERROR_TYPE, f"the activity cannot be sent to the app: {reason}")
     )
     failed.failureDetails.isNonRetriable = True
     return failed

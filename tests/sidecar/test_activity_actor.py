@@ -200,3 +200,30 @@ async def test_a_result_the_store_cannot_hold_fails_the_activity() -> None:
     assert failed.errorType == "PayloadTooLarge" and failed.isNonRetriable
     event, _ = await _run_once(MemoryStore(MemoryConfig(max_txn_bytes=64 * 1024)), '"ok"')
     assert event.taskCompleted.result.value == '"ok"'
+
+
+async def test_an_activity_over_the_message_limit_fails_without_being_sent() -> None:
+    """Its request (input) is over what the sidecar may send the app: gRPC would end the
+    app's stream and the request would come back for ever. The activity fails instead."""
+    store, apps, router = MemoryStore(), AppConnections(max_item_bytes=1024), RecordingRouter()
+    left = asyncio.Event()
+    actor = activity_actor(store, apps, router, ACTOR_ID, leave=left.set)
+    await actor.on_activate()
+    stream = apps.stream()
+    pump = asyncio.create_task(anext(stream))  # the app's stream, waiting for work
+    big = DispatchActivity(
+        instance_id="wf-1", execution_id="e1", generation=1, task_id=1, name="double",
+        input='"' + "x" * 2000 + '"', task_execution_id="te-1", target_app_id="",
+        version="", fresh=True,
+    )  # fmt: skip
+    assert await actor.invoke("dispatch", encode_dispatch(big, "app", fresh=True)) == b""
+    await asyncio.wait_for(router.called.wait(), 10)
+    ((_, instance, method, body),) = router.calls
+    assert (instance, method) == ("wf-1", "event")
+    failed = pb.HistoryEvent.FromString(body["e"]).taskFailed.failureDetails
+    assert failed.errorType == "PayloadTooLarge" and failed.isNonRetriable
+    assert "cannot be sent to the app" in failed.errorMessage
+    assert not pump.done() and apps.dispatched == 0
+    pump.cancel()
+    await asyncio.wait_for(left.wait(), 10)
+    await actor.on_deactivate()

@@ -4,12 +4,13 @@ histories elsewhere and whenever the held prefix is not this history's prefix.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator
 
 import pytest
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.engine.apps import AppConnections
+from sidecar.engine.apps import AppConnections, WorkItemTooLargeError
 
 
 def _event(i: int, kind: str = "taskScheduled", tag: str = "") -> pb.HistoryEvent:
@@ -216,3 +217,66 @@ async def test_a_closed_connection_gives_its_window_to_another() -> None:
 def test_windows_must_be_positive() -> None:
     with pytest.raises(ValueError, match="0 \\(no limit\\) or more"):
         AppConnections(activity_window=-1)
+
+
+# ---- the message limit
+
+
+def _big_request(iid: str, size: int) -> pb.WorkflowRequest:
+    request = _request(iid)
+    request.newEvents.append(pb.HistoryEvent(eventId=100))
+    request.newEvents[-1].taskCompleted.result.value = "x" * size
+    return request
+
+
+@pytest.mark.parametrize("stateful", [False, True], ids=["plain", "stateful"])
+async def test_an_item_over_the_limit_is_refused_to_its_caller_and_the_stream_goes_on(
+    stateful: bool,
+) -> None:
+    apps = AppConnections(max_item_bytes=10_000)
+    stream = apps.stream(stateful_history=stateful)
+    big = asyncio.create_task(apps.run_workflow(_big_request("big", 20_000), _history(3)))
+    activity = pb.ActivityRequest(name="act", input=pb.ActivityRequest().input)
+    activity.input.value = "y" * 20_000
+    big_activity = asyncio.create_task(apps.run_activity(activity))
+    small = asyncio.create_task(apps.run_workflow(_request("small"), _history(3)))
+    sent = await _take_one(stream, apps)  # the big turn is skipped: the small one comes
+    assert sent.workflowRequest.instanceId == "small"
+    await small
+    pump = asyncio.create_task(anext(stream))  # takes the big activity, then waits
+    with contextlib.suppress(WorkItemTooLargeError):
+        await asyncio.wait_for(asyncio.shield(big_activity), 10)
+    assert not pump.done()  # nothing was sent
+    pump.cancel()
+    for refused, size in ((big, 20_000), (big_activity, 20_000)):
+        with pytest.raises(WorkItemTooLargeError) as err:
+            await refused
+        assert err.value.limit == 10_000 and err.value.size > size
+        assert "over this sidecar's limit of 10000 bytes" in str(err.value)
+    assert apps.dispatched == 1
+
+
+async def test_a_refused_turn_leaves_no_held_prefix_behind() -> None:
+    """The stream never got the refused turn's history: the next turn of that instance
+    must carry it whole, not a delta against what the app does not hold."""
+    apps = AppConnections(max_item_bytes=10_000)
+    stream = apps.stream(stateful_history=True)
+    refused = asyncio.create_task(apps.run_workflow(_big_request("i", 20_000), _history(3)))
+    follow = asyncio.create_task(apps.run_workflow(_request("i"), _history(5)))
+    sent = await _take_one(stream, apps)
+    with pytest.raises(WorkItemTooLargeError):
+        await refused
+    await follow
+    assert not sent.workflowRequest.HasField("cachedHistory")
+    assert len(sent.workflowRequest.pastEvents) == 5
+    await stream.aclose()
+
+
+async def test_no_limit_sends_anything() -> None:
+    apps = AppConnections()
+    stream = apps.stream()
+    turn = asyncio.create_task(apps.run_workflow(_big_request("big", 200_000), _history(3)))
+    sent = await _take_one(stream, apps)
+    await turn
+    assert sent.ByteSize() > 200_000
+    await stream.aclose()
