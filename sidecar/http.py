@@ -62,6 +62,8 @@ async def metrics(request: web.Request) -> web.Response:
         "actorflow_actor_call_retries_total": ("counter", router.retries if router else 0),
         "actorflow_workflow_work_items_total": ("counter", sidecar.apps.dispatched_workflows),
         "actorflow_activity_work_items_total": ("counter", sidecar.apps.dispatched_activities),
+        # Work items over --max-payload-bytes: their turn or activity failed, unsent.
+        "actorflow_work_items_refused_total": ("counter", sidecar.apps.refused_items),
         # Clients of any sidecar waiting for an instance this sidecar's actors hold.
         "actorflow_workflow_waiting_callers": ("gauge", waiting.callers if waiting else 0),
         # SDK apps with a work-item stream open here, and turns waiting for one of them.

@@ -178,6 +178,7 @@ class AppConnections:
     connections: int = 0
     dispatched_workflows: int = 0  # work items handed to apps, per kind
     dispatched_activities: int = 0
+    refused_items: int = 0  # over `max_item_bytes`: failed instead of sent
 
     def __post_init__(self) -> None:
         if self.activity_window < 0 or self.workflow_window < 0:
@@ -268,6 +269,7 @@ class AppConnections:
             return item
         if held is not None and pending.workflow:
             held.forget(pending.item.workflowRequest.instanceId)
+        self.refused_items += 1
         pending.reply.set_exception(WorkItemTooLargeError(size, self.max_item_bytes))
         return None
 

@@ -20,6 +20,7 @@ from dapr.ext.workflow import WorkflowStatus
 LIMIT = 256 * 1024
 CLUSTER = {"sidecars": 1, "env": {"ACTORFLOW_SIDECAR_MAX_PAYLOAD_BYTES": str(LIMIT)}}
 TURNS = "actorflow_workflow_work_items_total"
+REFUSED = "actorflow_work_items_refused_total"
 
 
 def test_a_turn_over_the_message_limit_fails_its_workflow_once(cluster: Any, uid: Any) -> None:
@@ -33,6 +34,7 @@ def test_a_turn_over_the_message_limit_fails_its_workflow_once(cluster: Any, uid
     assert f"over this sidecar's limit of {LIMIT} bytes" in state.failure_details.message
     # The first turn went out; the second was refused here once, not sent again and again.
     assert cluster.metric(TURNS) - before == 1
+    assert cluster.metric(REFUSED) == 1
 
     # The app was never cut off: its other work runs, under the limit.
     under = c.schedule_new_workflow("echo_through", input="y" * 50_000, instance_id=uid("under"))

@@ -253,7 +253,7 @@ async def test_an_item_over_the_limit_is_refused_to_its_caller_and_the_stream_go
             await refused
         assert err.value.limit == 10_000 and err.value.size > size
         assert "over this sidecar's limit of 10000 bytes" in str(err.value)
-    assert apps.dispatched == 1
+    assert apps.dispatched == 1 and apps.refused_items == 2
 
 
 async def test_a_refused_turn_leaves_no_held_prefix_behind() -> None:
