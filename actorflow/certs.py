@@ -23,6 +23,7 @@ import argparse
 import datetime
 import ipaddress
 import os
+import secrets
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -100,7 +101,9 @@ def write_cluster_certs(
     now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = _name("actorflow cluster CA")
+    # A name of its own: during a move to a new CA, nodes trust a bundle of both, and a
+    # verifier that found two CAs of one name would check against the wrong one.
+    ca_name = _name(f"actorflow cluster CA {now:%Y-%m-%d %H:%M:%S} {secrets.token_hex(4)}")
     ca = (
         x509.CertificateBuilder()
         .subject_name(ca_name)
@@ -111,6 +114,7 @@ def write_cluster_certs(
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_CA_USAGE, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -124,6 +128,9 @@ def write_cluster_certs(
         .not_valid_after(end)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_san(hosts), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
         .add_extension(
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]

@@ -8,6 +8,7 @@ import ipaddress
 import stat
 from pathlib import Path
 
+import grpc
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -17,7 +18,10 @@ from actorflow.certs import write_cluster_certs
 from actorflow.up import Cluster, UpOptions
 from placement.client import ClientConfig
 from raftkit.errors import ConfigError
+from raftkit.listen import bind_grpc
 from raftkit.tls import ENV_CA, ENV_CERT, ENV_KEY, ENV_SERVER_NAME, TlsError, TlsFiles
+from sidecar.actors.peer import PeerPool, PeerService
+from sidecar.api.v1 import actors_pb2
 from sidecar.config import SidecarConfig
 
 
@@ -112,3 +116,45 @@ def test_up_decides_tls_for_its_children_whatever_the_shell_says(
         assert TlsFiles.from_env(env) is not None
     else:
         assert not any(k.startswith("ACTORFLOW_TLS_") for k in env)
+
+
+async def _echo(actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+    return payload
+
+
+async def _unlocked() -> int:
+    return 1
+
+
+async def _call_over(server_tls: TlsFiles, client_tls: TlsFiles) -> bytes:
+    """One peer call from a client with `client_tls` to a server with `server_tls`."""
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((PeerService(_echo, _unlocked).handler(),))
+    port = bind_grpc(server, "127.0.0.1:0", "test", server_tls)
+    await server.start()
+    pool = PeerPool(client_tls)
+    try:
+        call = actors_pb2.ActorCall(
+            call_id=1, actor=actors_pb2.ActorRef(actor_type="t", actor_id="i"),
+            method="m", payload=b"hello", table_version=1,
+        )  # fmt: skip
+        result = await pool.call(f"127.0.0.1:{port}", call, 5.0)
+        return result.payload
+    finally:
+        await pool.close()
+        await server.stop(None)
+
+
+async def test_a_ca_bundle_takes_certificates_of_either_ca(tmp_path: Path) -> None:
+    """Moving to a new CA (README): nodes trusting both CAs talk to nodes of either."""
+    old = write_cluster_certs(tmp_path / "old")
+    new = write_cluster_certs(tmp_path / "new")
+    bundle = old.ca.read_bytes() + new.ca.read_bytes()
+
+    def files(paths: certs.CertPaths, ca: bytes) -> TlsFiles:
+        return TlsFiles(ca, paths.cert.read_bytes(), paths.key.read_bytes())
+
+    assert await _call_over(files(old, bundle), files(new, bundle)) == b"hello"
+    assert await _call_over(files(new, bundle), files(old, bundle)) == b"hello"
+    with pytest.raises(ConnectionError):  # one CA only: the other's certificates are refused
+        await _call_over(files(new, new.ca.read_bytes()), files(old, old.ca.read_bytes()))
