@@ -10,7 +10,8 @@ One setting for every process, from the environment (like the Raft secret):
                           certificate, instead of the host it dials (one certificate
                           for the whole cluster, e.g. `actorflow.internal`)
 
-All three files or none. With them, a server takes only clients that present a
+All three files or none, checked at start (they parse, the key is the certificate's,
+the certificate is valid now). With them, a server takes only clients that present a
 certificate of that CA, and a client takes only servers that do; without them,
 everything is plaintext, as before. An app's own API (the sidecar's gRPC and HTTP ports)
 is not covered: it stays plaintext, guarded by the API token, on the app's host.
@@ -18,6 +19,7 @@ is not covered: it stays plaintext, guarded by the API token, on the app's host.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from raftkit.errors import ConfigError
 
@@ -63,12 +67,14 @@ class TlsFiles:
 
     @classmethod
     def load(cls, ca: Path, cert: Path, key: Path, server_name: str | None = None) -> TlsFiles:
-        return cls(
+        files = cls(
             _read_pem(ca, "CA"),
             _read_pem(cert, "certificate"),
             _read_pem(key, "key"),
             server_name or None,
         )
+        _check(files, ca, cert)
+        return files
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> TlsFiles | None:
@@ -102,6 +108,34 @@ class TlsFiles:
         if self.server_name is None:
             return []
         return [("grpc.ssl_target_name_override", self.server_name)]
+
+
+def _check(files: TlsFiles, ca: Path, cert_path: Path) -> None:
+    """What gRPC would only report as a failed handshake, later and on every connection:
+    files that do not parse, a key that is not the certificate's, a certificate out of
+    its validity period."""
+    try:
+        x509.load_pem_x509_certificates(files.ca)
+    except ValueError as exc:
+        raise TlsError(f"the TLS CA {ca} holds no usable certificate: {exc}") from None
+    try:
+        cert = x509.load_pem_x509_certificate(files.cert)
+    except ValueError as exc:
+        raise TlsError(f"the TLS certificate {cert_path} does not parse: {exc}") from None
+    try:
+        key = serialization.load_pem_private_key(files.key, password=None)
+    except (ValueError, TypeError) as exc:  # TypeError: a key that needs a password
+        raise TlsError(f"the TLS key for {cert_path} cannot be used: {exc}") from None
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.public_key().public_bytes(*spki) != cert.public_key().public_bytes(*spki):
+        raise TlsError(f"the TLS key is not the key of the certificate {cert_path}")
+    now = datetime.datetime.now(datetime.UTC)
+    if now > cert.not_valid_after_utc:
+        raise TlsError(f"the TLS certificate {cert_path} expired on {cert.not_valid_after_utc}")
+    if now < cert.not_valid_before_utc:
+        raise TlsError(
+            f"the TLS certificate {cert_path} is valid only from {cert.not_valid_before_utc}"
+        )
 
 
 def channel(

@@ -4,6 +4,7 @@ their hosts and serve as server and client certificate alike."""
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import stat
 from pathlib import Path
@@ -11,7 +12,9 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography import x509
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from actorflow import certs
 from actorflow.certs import write_cluster_certs
@@ -158,3 +161,41 @@ async def test_a_ca_bundle_takes_certificates_of_either_ca(tmp_path: Path) -> No
     assert await _call_over(files(new, bundle), files(old, bundle)) == b"hello"
     with pytest.raises(ConnectionError):  # one CA only: the other's certificates are refused
         await _call_over(files(new, new.ca.read_bytes()), files(old, old.ca.read_bytes()))
+
+
+def _self_signed(out: Path, start: datetime.datetime, end: datetime.datetime) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "node")])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(start).not_valid_after(end)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pkcs8 = (serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (out / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, *pkcs8))
+    return out / "cert.pem", out / "key.pem"
+
+
+def test_what_would_only_fail_handshakes_later_is_refused_at_start(
+    made: certs.CertPaths, tmp_path: Path
+) -> None:
+    other = write_cluster_certs(tmp_path / "other")
+    with pytest.raises(TlsError, match="is not the key of the certificate"):
+        TlsFiles.load(made.ca, made.cert, other.key)
+    now = datetime.datetime.now(datetime.UTC)
+    day = datetime.timedelta(days=1)
+    cert, key = _self_signed(tmp_path / "old", now - 10 * day, now - day)
+    with pytest.raises(TlsError, match="expired on"):
+        TlsFiles.load(made.ca, cert, key)
+    cert, key = _self_signed(tmp_path / "early", now + day, now + 10 * day)
+    with pytest.raises(TlsError, match="is valid only from"):
+        TlsFiles.load(made.ca, cert, key)
+    with pytest.raises(TlsError, match="cannot be used"):
+        TlsFiles.load(made.ca, made.cert, made.cert)  # a certificate where the key goes
+    broken = tmp_path / "broken.pem"
+    broken.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+    with pytest.raises(TlsError, match="holds no usable certificate"):
+        TlsFiles.load(broken, made.cert, made.key)
