@@ -5,7 +5,8 @@ Asks each placement node (`GetPlacementInfo`) and each reminders node
 `/v1.0/healthz`. Addresses come from `--cluster DIR/cluster.json` (what `actorflow up`
 writes) or from `--placement`, `--reminders` and `--sidecars` (comma separated). Over
 mutual TLS with the files cluster.json names (`actorflow up --tls`), else with those of
-`ACTORFLOW_TLS_CA`, `_CERT` and `_KEY` when set (`raftkit.tls`).
+`ACTORFLOW_TLS_CA`, `_CERT` and `_KEY` when set (`raftkit.tls`); then it also shows when
+that certificate expires, flagged under RENEW_DAYS.
 
 Prints a table, or one JSON object with `--json`. Exit status: 0 when every node
 answered and each Raft service has exactly one leader with a quorum (and no node
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -31,6 +33,7 @@ from reminders.api.v1 import reminders_pb2 as rpb
 
 __all__ = ["collect", "healthy", "main"]
 
+RENEW_DAYS = 30  # a certificate with fewer days left is flagged
 _PLACEMENT = "/actorflow.placement.v1.Placement/GetPlacementInfo"
 _REMINDERS = "/actorflow.reminders.v1.Reminders/GetRemindersInfo"
 
@@ -154,6 +157,15 @@ def _tls(cluster: dict[str, Any]) -> TlsFiles | None:
     return TlsFiles.from_env()
 
 
+def _certificate(tls: TlsFiles | None) -> dict[str, Any] | None:
+    """The certificate this probe used (the cluster's, with `actorflow up --tls`)."""
+    if tls is None:
+        return None
+    until = tls.valid_until()
+    days = (until - datetime.datetime.now(datetime.UTC)).days
+    return {"valid_until": until.isoformat(), "days_left": days}
+
+
 def _split(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 
@@ -194,9 +206,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = asyncio.run(collect(placement, reminders, sidecars, ns.timeout, tls))
     ok = healthy(report)
+    certificate = _certificate(tls)
     if ns.json:
-        print(json.dumps({**report, "healthy": ok}, sort_keys=True))
+        print(json.dumps({**report, "healthy": ok, "tls": certificate}, sort_keys=True))
     else:
         print(_table(report))
+        if certificate is not None:
+            soon = " RENEW SOON" if certificate["days_left"] < RENEW_DAYS else ""
+            print(f"tls        certificate valid until {certificate['valid_until']} "
+                  f"({certificate['days_left']} days){soon}")  # fmt: skip
         print("healthy" if ok else "NOT HEALTHY")
     return 0 if ok else 1

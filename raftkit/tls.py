@@ -94,6 +94,10 @@ class TlsFiles:
             env.get(ENV_SERVER_NAME),
         )  # fmt: skip
 
+    def valid_until(self) -> datetime.datetime:
+        """When this node's certificate expires (UTC)."""
+        return x509.load_pem_x509_certificate(self.cert).not_valid_after_utc
+
     def server_credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(
             [(self.key, self.cert)], root_certificates=self.ca, require_client_auth=True

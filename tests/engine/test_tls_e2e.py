@@ -113,10 +113,17 @@ def test_the_peer_api_is_on_its_tls_port_only(cluster: Any, tmp_path: Path) -> N
     }, result
 
 
-def test_status_reads_the_tls_files_from_cluster_json(cluster: Any) -> None:
+def test_status_reads_the_tls_files_from_cluster_json(
+    cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     from actorflow import status
 
-    assert status.main(["--cluster", str(cluster.up.data_dir / "cluster.json")]) == 0
+    cluster_json = str(cluster.up.data_dir / "cluster.json")
+    assert status.main(["--cluster", cluster_json]) == 0
+    assert "tls        certificate valid until" in capsys.readouterr().out
+    assert status.main(["--cluster", cluster_json, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["healthy"] and report["tls"]["days_left"] >= 824  # `up` makes 825 days
 
 
 @pytest.mark.parametrize("component", ["placement", "reminders"])
