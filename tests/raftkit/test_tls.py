@@ -199,3 +199,18 @@ def test_what_would_only_fail_handshakes_later_is_refused_at_start(
     broken.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
     with pytest.raises(TlsError, match="holds no usable certificate"):
         TlsFiles.load(broken, made.cert, made.key)
+
+
+async def test_one_name_for_the_whole_cluster_with_the_server_name_setting(
+    tmp_path: Path,
+) -> None:
+    """A certificate naming only `actorflow.internal`, dialled at 127.0.0.1: refused,
+    unless the client checks that name instead (ACTORFLOW_TLS_SERVER_NAME)."""
+    paths = write_cluster_certs(tmp_path / "one", ["actorflow.internal"])
+    env = {**paths.env(), ENV_SERVER_NAME: "actorflow.internal"}
+    named = TlsFiles.from_env(env)
+    plain = TlsFiles.from_env(paths.env())
+    assert named is not None and plain is not None
+    assert await _call_over(plain, named) == b"hello"
+    with pytest.raises(ConnectionError):
+        await _call_over(plain, plain)
