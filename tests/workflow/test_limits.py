@@ -10,20 +10,16 @@ from hypothesis import strategies as st
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.store.base import StoreLimits
 from sidecar.workflow import (
-    APP_NOT_FOUND_ERROR_TYPE,
     CHILD_REFUSED_ERROR_TYPE,
     PAYLOAD_ERROR_TYPE,
     CheckpointTooLargeError,
     Completed,
-    DispatchActivity,
     NotifyParent,
-    NotifyWorkflow,
     ParentInfo,
     StartChild,
     StoredLayout,
     WorkflowState,
     add_events,
-    app_not_found,
     apply_response,
     child_not_started,
     execution_started_event,
@@ -145,27 +141,3 @@ def test_a_refused_child_start_fails_its_task_in_the_parent() -> None:
     assert "RESOURCE_EXHAUSTED" in failed.failureDetails.errorMessage
     detached = StartChild(instance_id="c", name="child", event=start, parent=None)
     assert child_not_started(detached, "no", T0) is None
-
-
-def test_a_task_for_an_app_nobody_hosts_fails_retriable() -> None:
-    task = DispatchActivity(
-        instance_id="w", execution_id="we", generation=3, task_id=5, name="bill",
-        input=None, task_execution_id="te-5", target_app_id="billing",
-    )  # fmt: skip
-    notify = app_not_found(task, 30.2, T0)
-    assert isinstance(notify, NotifyWorkflow)
-    assert (notify.instance_id, notify.generation) == ("w", 3)
-    failed = notify.event.taskFailed
-    assert failed.taskScheduledId == 5 and failed.taskExecutionId == "te-5"
-    assert failed.failureDetails.errorType == APP_NOT_FOUND_ERROR_TYPE
-    assert not failed.failureDetails.isNonRetriable  # an SDK retry policy may try again
-    assert "no sidecar hosts app 'billing' (waited 30 s)" in failed.failureDetails.errorMessage
-    parent = ParentInfo(instance_id="p", execution_id="pe", task_scheduled_id=8, app_id="a")
-    start = pb.HistoryEvent()
-    child = StartChild(
-        instance_id="c", name="child", event=start, parent=parent, target_app_id="billing"
-    )
-    told = app_not_found(child, 30.0, T0)
-    assert isinstance(told, NotifyParent) and told.parent == parent
-    assert told.event.childWorkflowInstanceFailed.taskScheduledId == 8
-    assert app_not_found(StartChild("c", "x", start, parent=None), 1, T0) is None
