@@ -286,22 +286,6 @@ def cross_app(ctx: wf.DaprWorkflowContext, x: int) -> Any:
     return {"tripled": tripled, "child": child_out, "errors": errors}
 
 
-def reach_b(ctx: wf.DaprWorkflowContext, x: int) -> Any:
-    """An activity, then a child, in app b, each failure caught and reported."""
-    out: dict[str, Any] = {}
-    try:
-        out["tripled"] = yield ctx.call_activity("remote_triple", input=x, app_id="b")
-    except wf.TaskFailedError as exc:
-        out["activity_error"] = str(exc)
-    try:
-        out["child"] = yield ctx.call_child_workflow(
-            "remote_child", input={"x": x}, instance_id=f"{ctx.instance_id}-b", app_id="b"
-        )
-    except wf.TaskFailedError as exc:
-        out["child_error"] = str(exc)
-    return out
-
-
 def register() -> None:
     if ROLE == "all":
         for fn in (double, explode, slow_double, marked_double, flaky, echo, sleepy, blob):
@@ -313,7 +297,6 @@ def register() -> None:
     elif ROLE == "caller":
         runtime.register_workflow(cross_app, name="cross_app")
         runtime.register_workflow(cross_tree, name="cross_tree")
-        runtime.register_workflow(reach_b, name="reach_b")
     elif ROLE == "callee":
         runtime.register_activity(remote_triple, name="remote_triple")
         runtime.register_activity(remote_explode, name="remote_explode")

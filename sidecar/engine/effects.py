@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,7 +40,6 @@ from sidecar.workflow import (
     SendEvent,
     StartChild,
     TerminateInstance,
-    app_not_found,
     child_not_started,
 )
 
@@ -86,11 +85,10 @@ class _Attempt:
     effect: Effect
     first: bool = True
     delay_s: float = 0.05  # the backoff before the next attempt, if this one fails
-    since: float = field(default_factory=time.monotonic)  # the first attempt's start
 
     def retry(self) -> _Attempt:
         """The attempt after this one failed: its backoff doubled, up to RETRY_MAX_S."""
-        return _Attempt(self.effect, False, min(self.delay_s * 2, RETRY_MAX_S), self.since)
+        return _Attempt(self.effect, False, min(self.delay_s * 2, RETRY_MAX_S))
 
 
 class EffectRunner:
@@ -133,7 +131,7 @@ class EffectRunner:
         try:
             while self._queue:
                 attempt = self._queue.popleft()
-                if not await self._attempt(attempt):
+                if not await self._attempt(attempt.effect, attempt.first):
                     self._later(attempt.delay_s, attempt.retry())
         finally:
             # Leaves the count in the same step as it finds the queue empty: an effect
@@ -172,20 +170,15 @@ class EffectRunner:
         """Carry out one effect in the caller's task (not through the queue), retried
         with backoff; returns once it succeeded or was refused."""
         attempt = _Attempt(effect)
-        while not await self._attempt(attempt):
+        while not await self._attempt(attempt.effect, attempt.first):
             await asyncio.sleep(attempt.delay_s)  # retry backoff
             attempt = attempt.retry()
 
-    async def _attempt(self, attempt: _Attempt) -> bool:
+    async def _attempt(self, effect: Effect, first: bool) -> bool:
         """One try; True when it is over (carried out, or refused: not retried)."""
-        effect = attempt.effect
         try:
-            await self._run(effect, attempt.first)
-        except UnknownActorTypeError as exc:
-            if isinstance(effect, DispatchActivity | StartChild):
-                return self._no_app_yet(attempt, exc)
-            log.warning("effect %s refused, not retried: %s", type(effect).__name__, exc)
-        except ActorCallError as exc:
+            await self._run(effect, first)
+        except (UnknownActorTypeError, ActorCallError) as exc:
             log.warning("effect %s refused, not retried: %s", type(effect).__name__, exc)
             if isinstance(effect, StartChild) and isinstance(exc, ActorCallError):
                 # The child's actor said no: its parent is told, or it would wait forever.
@@ -195,26 +188,6 @@ class EffectRunner:
         except Exception as exc:
             log.info("effect %s failed (%s); retrying", type(effect).__name__, exc)
             return False
-        return True
-
-    def _no_app_yet(self, attempt: _Attempt, exc: UnknownActorTypeError) -> bool:
-        """A task for an app no sidecar hosts. It may be starting (apps deployed in any
-        order), so the task waits as long as an actor call may look for its owner
-        (`--call-timeout`); then it fails, retriable: an SDK retry policy tries again
-        (as in Dapr). False while it waits (retried), True once it failed."""
-        effect = attempt.effect
-        assert isinstance(effect, DispatchActivity | StartChild)
-        waited = time.monotonic() - attempt.since
-        if waited < self._s.router.default_timeout_s:
-            if attempt.first:
-                log.warning("%s for app %r waits: no sidecar hosts it yet (%s)",
-                            type(effect).__name__, effect.target_app_id, exc)  # fmt: skip
-            return False
-        log.warning("%s for app %r fails: no sidecar hosted it in %.0f s",
-                    type(effect).__name__, effect.target_app_id, waited)  # fmt: skip
-        failed = app_not_found(effect, waited, time.time_ns() // 1_000_000)
-        if failed is not None:
-            self.start([failed])
         return True
 
     async def _run(self, effect: Effect, first: bool = True) -> None:

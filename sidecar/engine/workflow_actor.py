@@ -151,9 +151,6 @@ def _cancel(early: _EarlyTurn | None) -> None:
 
 
 class WorkflowActor:
-    # Where a NotifyWorkflow effect of this activation goes: its own app ("" = this one).
-    source_app = ""
-
     def __init__(self, ctx: ActorContext) -> None:
         s = ctx.services
         self.id = ctx.actor_id

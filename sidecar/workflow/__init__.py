@@ -85,10 +85,8 @@ from sidecar.workflow.events import (
     timer_fired_event,
 )
 from sidecar.workflow.finish import (
-    APP_NOT_FOUND_ERROR_TYPE,
     CHILD_REFUSED_ERROR_TYPE,
     INVALID_RESPONSE_ERROR_TYPE,
-    app_not_found,
     child_not_started,
     continue_as_new,
     fail_instance,
@@ -124,7 +122,6 @@ from sidecar.workflow.turn import (
 
 __all__ = [
     "ACTIVITY_STATE_KEY",
-    "APP_NOT_FOUND_ERROR_TYPE",
     "CHILD_REFUSED_ERROR_TYPE",
     "CUSTOM_STATUS_KEY",
     "INVALID_RESPONSE_ERROR_TYPE",
@@ -162,7 +159,6 @@ __all__ = [
     "accept_dispatch",
     "activity_actor_id",
     "add_events",
-    "app_not_found",
     "apply_response",
     "child_instances",
     "child_not_started",

@@ -13,9 +13,7 @@
   arrive later (their generation no longer matches).
 
 A child whose start its actor refuses (`child_not_started`) fails its task in the
-parent with errorType "ChildWorkflowNotStarted". An activity or a child for an app no
-sidecar hosts (`app_not_found`, once the sidecar has waited for one) fails its task
-with errorType "AppNotFound", retriable: an SDK retry policy tries again.
+parent with errorType "ChildWorkflowNotStarted".
 
 A terminated child reports to its parent as ChildWorkflowInstanceFailed with errorType
 "WorkflowTerminated" (the parent's `call_child_workflow` raises, as in Durable Task).
@@ -28,10 +26,8 @@ from dataclasses import replace
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.workflow.effects import (
     Completed,
-    DispatchActivity,
     Effect,
     NotifyParent,
-    NotifyWorkflow,
     StartChild,
     TerminateInstance,
     TurnResult,
@@ -42,18 +38,15 @@ from sidecar.workflow.events import (
     event_kind,
     execution_started_event,
     failure_details,
-    task_failed_event,
     terminated_event,
     to_timestamp,
 )
 from sidecar.workflow.state import OpenWork, WorkflowState
 
 __all__ = [
-    "APP_NOT_FOUND_ERROR_TYPE",
     "CHILD_REFUSED_ERROR_TYPE",
     "INVALID_RESPONSE_ERROR_TYPE",
     "TERMINATED_ERROR_TYPE",
-    "app_not_found",
     "child_not_started",
     "continue_as_new",
     "continued_execution_id",
@@ -67,7 +60,6 @@ __all__ = [
 TERMINATED_ERROR_TYPE = "WorkflowTerminated"
 CHILD_REFUSED_ERROR_TYPE = "ChildWorkflowNotStarted"
 INVALID_RESPONSE_ERROR_TYPE = "InvalidWorkflowResponse"
-APP_NOT_FOUND_ERROR_TYPE = "AppNotFound"
 
 # Inbox events that survive a continue-as-new: they are addressed to the instance, not
 # to one execution of it.
@@ -113,31 +105,6 @@ def child_not_started(start: StartChild, reason: str, now_ms: int) -> NotifyPare
     failure.isNonRetriable = True
     return NotifyParent(
         start.parent, child_failed_event(start.parent.task_scheduled_id, failure, now_ms)
-    )
-
-
-def app_not_found(
-    task: DispatchActivity | StartChild, waited_s: float, now_ms: int
-) -> NotifyWorkflow | NotifyParent | None:
-    """What a workflow hears of its activity or child for an app that no sidecar
-    hosted in `waited_s`: the task fails with APP_NOT_FOUND_ERROR_TYPE, retriable (an
-    SDK retry policy tries again, as Dapr does). None for a child with no parent."""
-    what = (
-        f"activity {task.name!r}" if isinstance(task, DispatchActivity)
-        else f"child workflow {task.instance_id!r}"
-    )  # fmt: skip
-    failure = failure_details(
-        APP_NOT_FOUND_ERROR_TYPE,
-        f"{what} was not started: no sidecar hosts app {task.target_app_id!r} "
-        f"(waited {waited_s:.0f} s)",
-    )
-    if isinstance(task, DispatchActivity):
-        event = task_failed_event(task.task_id, failure, now_ms, task.task_execution_id)
-        return NotifyWorkflow(task.instance_id, task.generation, event)
-    if task.parent is None:
-        return None
-    return NotifyParent(
-        task.parent, child_failed_event(task.parent.task_scheduled_id, failure, now_ms)
     )
 
 
