@@ -178,9 +178,18 @@ class EffectRunner:
         """One try; True when it is over (carried out, or refused: not retried)."""
         try:
             await self._run(effect, first)
-        except (UnknownActorTypeError, ActorCallError) as exc:
+        except UnknownActorTypeError as exc:
+            if isinstance(effect, DispatchActivity | StartChild) and effect.target_app_id:
+                # Its app has no sidecar now (down, or not deployed yet): the sidecars'
+                # resume after every placement table change issues it again.
+                log.warning("effect %s waits for app %r: no sidecar hosts it (%s); it is "
+                            "issued again when the placement table changes",
+                            type(effect).__name__, effect.target_app_id, exc)  # fmt: skip
+            else:
+                log.warning("effect %s refused, not retried: %s", type(effect).__name__, exc)
+        except ActorCallError as exc:
             log.warning("effect %s refused, not retried: %s", type(effect).__name__, exc)
-            if isinstance(effect, StartChild) and isinstance(exc, ActorCallError):
+            if isinstance(effect, StartChild):
                 # The child's actor said no: its parent is told, or it would wait forever.
                 notify = child_not_started(effect, str(exc), time.time_ns() // 1_000_000)
                 if notify is not None:
