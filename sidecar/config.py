@@ -11,6 +11,8 @@ from raftkit.config import parse_address
 from raftkit.errors import ConfigError
 from raftkit.tls import TlsFiles
 
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "[::]"})
+
 
 @dataclass(frozen=True, slots=True)
 class SidecarConfig:
@@ -64,7 +66,19 @@ class SidecarConfig:
             parse_address(address, "placement/reminders address")
         if self.api_token is not None and not self.api_token:
             raise ConfigError("api_token must not be empty when set")
+        self._check_dialable()
         self._check_limits()
+
+    def _check_dialable(self) -> None:
+        """The address placement gives the other sidecars (and this sidecar's name there)
+        must be one they can dial: a wildcard bind address is not, and two sidecars of
+        two hosts would also share one name."""
+        host, _ = parse_address(self.name, "advertised address")
+        if host in WILDCARD_HOSTS:
+            raise ConfigError(
+                f"other sidecars would dial {self.name}, which is no one's address: set "
+                "--advertise-address to this host's address and the peer (or gRPC) port"
+            )
 
     def _check_limits(self) -> None:
         for name in ("idle_timeout_s", "drain_timeout_s", "call_timeout_s"):

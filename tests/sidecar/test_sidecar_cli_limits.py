@@ -1,5 +1,6 @@
 """The call timeout and the payload limit: flags, environment fallbacks, validation, and
-the clear refusal of a bad value at start-up."""
+the clear refusal of a bad value at start-up; and the advertised address, which must be
+one other sidecars can dial."""
 
 from __future__ import annotations
 
@@ -47,3 +48,16 @@ def test_a_bad_environment_value_is_a_usage_error(
         build_parser().parse_args(PLACEMENT)
     assert exit_info.value.code == 2
     assert "argument --call-timeout: invalid float value: 'soon'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("grpc", "peer"), [("0.0.0.0:50001", None), ("127.0.0.1:50001", "[::]:50002")]
+)
+def test_a_wildcard_address_others_would_dial_is_refused(grpc: str, peer: str | None) -> None:
+    with pytest.raises(ConfigError, match="set --advertise-address"):
+        SidecarConfig(placement=("127.0.0.1:1",), grpc_address=grpc, peer_address=peer)
+    advertised = SidecarConfig(
+        placement=("127.0.0.1:1",), grpc_address=grpc, peer_address=peer,
+        advertise_address="node1.example.internal:50002",
+    )  # fmt: skip
+    assert advertised.name == "node1.example.internal:50002"
