@@ -25,7 +25,7 @@ import ipaddress
 import os
 import secrets
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from raftkit.tls import ENV_CA, ENV_CERT, ENV_KEY, TlsFiles
+
 __all__ = ["CertPaths", "main", "write_cluster_certs"]
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")
@@ -41,17 +43,30 @@ DEFAULT_HOSTS = ("localhost", "127.0.0.1")
 
 @dataclass(frozen=True)
 class CertPaths:
+    """Where a node's three TLS files are; `cluster.json` names them (`as_json`)."""
+
     ca: Path
     cert: Path
     key: Path
 
+    @classmethod
+    def in_dir(cls, out: Path) -> CertPaths:
+        """The files `write_cluster_certs(out)` writes."""
+        return cls(out / "ca.pem", out / "node.pem", out / "node-key.pem")
+
+    @classmethod
+    def from_json(cls, files: Mapping[str, str]) -> CertPaths:
+        return cls(Path(files["ca"]), Path(files["cert"]), Path(files["key"]))
+
+    def as_json(self) -> dict[str, str]:
+        return {"ca": str(self.ca), "cert": str(self.cert), "key": str(self.key)}
+
     def env(self) -> dict[str, str]:
         """The `raftkit.tls` environment of a process that uses these files."""
-        return {
-            "ACTORFLOW_TLS_CA": str(self.ca),
-            "ACTORFLOW_TLS_CERT": str(self.cert),
-            "ACTORFLOW_TLS_KEY": str(self.key),
-        }
+        return {ENV_CA: str(self.ca), ENV_CERT: str(self.cert), ENV_KEY: str(self.key)}
+
+    def load(self) -> TlsFiles:
+        return TlsFiles.load(self.ca, self.cert, self.key)
 
 
 _CA_USAGE = x509.KeyUsage(
@@ -139,7 +154,7 @@ def write_cluster_certs(
         )
         .sign(ca_key, hashes.SHA256())
     )
-    paths = CertPaths(out / "ca.pem", out / "node.pem", out / "node-key.pem")
+    paths = CertPaths.in_dir(out)
     _write(out / "ca-key.pem", _key_pem(ca_key), private=True)
     _write(paths.ca, ca.public_bytes(serialization.Encoding.PEM), private=False)
     _write(paths.cert, cert.public_bytes(serialization.Encoding.PEM), private=False)

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import grpc
 
+from actorflow.certs import CertPaths
 from placement.api.v1 import placement_pb2 as ppb
 from raftkit.tls import TlsError, TlsFiles
 from raftkit.tls import channel as tls_channel
@@ -153,7 +154,7 @@ def _tls(cluster: dict[str, Any]) -> TlsFiles | None:
     """The TLS files `actorflow up --tls` names in cluster.json, else the environment's."""
     files = cluster.get("tls")
     if isinstance(files, dict):
-        return TlsFiles.load(Path(files["ca"]), Path(files["cert"]), Path(files["key"]))
+        return CertPaths.from_json(files).load()
     return TlsFiles.from_env()
 
 

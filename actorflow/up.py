@@ -123,11 +123,8 @@ class Cluster:
         self.secret = secret_path.read_text().strip()
         if self.opts.tls:
             tls_dir = self.dir / "tls"
-            self.tls = (
-                CertPaths(tls_dir / "ca.pem", tls_dir / "node.pem", tls_dir / "node-key.pem")
-                if (tls_dir / "node-key.pem").exists()
-                else write_cluster_certs(tls_dir)
-            )
+            mine = CertPaths.in_dir(tls_dir)
+            self.tls = mine if mine.key.exists() else write_cluster_certs(tls_dir)
         ports_path = self.dir / "ports.json"
         if ports_path.exists():
             self.ports = json.loads(ports_path.read_text())
@@ -315,8 +312,7 @@ class Cluster:
             "control": str(self.dir / CONTROL_SOCKET),
         }  # fmt: skip
         if self.tls is not None:
-            data["tls"] = {"ca": str(self.tls.ca), "cert": str(self.tls.cert),
-                           "key": str(self.tls.key)}  # fmt: skip
+            data["tls"] = self.tls.as_json()
         tmp = self.dir / "cluster.json.tmp"
         tmp.write_text(json.dumps(data, indent=2) + "\n")
         tmp.replace(self.dir / "cluster.json")

@@ -165,9 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         info = up.start()
         tls, env = None, dict(os.environ)
         if "tls" in info:
-            files = {k: Path(v) for k, v in info["tls"].items()}
-            tls = TlsFiles.load(files["ca"], files["cert"], files["key"])
-            env.update(CertPaths(files["ca"], files["cert"], files["key"]).env())
+            paths = CertPaths.from_json(info["tls"])
+            tls = paths.load()
+            env.update(paths.env())
         floor = subprocess.Popen(
             [sys.executable, "-m", "bench.peer_floor", "--port", "0"],
             stdout=subprocess.PIPE, text=True, env=env,

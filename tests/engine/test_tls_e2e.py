@@ -17,7 +17,7 @@ import grpc
 import pytest
 from dapr.ext.workflow import WorkflowStatus
 
-from actorflow.certs import write_cluster_certs
+from actorflow.certs import CertPaths, write_cluster_certs
 from actorflow.status import collect, healthy
 from raftkit.tls import TlsFiles
 from sidecar.api.v1 import actors_pb2
@@ -28,8 +28,7 @@ CALL_ACTOR = "/actorflow.sidecar.v1.ActorPeer/CallActor"
 
 
 def _cluster_tls(info: dict[str, Any]) -> TlsFiles:
-    files = info["tls"]
-    return TlsFiles.load(Path(files["ca"]), Path(files["cert"]), Path(files["key"]))
+    return CertPaths.from_json(info["tls"]).load()
 
 
 def _forged_event(info: dict[str, Any]) -> actors_pb2.ActorCall:
@@ -130,7 +129,7 @@ def test_status_reads_the_tls_files_from_cluster_json(
 def test_the_deploy_probe_speaks_tls_from_the_nodes_environment(
     cluster: Any, component: str
 ) -> None:
-    files = cluster.info["tls"]
+    files = CertPaths.from_json(cluster.info["tls"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACTORFLOW_TLS_")}
     address = cluster.info[component][0]
 
@@ -140,11 +139,10 @@ def test_the_deploy_probe_speaks_tls_from_the_nodes_environment(
             env={**env, **extra}, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
 
-    with_tls = probe({"ACTORFLOW_TLS_CA": files["ca"], "ACTORFLOW_TLS_CERT": files["cert"],
-                      "ACTORFLOW_TLS_KEY": files["key"]})  # fmt: skip
+    with_tls = probe(files.env())
     assert with_tls.returncode == 0, with_tls.stderr
     assert "leader" in with_tls.stdout
     plaintext = probe({})
     assert plaintext.returncode == 1 and "UNAVAILABLE" in plaintext.stderr
-    half = probe({"ACTORFLOW_TLS_CA": files["ca"]})
+    half = probe({"ACTORFLOW_TLS_CA": str(files.ca)})
     assert half.returncode == 2 and "missing ACTORFLOW_TLS_CERT" in half.stderr
