@@ -16,7 +16,9 @@ Errors are JSON `{"errorCode": ..., "message": ...}`, built by `sidecar.http_err
 for aiohttp itself: a path no
 route matches is 404 `ERR_ROUTE_NOT_FOUND`, a method the route does not take 405
 `ERR_METHOD_NOT_ALLOWED` (with `Allow`), and an unexpected failure 500 `ERR_INTERNAL`
-(logged with its traceback).
+(logged with its traceback). A request aiohttp cannot parse (a request line or a
+header over 8,190 bytes, more than 128 headers, broken framing) is 400
+`ERR_MALFORMED_REQUEST` (`sidecar.http_errors.JsonErrorRunner`), logged as one INFO line.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from raftkit.listen import BindError
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.auth import token_middleware
 from sidecar.engine.naming import INTERNAL_ACTOR_PREFIX
-from sidecar.http_errors import error
+from sidecar.http_errors import JsonErrorRunner, error
 from sidecar.http_workflows import routes as workflow_routes
 
 if TYPE_CHECKING:
@@ -161,7 +163,7 @@ async def serve_http(sidecar: Sidecar) -> web.AppRunner:
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, ClientFaultFilter) for f in server_log.filters):
         server_log.addFilter(ClientFaultFilter())
-    runner = web.AppRunner(build_app(sidecar), access_log=None)
+    runner = JsonErrorRunner(build_app(sidecar), access_log=None)
     await runner.setup()
     host, _, port = sidecar.config.http_address.rpartition(":")
     site = web.TCPSite(runner, host, int(port))
