@@ -128,13 +128,32 @@ class ActorHost:
     def active(self) -> frozenset[ActorKey]:
         return frozenset(self._active)
 
-    async def invoke(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+    async def invoke(
+        self,
+        actor_type: str,
+        actor_id: str,
+        method: str,
+        payload: bytes,
+        *,
+        routed_version: int | None = None,
+    ) -> bytes:
+        """Queue a call for the actor, activating it if this sidecar owns it.
+
+        `routed_version`: the table version under which the caller found this sidecar to
+        be the owner, in the same step (the router, which looked the owner up just
+        before, with no await in between): the ownership check then need not look it up
+        again."""
         if actor_type not in self._factories:
             raise UnknownActorTypeError(actor_type)
         key = (actor_type, actor_id)
         activation = self._active.get(key)
         if activation is None or activation.leaving:
-            version = None if self._refusing else self._owns(actor_type, actor_id)
+            if self._refusing:
+                version = None
+            elif routed_version is not None:
+                version = routed_version
+            else:
+                version = self._owns(actor_type, actor_id)
             if version is None:
                 raise NotOwnerError(actor_type, actor_id, 0)
             if activation is None:
@@ -197,7 +216,9 @@ class ActorHost:
             activation.leaving = True
             if self._active.get(activation.key) is activation:
                 del self._active[activation.key]
-            if activation.left_on_its_own and self._owns(actor_type, actor_id) is not None:
+            if activation.mailbox.empty():
+                pass  # nothing queued behind it: no owner to ask
+            elif activation.left_on_its_own and self._owns(actor_type, actor_id) is not None:
                 self._redeliver(activation)
             else:
                 self._fail_queued(activation, NotOwnerError(actor_type, actor_id, 0))

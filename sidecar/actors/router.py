@@ -79,7 +79,9 @@ class ActorRouter:
             if owner.name == self._self:
                 try:
                     async with asyncio.timeout(left):
-                        return await self._host.invoke(actor_type, actor_id, method, payload)
+                        return await self._host.invoke(
+                            actor_type, actor_id, method, payload, routed_version=version
+                        )
                 except NotOwnerError as exc:
                     last_error = str(exc)
                     await self._newer_table(version, exc.table_version, deadline)

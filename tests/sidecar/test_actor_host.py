@@ -264,3 +264,27 @@ async def test_calls_queued_behind_a_leave_go_to_the_next_activation_in_order() 
     assert await asyncio.gather(first, *rest) == [b"0", b"1", b"2", b"3"]
     assert Leaver.seen == [(1, "0"), (2, "1"), (2, "2"), (2, "3")]
     assert host.activations == 2
+
+
+async def test_a_routed_call_and_a_leave_with_nothing_queued_ask_the_ring_nothing() -> None:
+    """The router found this sidecar to be the owner in the same step: the activation
+    trusts its table version instead of asking the ring again; an actor that leaves with
+    an empty mailbox asks no one either (two ring lookups per activity of a fan-out)."""
+    asked: list[str] = []
+
+    def owns(actor_type: str, actor_id: str) -> int | None:
+        asked.append(actor_id)
+        return None  # would refuse: only a routed call can activate here
+
+    gate = asyncio.Event()
+    gate.set()
+    Leaver.seen, Leaver.made = [], 0
+    host = ActorHost({"leaver": Leaver}, sidecar="s1", services=gate, owns=owns)
+    with pytest.raises(NotOwnerError):
+        await host.invoke("leaver", "a", "done", b"0")
+    assert asked == ["a"]
+    assert await host.invoke("leaver", "a", "done", b"1", routed_version=3) == b"1"
+    async with asyncio.timeout(5):
+        while host.active:
+            await asyncio.sleep(0)  # the activation's task finishing
+    assert asked == ["a"] and host.deactivations == 1
