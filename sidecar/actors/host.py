@@ -225,6 +225,9 @@ class ActorHost:
             if actor is not None:
                 with contextlib.suppress(Exception):
                     await actor.on_deactivate()
+            # The actor's `leave` holds this activation: dropping the link back to the
+            # actor lets both go by reference counting, not the cyclic collector.
+            activation.busy = None
             self.deactivations += 1
 
     async def _turns(self, activation: Activation, actor: Actor) -> None:

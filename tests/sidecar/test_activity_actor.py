@@ -9,7 +9,9 @@ activity."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import weakref
 from typing import Any
 
 import msgpack
@@ -227,3 +229,29 @@ async def test_an_activity_over_the_message_limit_fails_without_being_sent() -> 
     pump.cancel()
     await asyncio.wait_for(left.wait(), 10)
     await actor.on_deactivate()
+
+
+async def test_a_finished_activation_goes_by_reference_counting() -> None:
+    """The actor and its effect runner point at each other until the activation ends:
+    then the cycle is cut, so a fan-out's thousands of finished activations are freed at
+    once instead of piling up for the cyclic collector (about 40 objects each)."""
+    store, apps, router = MemoryStore(), AppConnections(), RecordingRouter()
+    left = asyncio.Event()
+    actor = activity_actor(store, apps, router, ACTOR_ID, leave=left.set)
+    await actor.on_activate()
+    stream = apps.stream()
+    assert await actor.invoke("dispatch", _dispatch()) == b""
+    item = await asyncio.wait_for(anext(stream), 10)
+    answer = pb.ActivityResponse(instanceId="wf-1", taskId=1)
+    answer.result.value = "42"
+    apps.complete(item.completionToken, answer)
+    await asyncio.wait_for(left.wait(), 10)
+    await stream.aclose()
+    gone = weakref.ref(actor)
+    gc.disable()
+    try:
+        await actor.on_deactivate()
+        del actor
+        assert gone() is None
+    finally:
+        gc.enable()

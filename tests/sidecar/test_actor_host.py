@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from typing import ClassVar
 
 import pytest
@@ -288,3 +290,35 @@ async def test_a_routed_call_and_a_leave_with_nothing_queued_ask_the_ring_nothin
         while host.active:
             await asyncio.sleep(0)  # the activation's task finishing
     assert asked == ["a"] and host.deactivations == 1
+
+
+class BusyLeaver(Leaver):
+    """A Leaver with a `busy()` hook: the host keeps that bound method on the activation."""
+
+    made_refs: ClassVar[list[weakref.ref[BusyLeaver]]] = []
+
+    def __init__(self, ctx: ActorContext) -> None:
+        super().__init__(ctx)
+        BusyLeaver.made_refs.append(weakref.ref(self))
+
+    def busy(self) -> bool:
+        return False
+
+
+async def test_an_actor_that_left_goes_by_reference_counting() -> None:
+    """The actor's `leave` holds its activation and the activation its `busy`: the
+    host cuts that link when the activation ends, so neither waits for the collector."""
+    Leaver.seen, Leaver.made, BusyLeaver.made_refs = [], 0, []
+    host = ActorHost({"busy": BusyLeaver}, sidecar="s1", services=asyncio.Event(),
+                     owns=lambda t, i: 7)  # fmt: skip
+    gc.disable()
+    try:
+        assert await host.invoke("busy", "a", "done", b"1") == b"1"
+        async with asyncio.timeout(5):
+            while host.active or host.deactivations == 0:
+                await asyncio.sleep(0)  # the activation's task finishing
+        await asyncio.sleep(0)  # the finished task's last references go
+        (gone,) = BusyLeaver.made_refs
+        assert gone() is None
+    finally:
+        gc.enable()
