@@ -14,6 +14,7 @@ SCENARIOS: dict[str, str] = {
     "chain": "bench.workflow_bench:chain_main",
     "latency": "bench.workflow_bench:latency_main",
     "sdk-ceiling": "bench.sdk_ceiling",
+    "engine": "bench.engine_bench",
     "scale": "bench.scale_bench",
     "locust": "bench.locust_bench",
     "placement": "bench.placement_bench",

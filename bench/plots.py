@@ -180,6 +180,14 @@ def _sdk_ceiling(data: Result) -> list[Chart]:
     return [("throughput", fig)]
 
 
+def _engine(data: Result) -> list[Chart]:
+    runs = data["metrics"]["runs"]
+    fig, (cpu,) = _figure(data, "engine: CPU per activity in one process, no gRPC")
+    labels = [f"N={r['n']}" for r in runs]
+    _bars(cpu, labels, [r["cpu_us_per_activity"] for r in runs], "CPU us per activity")
+    return [("cpu", fig)]
+
+
 def _scale(data: Result) -> list[Chart]:
     m = data["metrics"]
     if "runs" not in m:  # --live: one run, sidecars added and removed
@@ -289,6 +297,7 @@ PLOTTERS: dict[str, Callable[[Result], list[Chart]]] = {
     "latency": _latency,
     "actors": _actors,
     "sdk-ceiling": _sdk_ceiling,
+    "engine": _engine,
     "scale": _scale,
     "placement": _placement,
     "reminders": _reminders,

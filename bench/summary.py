@@ -143,6 +143,8 @@ REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
         ("activity round trip p50", "activity_rtt_p50_ms", " ms"),
         ("turn round trip p50", "turn_rtt_p50_ms", " ms"),
     ),
+    # The engine's share of the sidecar's CPU per activity (no gRPC; `bench engine`).
+    "engine": (("CPU per activity, N=5000, no gRPC", "5000:cpu_us_per_activity", " us"),),
     "locust": (
         ("workflows", "workflows_per_s", "/s"),
         ("workflow p95", "workflow_p95_ms", " ms"),
@@ -168,6 +170,7 @@ REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
 RUN_ORDER: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("machine", ("machine", "--seconds", "5")),
     ("sdk-ceiling", ("sdk-ceiling",)),
+    ("engine", ("engine",)),
     ("fanout", ("fanout",)),
     ("chain", ("chain",)),
     ("latency", ("latency",)),

@@ -53,6 +53,22 @@ METRICS: dict[str, dict[str, Any]] = {
         "activity_rtt_p50_ms": 0.9,
         "turn_rtt_p50_ms": 0.94,
     },
+    "engine": {
+        "runs": [
+            {
+                "n": 1000,
+                "cpu_us_per_activity": 171.0,
+                "activities_per_s": 5800.0,
+                "gc_ms_per_run": 12.0,
+            },
+            {
+                "n": 5000,
+                "cpu_us_per_activity": 160.0,
+                "activities_per_s": 6100.0,
+                "gc_ms_per_run": 60.0,
+            },
+        ]
+    },
     "scale": {
         "runs": [
             {"sidecars": n, "workflows_per_s": 7.0 * n, "ideal_workflows_per_s": 7.5 * n}
