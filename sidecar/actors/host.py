@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -54,10 +55,43 @@ class _Message:
     reply: asyncio.Future[bytes]
 
 
+class _Mailbox:
+    """An activation's queue of messages (None: the marker to leave), read by its task
+    alone: `asyncio.Queue` without the size bound, the putters and the task accounting
+    nobody here uses (a fan-out makes one mailbox per activity)."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: deque[_Message | None] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def put_nowait(self, message: _Message | None) -> None:
+        self._items.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def get_nowait(self) -> _Message | None:
+        return self._items.popleft()  # IndexError when empty, as a Queue raises QueueEmpty
+
+    async def get(self) -> _Message | None:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+
 @dataclass(eq=False, slots=True)
 class Activation:
     key: ActorKey
-    mailbox: asyncio.Queue[_Message | None] = field(default_factory=asyncio.Queue)
+    mailbox: _Mailbox = field(default_factory=_Mailbox)
     task: asyncio.Task[None] | None = None
     leaving: bool = False
     turns: int = 0
@@ -128,7 +162,11 @@ class ActorHost:
     def active(self) -> frozenset[ActorKey]:
         return frozenset(self._active)
 
-    async def invoke(
+    async def invoke(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+        """Call the actor, activating it if this sidecar owns it: its answer."""
+        return await self.submit(actor_type, actor_id, method, payload)
+
+    def submit(
         self,
         actor_type: str,
         actor_id: str,
@@ -136,8 +174,10 @@ class ActorHost:
         payload: bytes,
         *,
         routed_version: int | None = None,
-    ) -> bytes:
-        """Queue a call for the actor, activating it if this sidecar owns it.
+    ) -> asyncio.Future[bytes]:
+        """Queue a call for the actor, activating it if this sidecar owns it: the future
+        of its answer (a caller that stops waiting cancels it, or sets an exception, and
+        the actor skips the message if it has not taken it yet).
 
         `routed_version`: the table version under which the caller found this sidecar to
         be the owner, in the same step (the router, which looked the owner up just
@@ -162,7 +202,7 @@ class ActorHost:
                 raise NotOwnerError(actor_type, actor_id, version)
         reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         activation.mailbox.put_nowait(_Message(method, payload, reply))
-        return await reply
+        return reply
 
     def _activate(self, key: ActorKey) -> Activation:
         activation = Activation(key)

@@ -31,6 +31,13 @@ from sidecar.api.v1 import actors_pb2 as pb
 log = logging.getLogger(__name__)
 
 
+def _time_out(reply: asyncio.Future[bytes]) -> None:
+    """A local call's deadline passed: its caller gets TimeoutError, and the actor skips
+    the message if it has not taken it yet."""
+    if not reply.done():
+        reply.set_exception(TimeoutError())
+
+
 class ActorRouter:
     def __init__(
         self,
@@ -78,10 +85,17 @@ class ActorRouter:
             version = table.version if table else 0
             if owner.name == self._self:
                 try:
-                    async with asyncio.timeout(left):
-                        return await self._host.invoke(
-                            actor_type, actor_id, method, payload, routed_version=version
-                        )
+                    reply = self._host.submit(
+                        actor_type, actor_id, method, payload, routed_version=version
+                    )
+                    # A timer on the answer itself, not `asyncio.timeout` around the await:
+                    # two local calls per activity of a fan-out, and the context manager
+                    # costs several times the timer.
+                    timer = asyncio.get_running_loop().call_later(left, _time_out, reply)
+                    try:
+                        return await reply
+                    finally:
+                        timer.cancel()
                 except NotOwnerError as exc:
                     last_error = str(exc)
                     await self._newer_table(version, exc.table_version, deadline)

@@ -285,7 +285,7 @@ async def test_a_routed_call_and_a_leave_with_nothing_queued_ask_the_ring_nothin
     with pytest.raises(NotOwnerError):
         await host.invoke("leaver", "a", "done", b"0")
     assert asked == ["a"]
-    assert await host.invoke("leaver", "a", "done", b"1", routed_version=3) == b"1"
+    assert await host.submit("leaver", "a", "done", b"1", routed_version=3) == b"1"
     async with asyncio.timeout(5):
         while host.active:
             await asyncio.sleep(0)  # the activation's task finishing
