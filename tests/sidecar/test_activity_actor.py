@@ -12,6 +12,8 @@ import asyncio
 import gc
 import logging
 import weakref
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -19,10 +21,12 @@ import pytest
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine import activity_actor as activity_module
+from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.effects import encode_dispatch
 from sidecar.engine.testing import activity_actor
 from sidecar.store import StoreUnavailableError
+from sidecar.store.base import StateStore
 from sidecar.store.gated import GatedStore
 from sidecar.store.memory import MemoryConfig, MemoryStore
 from sidecar.workflow import ActivityStatus, DispatchActivity, decode_activity
@@ -51,14 +55,39 @@ def _dispatch(fresh: bool = True) -> bytes:
     return encode_dispatch(d, "app", fresh=fresh)
 
 
-async def test_the_outcome_reaches_the_workflow_before_its_save_ends_and_is_saved() -> None:
-    store, apps, router = GatedStore(), AppConnections(), RecordingRouter()
-    left = asyncio.Event()
+@dataclass
+class _Running:
+    """An activity actor whose fresh dispatch reached the app: the item on `stream`."""
+
+    actor: ActivityActor
+    apps: AppConnections
+    router: RecordingRouter
+    left: asyncio.Event  # set when the actor asks to leave
+    stream: AsyncGenerator[pb.WorkItem, None]
+    item: pb.WorkItem
+
+
+async def _dispatched(store: StateStore) -> _Running:
+    apps, router, left = AppConnections(), RecordingRouter(), asyncio.Event()
     actor = activity_actor(store, apps, router, ACTOR_ID, leave=left.set)
     await actor.on_activate()
     stream = apps.stream()
     assert await actor.invoke("dispatch", _dispatch()) == b""
     item = await asyncio.wait_for(anext(stream), 10)
+    return _Running(actor, apps, router, left, stream, item)
+
+
+async def test_the_outcome_reaches_the_workflow_before_its_save_ends_and_is_saved() -> None:
+    store = GatedStore()
+    run = await _dispatched(store)
+    actor, apps, router, left, stream, item = (
+        run.actor,
+        run.apps,
+        run.router,
+        run.left,
+        run.stream,
+        run.item,
+    )
     assert item.activityRequest.name == "double"
     store.gate.clear()  # the outcome's save will wait
     answer = pb.ActivityResponse(instanceId="wf-1", taskId=1, completionToken=item.completionToken)
@@ -235,18 +264,14 @@ async def test_a_finished_activation_goes_by_reference_counting() -> None:
     """The actor and its effect runner point at each other until the activation ends:
     then the cycle is cut, so a fan-out's thousands of finished activations are freed at
     once instead of piling up for the cyclic collector (about 40 objects each)."""
-    store, apps, router = MemoryStore(), AppConnections(), RecordingRouter()
-    left = asyncio.Event()
-    actor = activity_actor(store, apps, router, ACTOR_ID, leave=left.set)
-    await actor.on_activate()
-    stream = apps.stream()
-    assert await actor.invoke("dispatch", _dispatch()) == b""
-    item = await asyncio.wait_for(anext(stream), 10)
+    run = await _dispatched(MemoryStore())
     answer = pb.ActivityResponse(instanceId="wf-1", taskId=1)
     answer.result.value = "42"
-    apps.complete(item.completionToken, answer)
-    await asyncio.wait_for(left.wait(), 10)
-    await stream.aclose()
+    run.apps.complete(run.item.completionToken, answer)
+    await asyncio.wait_for(run.left.wait(), 10)
+    await run.stream.aclose()
+    actor = run.actor
+    del run
     gone = weakref.ref(actor)
     gc.disable()
     try:
