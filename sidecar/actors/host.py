@@ -9,8 +9,10 @@ still queued with `NotOwnerError` (the callers retry at the new owner) and calls
 `on_deactivate`. It also ends when its mailbox stayed empty for `idle_timeout_s` (one
 sweep timer per host finds those) unless the actor says it is busy with work of its own
 (an optional `busy()` method: an activity actor while its activity runs, which may take
-far longer than the idle timeout), or when the actor asks to (`ActorContext.leave`);
-calls that arrive meanwhile go to the next activation instead of being refused.
+far longer than the idle timeout), or sooner when the actor names a shorter idle time of
+its own (an optional `idle_timeout_s()` method: a finished workflow), or when the actor
+asks to (`ActorContext.leave`); calls that arrive meanwhile go to the next activation
+instead of being refused.
 
 A turn may answer with a future instead of bytes (`Answer`: a caller waiting for a
 later state of the actor): the turn ends, the mailbox moves on, and the caller gets the
@@ -98,6 +100,8 @@ class Activation:
     left_on_its_own: bool = False  # `ActorContext.leave` was called, or it idled out
     idle_since: float | None = None  # loop time its mailbox went empty; None while busy
     busy: Callable[[], bool] | None = None  # the actor's own `busy()`, if it has one
+    # the actor's own `idle_timeout_s()`, if it has one: None for the host's
+    idle_timeout: Callable[[], float | None] | None = None
 
 
 def _leave(activation: Activation) -> None:
@@ -228,11 +232,16 @@ class ActorHost:
         self._sweep = None
         if not self._active:
             return  # armed again by the next activation
-        cutoff = asyncio.get_running_loop().time() - self._idle
+        now = asyncio.get_running_loop().time()
+        cutoff = now - self._idle
         for activation in self._active.values():
             since = activation.idle_since
-            if since is None or since > cutoff or not activation.mailbox.empty():
+            if since is None or not activation.mailbox.empty():
                 continue
+            if since > cutoff:
+                own = activation.idle_timeout() if activation.idle_timeout else None
+                if own is None or since > now - own:
+                    continue
             if activation.busy is not None and activation.busy():
                 continue  # work of its own in progress: not idle, however quiet
             _leave(activation)
@@ -247,6 +256,7 @@ class ActorHost:
         try:
             actor = self._factories[actor_type](ctx)
             activation.busy = getattr(actor, "busy", None)
+            activation.idle_timeout = getattr(actor, "idle_timeout_s", None)
             await actor.on_activate()
             await self._turns(activation, actor)
         except Exception as exc:
@@ -267,7 +277,7 @@ class ActorHost:
                     await actor.on_deactivate()
             # The actor's `leave` holds this activation: dropping the link back to the
             # actor lets both go by reference counting, not the cyclic collector.
-            activation.busy = None
+            activation.busy = activation.idle_timeout = None
             self.deactivations += 1
 
     async def _turns(self, activation: Activation, actor: Actor) -> None:

@@ -113,6 +113,12 @@ MAX_CONFLICTS_IN_A_ROW = 2
 WAIT_MAX_S = 60.0
 
 
+# A finished instance's actor leaves after this long with nothing to do (or after the
+# sidecar's idle timeout when that is shorter), instead of holding its whole history in
+# memory for the idle timeout: a status read after that loads it from the store again.
+FINISHED_IDLE_S = 5.0
+
+
 def _started(state: WorkflowState | None) -> bool:
     return state is not None and state.exists and state.status != pb.ORCHESTRATION_STATUS_PENDING
 
@@ -320,6 +326,12 @@ class WorkflowActor:
         service out of reach, say): once the activation is gone, nothing would carry
         them out until something else touched the instance."""
         return (self._runner is not None and not self._runner.done()) or self.effects.outstanding()
+
+    def idle_timeout_s(self) -> float | None:
+        """How long the host lets it sit idle: FINISHED_IDLE_S once the instance is in a
+        terminal state (nothing will happen to it unless a client asks), else the
+        host's own idle timeout."""
+        return FINISHED_IDLE_S if _completed(self.state) else None
 
     def kick(self) -> None:
         if self._runner is None or self._runner.done():

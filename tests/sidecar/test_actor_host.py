@@ -322,3 +322,43 @@ async def test_an_actor_that_left_goes_by_reference_counting() -> None:
         assert gone() is None
     finally:
         gc.enable()
+
+
+class Lingering:
+    """Names its own idle time: `payload` seconds, or the host's when empty."""
+
+    left: ClassVar[list[str]] = []
+
+    def __init__(self, ctx: ActorContext) -> None:
+        self.id = ctx.actor_id
+        self.own: float | None = None
+
+    async def on_activate(self) -> None:
+        return None
+
+    async def invoke(self, method: str, payload: bytes) -> bytes:
+        self.own = float(payload) if payload else None
+        return b""
+
+    def idle_timeout_s(self) -> float | None:
+        return self.own
+
+    async def on_deactivate(self) -> None:
+        Lingering.left.append(self.id)
+
+
+async def test_an_actor_with_a_shorter_idle_time_of_its_own_leaves_first() -> None:
+    Lingering.left = []
+    host = ActorHost({"l": Lingering}, sidecar="s1", services=None, owns=lambda t, i: 7,
+                     idle_timeout_s=1.0)  # fmt: skip
+    await host.invoke("l", "short", "set", b"0.01")
+    await host.invoke("l", "default", "set", b"")
+    async with asyncio.timeout(5):
+        while not Lingering.left:
+            await asyncio.sleep(0.01)  # polling the host's sweep (every 0.25 s here)
+    assert Lingering.left == ["short"]
+    assert host.active == frozenset({("l", "default")})
+    async with asyncio.timeout(5):
+        while host.active:
+            await asyncio.sleep(0.01)  # the host's own 1 s for the other
+    assert Lingering.left == ["short", "default"]
