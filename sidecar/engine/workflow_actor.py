@@ -48,7 +48,7 @@ from sidecar.engine.naming import (
 )
 from sidecar.engine.status import instance_response
 from sidecar.engine.waits import StateWaits
-from sidecar.store import ConflictError
+from sidecar.store import ConflictError, Versioned
 from sidecar.workflow import (
     CUSTOM_STATUS_KEY,
     METADATA_KEY,
@@ -72,6 +72,7 @@ from sidecar.workflow import (
     inbox_kind,
     keys_to_load,
     layout_of,
+    load_finished,
     load_state,
     payload_limit,
     pending_work,
@@ -115,8 +116,12 @@ WAIT_MAX_S = 60.0
 
 # A finished instance's actor leaves after this long with nothing to do (or after the
 # sidecar's idle timeout when that is shorter), instead of holding its whole history in
-# memory for the idle timeout: a status read after that loads it from the store again.
+# memory for the idle timeout: a status read after that reads its metadata row alone
+# (`_status_read`), anything else loads the whole state again.
 FINISHED_IDLE_S = 5.0
+
+
+_SUMMARY = (METADATA_KEY, CUSTOM_STATUS_KEY)  # the rows a finished instance's status needs
 
 
 def _started(state: WorkflowState | None) -> bool:
@@ -131,6 +136,17 @@ WAIT_TESTS: dict[str, Callable[[WorkflowState | None], bool]] = {
     "started": _started,
     "completed": _completed,
 }
+
+
+def _wait_request(payload: bytes) -> tuple[Callable[[WorkflowState | None], bool], bool, float]:
+    """A `wait` call's test, whether it wants inputs and outputs, and how long it may be
+    held."""
+    try:
+        d = msgpack.unpackb(payload)
+        test = WAIT_TESTS[d["test"]]
+        return test, bool(d.get("io", True)), min(float(d["s"]), WAIT_MAX_S)
+    except Exception as exc:
+        raise ActorCallError(f"INVALID_ARGUMENT: a bad wait request: {exc!r}") from exc
 
 
 def now_ms() -> int:
@@ -182,6 +198,9 @@ class WorkflowActor:
         self._lock = asyncio.Lock()
         self._runner: asyncio.Task[None] | None = None
         self._loaded = False  # the stored state was read (or written by a new start)
+        # A finished instance's status as status reads found it stored, without its
+        # history (`_status_read`): kept while only status reads come.
+        self._finished: WorkflowState | None = None
         # The first turn of a new instance, sent to the app while its start is saved
         # (`_start`); taken by the runner instead of planning that turn again.
         self._early: _EarlyTurn | None = None
@@ -220,14 +239,38 @@ class WorkflowActor:
         # `_start`), which saves a store read on the path of every new workflow.
         return None
 
-    async def _ensure_loaded(self) -> None:
+    async def _ensure_loaded(self, found: dict[str, Versioned] | None = None) -> None:
         """Read the stored state once, and re-issue what it still has pending (the actor
         may be here because its sidecar died or placement moved it)."""
+        self._finished = None
         if self._loaded:
             return
-        await self._load()
+        await self._load(found)
         self._loaded = True
         self._reissue()
+
+    async def _status_read(self, method: str, payload: bytes) -> bytes | None:
+        """A `get` or `wait` on an instance not loaded yet: answered from its metadata
+        row alone when it is finished, which is all a status read reports, instead of
+        loading a history that may hold tens of thousands of events (a finished
+        instance's actor leaves after FINISHED_IDLE_S, and a dashboard may ask again and
+        again). None when it is not finished: then the whole state is loaded (with the
+        rows read here) and the method answers as usual."""
+        if self._finished is None:
+            keys = [self._key(METADATA_KEY), self._key(CUSTOM_STATUS_KEY)]
+            found = await self.store.get_many(keys)
+            self._finished = load_finished(
+                {short: found[key].value for short, key in zip(_SUMMARY, keys, strict=True)
+                 if key in found}
+            )  # fmt: skip
+            if self._finished is None:
+                await self._ensure_loaded(found)
+                return None
+        if method == "get":
+            return self._instance(payload, self._finished)
+        _test, with_io, _bound = _wait_request(payload)  # a finished instance passes both
+        r = instance_response(self._finished, with_io).SerializeToString()
+        return bytes(msgpack.packb({"passed": True, "r": r}))
 
     def _reissue(self) -> None:
         """Re-issue what the state has pending (its activities, timers, children...):
@@ -254,9 +297,12 @@ class WorkflowActor:
             await asyncio.wait({writing}, timeout=WRITE_DRAIN_S)
         await self.effects.close()
 
-    async def _load(self) -> None:
+    async def _load(self, found: dict[str, Versioned] | None = None) -> None:
+        """Read the stored state; `found`: its metadata and custom status rows, when a
+        status read already has them."""
         meta, status = self._key(METADATA_KEY), self._key(CUSTOM_STATUS_KEY)
-        found = await self.store.get_many([meta, status])
+        if found is None:
+            found = await self.store.get_many([meta, status])
         if meta not in found:
             self.state, self.layout, self.version = None, StoredLayout(), 0
         else:
@@ -331,7 +377,7 @@ class WorkflowActor:
         """How long the host lets it sit idle: FINISHED_IDLE_S once the instance is in a
         terminal state (nothing will happen to it unless a client asks), else the
         host's own idle timeout."""
-        return FINISHED_IDLE_S if _completed(self.state) else None
+        return FINISHED_IDLE_S if _completed(self.state) or self._finished else None
 
     def kick(self) -> None:
         if self._runner is None or self._runner.done():
@@ -516,7 +562,11 @@ class WorkflowActor:
         handler = self._methods().get(method)
         if handler is None:
             raise ActorCallError(f"INVALID_ARGUMENT: unknown workflow actor method {method!r}")
-        if method != "start":
+        if method in ("get", "wait") and not self._loaded:
+            answer = await self._status_read(method, payload)
+            if answer is not None:
+                return answer
+        elif method != "start":
             await self._ensure_loaded()
         return await handler(payload)
 
@@ -698,8 +748,12 @@ class WorkflowActor:
         return b""
 
     async def _get(self, payload: bytes) -> bytes:
+        return self._instance(payload, self.state)
+
+    @staticmethod
+    def _instance(payload: bytes, state: WorkflowState | None) -> bytes:
         with_io = bool(msgpack.unpackb(payload)) if payload else True
-        return instance_response(self.state, with_io).SerializeToString()
+        return instance_response(state, with_io).SerializeToString()
 
     async def _wait(self, payload: bytes) -> Answer:
         """Answer once the instance passes a test of WAIT_TESTS (`test`: "started" or
@@ -708,12 +762,7 @@ class WorkflowActor:
         with inputs and outputs when `io`}. The turn ends at once; the answer is a future
         settled by the save that makes the instance pass, so a waiting caller costs the
         actor nothing in between."""
-        try:
-            d = msgpack.unpackb(payload)
-            test = WAIT_TESTS[d["test"]]
-            with_io, bound = bool(d.get("io", True)), min(float(d["s"]), WAIT_MAX_S)
-        except Exception as exc:
-            raise ActorCallError(f"INVALID_ARGUMENT: a bad wait request: {exc!r}") from exc
+        test, with_io, bound = _wait_request(payload)
 
         def answer(passed: bool) -> bytes:
             r = instance_response(self.state, with_io).SerializeToString()

@@ -187,6 +187,29 @@ def load_state(rows: Mapping[str, bytes]) -> WorkflowState | None:
     row = decode_metadata(raw)
     history = _events(rows, [history_key(i) for i in range(row["hlen"])])
     inbox = _events(rows, [inbox_key(row["ihead"] + i) for i in range(row["ilen"])])
+    return _state(row, rows.get(CUSTOM_STATUS_KEY), history, inbox)
+
+
+def load_finished(rows: Mapping[str, bytes]) -> WorkflowState | None:
+    """A finished instance from its `metadata` and `customStatus` rows alone, without its
+    history and inbox: everything a status read answers with (a finished instance has
+    no start waiting in its inbox). None when the rows hold no metadata or the instance
+    is not finished: then only the whole state tells its status."""
+    raw = rows.get(METADATA_KEY)
+    if raw is None:
+        return None
+    row = decode_metadata(raw)
+    if row["terminal"] is None:
+        return None
+    return _state(row, rows.get(CUSTOM_STATUS_KEY), (), ())
+
+
+def _state(
+    row: dict[str, Any],
+    custom: bytes | None,
+    history: tuple[pb.HistoryEvent, ...],
+    inbox: tuple[pb.HistoryEvent, ...],
+) -> WorkflowState:
     parent = row["parent"]
     metadata = Metadata(
         name=row["name"],
@@ -200,7 +223,6 @@ def load_state(rows: Mapping[str, bytes]) -> WorkflowState | None:
         parent=ParentInfo(*parent) if parent is not None else None,
         terminal_status=row["terminal"],
     )
-    custom = rows.get(CUSTOM_STATUS_KEY)
     return WorkflowState(
         instance_id=row["id"],
         generation=row["gen"],

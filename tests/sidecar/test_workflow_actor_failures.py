@@ -91,7 +91,12 @@ async def test_a_turn_no_transaction_can_hold_fails_the_instance_and_sends_nothi
     await actor.on_deactivate()
     # What is stored is the failed instance: a new activation reads it so.
     again = _actor(store, AppConnections(), router)
-    await again.invoke("get", msgpack.packb(False))
+    got = await again.invoke("get", msgpack.packb(False))
+    assert isinstance(got, bytes)
+    stored = pb.GetInstanceResponse.FromString(got).workflowState
+    assert stored.workflowStatus == pb.ORCHESTRATION_STATUS_FAILED
+    assert stored.failureDetails.errorType == PAYLOAD_ERROR_TYPE
+    await again.invoke("history", b"")  # loads the whole state
     assert again.state is not None and again.state.is_terminal
     assert _failure(again).errorType == PAYLOAD_ERROR_TYPE
     await again.on_deactivate()

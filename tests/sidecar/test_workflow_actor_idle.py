@@ -1,10 +1,12 @@
 """A finished instance's actor asks the host for a short idle time (FINISHED_IDLE_S)
 instead of holding its whole history in memory for the sidecar's idle timeout; a
-running one leaves that to the host."""
+running one leaves that to the host. A later activation answers status reads of a
+finished instance from its metadata row, without reading its history."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import msgpack
 
@@ -12,6 +14,7 @@ from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import FINISHED_IDLE_S
+from sidecar.store.base import Versioned
 from sidecar.store.memory import MemoryStore
 from sidecar.workflow.events import execution_started_event
 from sidecar.workflow.testing import complete_action, response
@@ -19,9 +22,89 @@ from sidecar.workflow.testing import complete_action, response
 ID = "wf-idle"
 
 
+class ReadLog(MemoryStore):
+    """Records the keys of every read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[list[str]] = []
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Versioned]:
+        self.reads.append([key.rsplit("||", 1)[1] for key in keys])
+        return await super().get_many(keys)
+
+
 class NullRouter:
     async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
         return b""
+
+
+async def _finished(store: MemoryStore) -> None:
+    """Runs instance ID to COMPLETED (output "ok") in an activation of its own."""
+    apps = AppConnections()
+    actor = workflow_actor(store, apps, NullRouter(), ID)
+    stream = apps.stream()
+    start = execution_started_event(
+        name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
+    )
+    await actor.invoke("start", bytes(msgpack.packb({"e": start.SerializeToString()})))
+    turn = await asyncio.wait_for(anext(stream), 10)
+    done = complete_action(1, pb.ORCHESTRATION_STATUS_COMPLETED, '"ok"')
+    apps.complete(turn.completionToken, response(ID, done))
+    assert await asyncio.wait_for(
+        actor.waits.until(lambda s: s is not None and s.is_terminal, actor.state, 10), 11
+    )
+    await stream.aclose()
+    await actor.on_deactivate()
+
+
+async def test_status_reads_of_a_finished_instance_do_not_read_its_history() -> None:
+    store = ReadLog()
+    await _finished(store)
+    store.reads.clear()
+    later = workflow_actor(store, AppConnections(), NullRouter(), ID)
+    raw = await later.invoke("get", msgpack.packb(True))
+    assert isinstance(raw, bytes)
+    got = pb.GetInstanceResponse.FromString(raw)
+    assert got.workflowState.workflowStatus == pb.ORCHESTRATION_STATUS_COMPLETED
+    assert got.workflowState.output.value == '"ok"' and got.workflowState.name == "flow"
+    wait = msgpack.packb({"test": "completed", "io": False, "s": 1})
+    answer = msgpack.unpackb(await later.invoke("wait", wait))
+    assert answer["passed"]
+    waited = pb.GetInstanceResponse.FromString(answer["r"])
+    assert waited.workflowState.workflowStatus == pb.ORCHESTRATION_STATUS_COMPLETED
+    assert not waited.workflowState.HasField("output")  # io=False
+    assert store.reads == [["metadata", "customStatus"]]  # once, for both reads
+    assert later.idle_timeout_s() == FINISHED_IDLE_S
+    # Anything else loads the whole state: the history is there.
+    history = await later.invoke("history", b"")
+    assert any(r[0].startswith("history-") for r in store.reads[1:])
+    assert history
+    await later.on_deactivate()
+
+
+async def test_a_status_read_of_a_running_instance_loads_it_with_one_metadata_read() -> None:
+    store = ReadLog()
+    apps = AppConnections()
+    first = workflow_actor(store, apps, NullRouter(), ID)
+    stream = apps.stream()
+    start = execution_started_event(
+        name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
+    )
+    await first.invoke("start", bytes(msgpack.packb({"e": start.SerializeToString()})))
+    await asyncio.wait_for(anext(stream), 10)  # its first turn, left unanswered
+    await stream.aclose()
+    await first.on_deactivate()
+    store.reads.clear()
+    later = workflow_actor(store, AppConnections(), NullRouter(), ID)
+    raw = await later.invoke("get", msgpack.packb(False))
+    assert isinstance(raw, bytes)
+    got = pb.GetInstanceResponse.FromString(raw)
+    assert got.workflowState.workflowStatus == pb.ORCHESTRATION_STATUS_PENDING  # no turn yet
+    assert store.reads[0] == ["metadata", "customStatus"]
+    assert all("metadata" not in keys for keys in store.reads[1:])
+    assert later.idle_timeout_s() is None
+    await later.on_deactivate()
 
 
 async def test_a_finished_instance_asks_for_a_short_idle_time() -> None:
