@@ -257,7 +257,7 @@ class WorkflowActor:
         again). None when it is not finished: then the whole state is loaded (with the
         rows read here) and the method answers as usual."""
         if self._finished is None:
-            keys = [self._key(METADATA_KEY), self._key(CUSTOM_STATUS_KEY)]
+            keys = [self._key(short) for short in _SUMMARY]
             found = await self.store.get_many(keys)
             self._finished = load_finished(
                 {short: found[key].value for short, key in zip(_SUMMARY, keys, strict=True)
@@ -377,7 +377,8 @@ class WorkflowActor:
         """How long the host lets it sit idle: FINISHED_IDLE_S once the instance is in a
         terminal state (nothing will happen to it unless a client asks), else the
         host's own idle timeout."""
-        return FINISHED_IDLE_S if _completed(self.state) or self._finished else None
+        finished = _completed(self.state) or self._finished is not None
+        return FINISHED_IDLE_S if finished else None
 
     def kick(self) -> None:
         if self._runner is None or self._runner.done():
