@@ -6,14 +6,15 @@ finished instance from its metadata row, without reading its history."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 
 import msgpack
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.testing import workflow_actor
-from sidecar.engine.workflow_actor import FINISHED_IDLE_S
+from sidecar.engine.workflow_actor import FINISHED_IDLE_S, WorkflowActor
 from sidecar.store.base import Versioned
 from sidecar.store.memory import MemoryStore
 from sidecar.workflow.events import execution_started_event
@@ -39,8 +40,29 @@ class NullRouter:
         return b""
 
 
-async def _finished(store: MemoryStore) -> None:
-    """Runs instance ID to COMPLETED (output "ok") in an activation of its own."""
+@dataclass
+class _Started:
+    """Instance ID started in an activation of its own; its first turn is at the app."""
+
+    actor: WorkflowActor
+    apps: AppConnections
+    stream: AsyncGenerator[pb.WorkItem, None]
+    turn: pb.WorkItem
+
+    async def complete(self) -> None:
+        """The app answers the turn: COMPLETED with output "ok"; until that is saved."""
+        done = complete_action(1, pb.ORCHESTRATION_STATUS_COMPLETED, '"ok"')
+        self.apps.complete(self.turn.completionToken, response(ID, done))
+        terminal = self.actor.waits.until(lambda s: s is not None and s.is_terminal,
+                                          self.actor.state, 10)  # fmt: skip
+        assert await asyncio.wait_for(terminal, 11)
+
+    async def close(self) -> None:
+        await self.stream.aclose()
+        await self.actor.on_deactivate()
+
+
+async def _started(store: MemoryStore) -> _Started:
     apps = AppConnections()
     actor = workflow_actor(store, apps, NullRouter(), ID)
     stream = apps.stream()
@@ -49,13 +71,14 @@ async def _finished(store: MemoryStore) -> None:
     )
     await actor.invoke("start", bytes(msgpack.packb({"e": start.SerializeToString()})))
     turn = await asyncio.wait_for(anext(stream), 10)
-    done = complete_action(1, pb.ORCHESTRATION_STATUS_COMPLETED, '"ok"')
-    apps.complete(turn.completionToken, response(ID, done))
-    assert await asyncio.wait_for(
-        actor.waits.until(lambda s: s is not None and s.is_terminal, actor.state, 10), 11
-    )
-    await stream.aclose()
-    await actor.on_deactivate()
+    return _Started(actor, apps, stream, turn)
+
+
+async def _finished(store: MemoryStore) -> None:
+    """Runs instance ID to COMPLETED (output "ok") in an activation of its own."""
+    started = await _started(store)
+    await started.complete()
+    await started.close()
 
 
 async def test_status_reads_of_a_finished_instance_do_not_read_its_history() -> None:
@@ -85,16 +108,7 @@ async def test_status_reads_of_a_finished_instance_do_not_read_its_history() -> 
 
 async def test_a_status_read_of_a_running_instance_loads_it_with_one_metadata_read() -> None:
     store = ReadLog()
-    apps = AppConnections()
-    first = workflow_actor(store, apps, NullRouter(), ID)
-    stream = apps.stream()
-    start = execution_started_event(
-        name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
-    )
-    await first.invoke("start", bytes(msgpack.packb({"e": start.SerializeToString()})))
-    await asyncio.wait_for(anext(stream), 10)  # its first turn, left unanswered
-    await stream.aclose()
-    await first.on_deactivate()
+    await (await _started(store)).close()  # its first turn left unanswered
     store.reads.clear()
     later = workflow_actor(store, AppConnections(), NullRouter(), ID)
     raw = await later.invoke("get", msgpack.packb(False))
@@ -108,22 +122,10 @@ async def test_a_status_read_of_a_running_instance_loads_it_with_one_metadata_re
 
 
 async def test_a_finished_instance_asks_for_a_short_idle_time() -> None:
-    apps = AppConnections()
-    actor = workflow_actor(MemoryStore(), apps, NullRouter(), ID)
-    await actor.on_activate()
-    assert actor.idle_timeout_s() is None  # nothing there yet: the host's own
-    stream = apps.stream()
-    start = execution_started_event(
-        name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
-    )
-    await actor.invoke("start", bytes(msgpack.packb({"e": start.SerializeToString()})))
-    turn = await asyncio.wait_for(anext(stream), 10)
-    assert actor.idle_timeout_s() is None  # running
-    done = complete_action(1, pb.ORCHESTRATION_STATUS_COMPLETED, '"ok"')
-    apps.complete(turn.completionToken, response(ID, done))
-    assert await asyncio.wait_for(
-        actor.waits.until(lambda s: s is not None and s.is_terminal, actor.state, 10), 11
-    )
-    assert actor.idle_timeout_s() == FINISHED_IDLE_S
-    await stream.aclose()
-    await actor.on_deactivate()
+    fresh = workflow_actor(MemoryStore(), AppConnections(), NullRouter(), ID)
+    assert fresh.idle_timeout_s() is None  # nothing there yet: the host's own
+    started = await _started(MemoryStore())
+    assert started.actor.idle_timeout_s() is None  # running
+    await started.complete()
+    assert started.actor.idle_timeout_s() == FINISHED_IDLE_S
+    await started.close()
