@@ -37,7 +37,7 @@ from sidecar.actors.peer import PeerPool
 from sidecar.actors.router import ActorRouter
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.app import ActorServices
-from sidecar.cli import GC_YOUNG_THRESHOLD
+from sidecar.cli import tune_collector
 from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.naming import activity_type, workflow_type
@@ -179,7 +179,7 @@ class Engine:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])  # as the sidecar does
+    tune_collector()  # as the sidecar does
     with tempfile.TemporaryDirectory(prefix="af-bench-engine-") as tmp:
         url = f"sqlite://{Path(tmp) / 'state.db'}" if args.store == "sqlite" else "memory://"
         store = await open_store(url)
