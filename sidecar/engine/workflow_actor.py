@@ -58,6 +58,7 @@ from sidecar.workflow import (
     Completed,
     DispatchActivity,
     Effect,
+    Finished,
     InvalidResponseError,
     Metadata,
     RerunError,
@@ -116,12 +117,36 @@ WAIT_MAX_S = 60.0
 
 # A finished instance's actor leaves after this long with nothing to do (or after the
 # sidecar's idle timeout when that is shorter), instead of holding its whole history in
-# memory for the idle timeout: a status read after that reads its metadata row alone
-# (`_status_read`), anything else loads the whole state again.
+# memory for the idle timeout: a later activation answers what it can from the
+# instance's summary rows alone (`_summary_answer`), and loads the whole state for
+# anything else.
 FINISHED_IDLE_S = 5.0
 
 
 _SUMMARY = (METADATA_KEY, CUSTOM_STATUS_KEY)  # the rows a finished instance's status needs
+
+
+def _summary_may_answer(method: str, payload: bytes) -> bool:
+    """Whether the summary rows of a finished instance may be enough for this call: a
+    status read (`get`, `wait`), a client's event (refused), a purge (unless it must
+    visit children, which only the history names: see `_summary_answer`)."""
+    if method in ("get", "wait", "purge"):
+        return True
+    if method != "event":
+        return False
+    try:
+        d = msgpack.unpackb(payload)
+    except Exception:  # refused by `_event` itself, after a load
+        return False
+    return isinstance(d, dict) and bool(d.get("durable"))
+
+
+def _recursive(payload: bytes) -> bool:
+    return bool(msgpack.unpackb(payload).get("r")) if payload else False
+
+
+def _has_finished(instance_id: str) -> ActorCallError:
+    return ActorCallError(f"FAILED_PRECONDITION: instance {instance_id!r} has finished")
 
 
 def _started(state: WorkflowState | None) -> bool:
@@ -198,9 +223,9 @@ class WorkflowActor:
         self._lock = asyncio.Lock()
         self._runner: asyncio.Task[None] | None = None
         self._loaded = False  # the stored state was read (or written by a new start)
-        # A finished instance's status as status reads found it stored, without its
-        # history (`_status_read`): kept while only status reads come.
-        self._finished: WorkflowState | None = None
+        # A finished instance as its summary rows hold it, without its history
+        # (`_summary_answer`): kept while only calls that need no more come.
+        self._finished: Finished | None = None
         # The first turn of a new instance, sent to the app while its start is saved
         # (`_start`); taken by the runner instead of planning that turn again.
         self._early: _EarlyTurn | None = None
@@ -249,13 +274,9 @@ class WorkflowActor:
         self._loaded = True
         self._reissue()
 
-    async def _status_read(self, method: str, payload: bytes) -> bytes | None:
-        """A `get` or `wait` on an instance not loaded yet: answered from its metadata
-        row alone when it is finished, which is all a status read reports, instead of
-        loading a history that may hold tens of thousands of events (a finished
-        instance's actor leaves after FINISHED_IDLE_S, and a dashboard may ask again and
-        again). None when it is not finished: then the whole state is loaded (with the
-        rows read here) and the method answers as usual."""
+    async def _read_finished(self) -> Finished | None:
+        """The instance as its summary rows hold it, when it is finished; else None, with
+        the whole state loaded (reusing the rows read here)."""
         if self._finished is None:
             keys = [self._key(short) for short in _SUMMARY]
             found = await self.store.get_many(keys)
@@ -265,12 +286,36 @@ class WorkflowActor:
             )  # fmt: skip
             if self._finished is None:
                 await self._ensure_loaded(found)
-                return None
-        if method == "get":
-            return self._instance(payload, self._finished)
-        _test, with_io, _bound = _wait_request(payload)  # a finished instance passes both
-        r = instance_response(self._finished, with_io).SerializeToString()
-        return bytes(msgpack.packb({"passed": True, "r": r}))
+        return self._finished
+
+    async def _summary_answer(self, method: str, payload: bytes) -> bytes | None:
+        """A call on a finished instance not loaded yet (see `_summary_may_answer`),
+        answered from its metadata and custom status rows instead of loading a history
+        that may hold tens of thousands of events (a finished instance's actor leaves
+        after FINISHED_IDLE_S; a dashboard may ask again and again, a clean-up job purges
+        it). A status read reports what these rows hold, a client's event is refused, a
+        purge deletes the rows. None when that is not enough: the instance is not
+        finished, or a recursive purge may have children to visit; the whole state is
+        then loaded and the method answers as usual."""
+        finished = await self._read_finished()
+        if finished is None:
+            return None
+        match method:
+            case "get":
+                return self._instance(payload, finished.state)
+            case "wait":
+                _test, with_io, _bound = _wait_request(payload)  # a finished one passes both
+                r = instance_response(finished.state, with_io).SerializeToString()
+                return bytes(msgpack.packb({"passed": True, "r": r}))
+            case "event":
+                raise _has_finished(self.id)
+        if _recursive(payload) and finished.has_children is not False:
+            await self._ensure_loaded()
+            return None
+        async with self._lock:
+            await self._forget()
+        self.waits.changed(None)
+        return b"1"
 
     def _reissue(self) -> None:
         """Re-issue what the state has pending (its activities, timers, children...):
@@ -563,8 +608,8 @@ class WorkflowActor:
         handler = self._methods().get(method)
         if handler is None:
             raise ActorCallError(f"INVALID_ARGUMENT: unknown workflow actor method {method!r}")
-        if method in ("get", "wait") and not self._loaded:
-            answer = await self._status_read(method, payload)
+        if not self._loaded and _summary_may_answer(method, payload):
+            answer = await self._summary_answer(method, payload)
             if answer is not None:
                 return answer
         elif method != "start":
@@ -679,7 +724,7 @@ class WorkflowActor:
             if self.state is None or not self.state.exists:
                 raise ActorCallError(f"NOT_FOUND: no such instance exists: {self.id!r}")
             if self.state.is_terminal:
-                raise ActorCallError(f"FAILED_PRECONDITION: instance {self.id!r} has finished")
+                raise _has_finished(self.id)
             self._check_size(event, f"{inbox_kind(event)} event")
             new = add_events(self.state, [event])
             if new is not self.state:
@@ -793,7 +838,7 @@ class WorkflowActor:
     async def _purge(self, payload: bytes) -> bytes:
         """Delete a finished instance (and its activities' rows); with `r`, its children
         first, recursively. Answers how many instances were deleted."""
-        recursive = bool(msgpack.unpackb(payload).get("r")) if payload else False
+        recursive = _recursive(payload)
         async with self._lock:
             self._fold()
             state = self.state
@@ -804,8 +849,7 @@ class WorkflowActor:
                     f"FAILED_PRECONDITION: instance {self.id!r} is not in a terminal state"
                 )
             deleted = await self._purge_children(state) if recursive else 0
-            await self._delete_rows()
-            self.state, self.layout, self.version = None, StoredLayout(), 0
+            await self._forget()
         self.waits.changed(None)
         return str(deleted + 1).encode()
 
@@ -820,6 +864,12 @@ class WorkflowActor:
             )
             deleted += int(raw or b"0")
         return deleted
+
+    async def _forget(self) -> None:
+        """Delete every row of the instance (under the lock): nothing is stored now."""
+        await self._delete_rows()
+        self.state, self.layout, self.version = None, StoredLayout(), 0
+        self._loaded, self._finished = True, None
 
     async def _delete_rows(self) -> None:
         own = await self.store.scan_prefix(instance_prefix(self.app_id, self.type, self.id))

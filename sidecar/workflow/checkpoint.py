@@ -7,8 +7,11 @@ Keys, under the store key `{appID}||{actorType}||{actorID}||{key}`:
   ones appended, and no key ever changes meaning while visible;
 - `customStatus`: UTF-8, absent when unset;
 - `metadata`: msgpack: lengths (`hlen`, `ihead`, `ilen`), `gen`, status and what
-  GetInstance reports. It is the only key `load_state` trusts: history and inbox keys
-  outside the ranges it records are ignored (orphans) and later overwritten or purged.
+  GetInstance reports; once the instance is finished, also whether its execution
+  created child workflows (`kids`), so that a purge knows without its history whether
+  it has children to purge too. It is the only key `load_state` trusts: history and
+  inbox keys outside the ranges it records are ignored (orphans) and later overwritten
+  or purged.
 
 The rule of a checkpoint (`plan_checkpoint`):
 1. Everything fits one transaction (the normal case): one transaction, guarded by the
@@ -42,12 +45,20 @@ from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.store.base import StoreLimits
 from sidecar.workflow.errors import CheckpointTooLargeError, CorruptStateError
 from sidecar.workflow.rows import pack_row, unpack_row
-from sidecar.workflow.state import Metadata, OpenWork, ParentInfo, WorkflowState, new_state
+from sidecar.workflow.state import (
+    Metadata,
+    OpenWork,
+    ParentInfo,
+    WorkflowState,
+    child_instances,
+    new_state,
+)
 
 __all__ = [
     "CUSTOM_STATUS_KEY",
     "METADATA_KEY",
     "CheckpointPlan",
+    "Finished",
     "StoredLayout",
     "Transaction",
     "decode_metadata",
@@ -56,6 +67,7 @@ __all__ = [
     "inbox_key",
     "keys_to_load",
     "layout_of",
+    "load_finished",
     "load_state",
     "plan_checkpoint",
     "store_key",
@@ -155,6 +167,10 @@ def encode_metadata(state: WorkflowState) -> bytes:
         "parent": _parent_row(meta.parent),
         "terminal": meta.terminal_status,
     }
+    if meta.terminal_status is not None:
+        # Once per instance, at its end: one pass over the history spares every later
+        # purge of the finished instance a load of it (`load_finished`).
+        row["kids"] = bool(child_instances(state))
     return pack_row(row)
 
 
@@ -190,18 +206,29 @@ def load_state(rows: Mapping[str, bytes]) -> WorkflowState | None:
     return _state(row, rows.get(CUSTOM_STATUS_KEY), history, inbox)
 
 
-def load_finished(rows: Mapping[str, bytes]) -> WorkflowState | None:
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A finished instance as its `metadata` and `customStatus` rows hold it."""
+
+    state: WorkflowState  # without history and inbox
+    # Whether its execution created child workflows; None for a row written before this
+    # was recorded (then only its history tells).
+    has_children: bool | None
+
+
+def load_finished(rows: Mapping[str, bytes]) -> Finished | None:
     """A finished instance from its `metadata` and `customStatus` rows alone, without its
     history and inbox: everything a status read answers with (a finished instance has
-    no start waiting in its inbox). None when the rows hold no metadata or the instance
-    is not finished: then only the whole state tells its status."""
+    no start waiting in its inbox), and whether a recursive purge has children to visit.
+    None when the rows hold no metadata or the instance is not finished: then only the
+    whole state tells its status."""
     raw = rows.get(METADATA_KEY)
     if raw is None:
         return None
     row = decode_metadata(raw)
     if row["terminal"] is None:
         return None
-    return _state(row, rows.get(CUSTOM_STATUS_KEY), (), ())
+    return Finished(_state(row, rows.get(CUSTOM_STATUS_KEY), (), ()), row.get("kids"))
 
 
 def _state(

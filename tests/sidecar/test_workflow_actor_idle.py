@@ -1,7 +1,8 @@
 """A finished instance's actor asks the host for a short idle time (FINISHED_IDLE_S)
 instead of holding its whole history in memory for the sidecar's idle timeout; a
 running one leaves that to the host. A later activation answers status reads of a
-finished instance from its metadata row, without reading its history."""
+finished instance from its metadata row, refuses a client's event and purges it without
+reading its history (unless a recursive purge has children to find there)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,16 @@ from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 import msgpack
+import pytest
 
+from sidecar.actors.base import ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import FINISHED_IDLE_S, WorkflowActor
 from sidecar.store.base import Versioned
 from sidecar.store.memory import MemoryStore
-from sidecar.workflow.events import execution_started_event
+from sidecar.workflow.events import execution_started_event, raised_event
 from sidecar.workflow.testing import complete_action, response
 
 ID = "wf-idle"
@@ -40,6 +43,17 @@ class NullRouter:
         return b""
 
 
+class Recorder:
+    """Records every call; a purge deletes one instance."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+        self.calls.append((actor_id, method))
+        return b"1" if method == "purge" else b""
+
+
 @dataclass
 class _Started:
     """Instance ID started in an activation of its own; its first turn is at the app."""
@@ -49,10 +63,11 @@ class _Started:
     stream: AsyncGenerator[pb.WorkItem, None]
     turn: pb.WorkItem
 
-    async def complete(self) -> None:
-        """The app answers the turn: COMPLETED with output "ok"; until that is saved."""
-        done = complete_action(1, pb.ORCHESTRATION_STATUS_COMPLETED, '"ok"')
-        self.apps.complete(self.turn.completionToken, response(ID, done))
+    async def complete(self, *actions: pb.WorkflowAction) -> None:
+        """The app answers the turn with `actions`, then COMPLETED with output "ok";
+        until that is saved."""
+        done = complete_action(9, pb.ORCHESTRATION_STATUS_COMPLETED, '"ok"')
+        self.apps.complete(self.turn.completionToken, response(ID, *actions, done))
         terminal = self.actor.waits.until(lambda s: s is not None and s.is_terminal,
                                           self.actor.state, 10)  # fmt: skip
         assert await asyncio.wait_for(terminal, 11)
@@ -62,9 +77,9 @@ class _Started:
         await self.actor.on_deactivate()
 
 
-async def _started(store: MemoryStore) -> _Started:
+async def _started(store: MemoryStore, router: NullRouter | Recorder | None = None) -> _Started:
     apps = AppConnections()
-    actor = workflow_actor(store, apps, NullRouter(), ID)
+    actor = workflow_actor(store, apps, router or NullRouter(), ID)
     stream = apps.stream()
     start = execution_started_event(
         name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
@@ -129,3 +144,41 @@ async def test_a_finished_instance_asks_for_a_short_idle_time() -> None:
     await started.complete()
     assert started.actor.idle_timeout_s() == FINISHED_IDLE_S
     await started.close()
+
+
+def _client_event() -> bytes:
+    event = raised_event("approval", None, 1)
+    return bytes(msgpack.packb({"e": event.SerializeToString(), "durable": True}))
+
+
+async def test_a_finished_instance_refuses_events_and_is_purged_without_its_history() -> None:
+    store = ReadLog()
+    await _finished(store)
+    store.reads.clear()
+    later = workflow_actor(store, AppConnections(), NullRouter(), ID)
+    with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
+        await later.invoke("event", _client_event())
+    assert await later.invoke("purge", msgpack.packb({"r": True})) == b"1"  # no children
+    assert store.reads == [["metadata", "customStatus"]]
+    assert await store.scan_prefix("") == []  # every row of the instance is gone
+    raw = await later.invoke("get", msgpack.packb(True))
+    assert isinstance(raw, bytes) and not pb.GetInstanceResponse.FromString(raw).exists
+    assert await later.invoke("purge", b"") == b"0"
+    await later.on_deactivate()
+
+
+async def test_a_recursive_purge_of_a_finished_parent_finds_its_children_in_the_history() -> None:
+    store, router = ReadLog(), Recorder()
+    started = await _started(store, router)
+    child = pb.WorkflowAction(id=1)
+    child.createChildWorkflow.instanceId = "kid-1"
+    child.createChildWorkflow.name = "kid"
+    await started.complete(child)
+    await started.close()
+    store.reads.clear()
+    later = workflow_actor(store, AppConnections(), router, ID)
+    assert await later.invoke("purge", msgpack.packb({"r": True})) == b"2"
+    assert ("kid-1", "purge") in router.calls
+    assert any(keys[0].startswith("history-") for keys in store.reads)
+    assert await store.scan_prefix("") == []
+    await later.on_deactivate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,6 +22,7 @@ from sidecar.workflow import (
     inbox_key,
     keys_to_load,
     layout_of,
+    load_finished,
     load_state,
     new_state,
     pending_work,
@@ -30,6 +32,7 @@ from sidecar.workflow import (
     store_key,
     task_completed_event,
 )
+from sidecar.workflow.checkpoint import encode_metadata
 from sidecar.workflow.testing import DictStore, complete_action, response, schedule_task_action
 
 T0 = 1_700_000_000_000
@@ -240,3 +243,29 @@ def test_recovery_work_survives_a_reload() -> None:
     assert reloaded is not None
     assert pending_work(reloaded) == pending_work(state)
     assert len(pending_work(reloaded)) == 5  # four activities and a turn to run
+
+
+def _child(task_id: int) -> pb.WorkflowAction:
+    action = pb.WorkflowAction(id=task_id)
+    action.createChildWorkflow.instanceId = f"child-{task_id}"
+    action.createChildWorkflow.name = "kid"
+    return action
+
+
+def test_a_finished_instance_records_whether_it_created_children() -> None:
+    """A purge of a finished instance learns from its metadata row alone whether it must
+    read the history to find children to purge; a row written before this was recorded
+    says neither."""
+    ok = complete_action(9, pb.ORCHESTRATION_STATUS_COMPLETED, '"ok"')
+    running = turn(start(), _child(1))
+    assert load_finished({METADATA_KEY: encode_metadata(running)}) is None
+    parent = load_finished({METADATA_KEY: encode_metadata(turn(start(), _child(1), ok))})
+    alone = load_finished({METADATA_KEY: encode_metadata(turn(start(), ok))})
+    assert parent is not None and alone is not None
+    assert (parent.has_children, alone.has_children) == (True, False)
+    assert parent.state.status == pb.ORCHESTRATION_STATUS_COMPLETED
+    assert parent.state.history == ()  # the summary only
+    old = msgpack.unpackb(encode_metadata(turn(start(), _child(1), ok)))
+    del old["kids"]
+    before = load_finished({METADATA_KEY: msgpack.packb(old)})
+    assert before is not None and before.has_children is None
