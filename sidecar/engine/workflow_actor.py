@@ -842,7 +842,10 @@ class WorkflowActor:
         async with self._lock:
             self._fold()
             state = self.state
-            if state is None or not state.exists:
+            if state is None:
+                await self._delete_rows()  # what a purge cut short left, if anything
+                return b"0"
+            if not state.exists:
                 return b"0"
             if not state.is_terminal:
                 raise ActorCallError(
@@ -872,14 +875,23 @@ class WorkflowActor:
         self._loaded, self._finished = True, None
 
     async def _delete_rows(self) -> None:
+        """Delete the instance's rows, its activities' rows and its index entry. The
+        metadata row and the index entry go in the first transaction: a purge cut short
+        after it (one of several: etcd takes 128 operations per transaction) leaves rows
+        no load reads, orphans that the next purge of the id sweeps (`_purge`), never a
+        metadata row that names deleted history."""
+        meta, index = self._key(METADATA_KEY), index_key(self.app_id, self.id)
         own = await self.store.scan_prefix(instance_prefix(self.app_id, self.type, self.id))
-        writes: dict[str, bytes | None] = {key: None for key, _ in own}
         activities = activity_prefix(self.app_id, self.namespace, self.id)
-        for key, _ in await self.store.scan_prefix(activities):
-            if is_own_activity_key(activities, key):
-                writes[key] = None
-        writes[index_key(self.app_id, self.id)] = None
-        keys = list(writes)
+        theirs = [
+            key
+            for key, _ in await self.store.scan_prefix(activities)
+            if is_own_activity_key(activities, key)
+        ]
+        listed = await self.store.get_many([index])
+        if not own and not theirs and not listed:
+            return
+        keys = list(dict.fromkeys([meta, index, *(key for key, _ in own), *theirs]))
         step = max(1, self.store.limits.max_ops - 1)
         for start in range(0, len(keys), step):
             await self.store.transact({key: None for key in keys[start : start + step]})

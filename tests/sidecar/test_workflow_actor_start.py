@@ -2,12 +2,13 @@
 stored, with no read; anything stored (a running duplicate, a finished id started
 again) is read and decided as before. And callers waiting for an instance to start or
 finish: held by its actor, answered by the save that passes their test. A start or
-event larger than the store can hold is refused before anything is written."""
+event larger than the store can hold is refused before anything is written. A purge
+deletes the instance's own rows, and one cut short leaves nothing half deleted."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgpack
 import pytest
@@ -15,10 +16,11 @@ import pytest
 from sidecar.actors.base import ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
-from sidecar.engine.naming import activity_prefix
+from sidecar.engine.naming import activity_prefix, instance_prefix
 from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import Versioned
+from sidecar.store.base import NO_EXPECT
 from sidecar.store.memory import MemoryConfig, MemoryStore
 from sidecar.workflow.events import execution_started_event, raised_event, terminated_event
 
@@ -197,3 +199,55 @@ async def test_a_purge_deletes_its_own_activities_rows_only() -> None:
     left = {key for key, _ in await store.scan_prefix(activity)}
     assert left == other
     await actor.on_deactivate()
+
+
+class CrashingStore(MemoryStore):
+    """Transactions of at most 4 operations (etcd's are 128); with `crash_at` = n, the
+    nth transaction from then on fails, as if the sidecar died before it."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryConfig(max_txn_ops=4))
+        self.crash_at: int | None = None
+
+    async def transact(
+        self,
+        writes: Mapping[str, bytes | None],
+        *,
+        expect: Mapping[str, int] = NO_EXPECT,
+        background: bool = False,
+    ) -> int:
+        if self.crash_at is not None:
+            self.crash_at -= 1
+            if self.crash_at == 0:
+                raise ConnectionError("the sidecar died here")
+        return await super().transact(writes, expect=expect, background=background)
+
+
+async def test_a_purge_cut_short_leaves_orphans_that_the_next_purge_sweeps() -> None:
+    store = CrashingStore()
+    actor = _actor(store)
+    await actor.invoke("start", _start())
+    terminate = terminated_event(None, 2).SerializeToString()
+    await actor.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
+    finished = await actor.invoke("wait", _wait("completed"))
+    assert isinstance(finished, asyncio.Future)
+    assert msgpack.unpackb(await asyncio.wait_for(finished, 11))["passed"]
+    activity = activity_prefix("app", "default", ID)
+    await store.transact({f"{activity}{task}::1||activityState": b"x" for task in range(3)})
+    # Rows that sort before the metadata row (orphans a crashed checkpoint would leave).
+    own = instance_prefix("app", actor.type, ID)
+    await store.transact({f"{own}history-{i:06d}": b"x" for i in range(50, 53)})
+    stored = len(await store.scan_prefix(""))
+    assert stored > 2 * 3  # so that the purge takes more than two transactions
+    store.crash_at = 2
+    with pytest.raises(ConnectionError):
+        await actor.invoke("purge", b"")
+    await actor.on_deactivate()
+    later = _actor(store)  # the next activation, after the crash
+    left = len(await store.scan_prefix(""))
+    assert 0 < left < stored
+    raw = await later.invoke("get", msgpack.packb(True))
+    assert isinstance(raw, bytes) and not pb.GetInstanceResponse.FromString(raw).exists
+    assert await later.invoke("purge", b"") == b"0"  # no instance, but its rows swept
+    assert await store.scan_prefix("") == []
+    await later.on_deactivate()
