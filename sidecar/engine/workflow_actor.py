@@ -875,11 +875,15 @@ class WorkflowActor:
         self._loaded, self._finished = True, None
 
     async def _delete_rows(self) -> None:
-        """Delete the instance's rows, its activities' rows and its index entry. The
-        metadata row and the index entry go in the first transaction: a purge cut short
-        after it (one of several: etcd takes 128 operations per transaction) leaves rows
-        no load reads, orphans that the next purge of the id sweeps (`_purge`), never a
-        metadata row that names deleted history."""
+        """Delete the instance's rows, its activities' rows and its index entry, in an
+        order that leaves nothing harmful when a purge is cut short (it may take several
+        transactions: etcd takes 128 operations each). First the activities' rows, which
+        a new instance of the same id would find under the same activity actor ids;
+        the instance stays whole meanwhile. Then, in one transaction, the rows a load
+        reads whatever the metadata says: the metadata, the custom status, the index
+        entry. What may be left after that is history and inbox rows that no load reads
+        and that a new instance of the id overwrites before it refers to them: orphans,
+        which the next purge of the id sweeps (`_purge`)."""
         meta, index = self._key(METADATA_KEY), index_key(self.app_id, self.id)
         own = await self.store.scan_prefix(instance_prefix(self.app_id, self.type, self.id))
         activities = activity_prefix(self.app_id, self.namespace, self.id)
@@ -891,7 +895,9 @@ class WorkflowActor:
         listed = await self.store.get_many([index])
         if not own and not theirs and not listed:
             return
-        keys = list(dict.fromkeys([meta, index, *(key for key, _ in own), *theirs]))
+        first = [meta, self._key(CUSTOM_STATUS_KEY), index]
+        rest = [*first, *(key for key, _ in own if key not in first)]
         step = max(1, self.store.limits.max_ops - 1)
-        for start in range(0, len(keys), step):
-            await self.store.transact({key: None for key in keys[start : start + step]})
+        for keys in (theirs, rest):
+            for start in range(0, len(keys), step):
+                await self.store.transact({key: None for key in keys[start : start + step]})

@@ -223,7 +223,12 @@ class CrashingStore(MemoryStore):
         return await super().transact(writes, expect=expect, background=background)
 
 
-async def test_a_purge_cut_short_leaves_orphans_that_the_next_purge_sweeps() -> None:
+@pytest.mark.parametrize("crash_at", [2, 3])
+async def test_a_purge_cut_short_leaves_the_instance_whole_or_only_orphans(crash_at: int) -> None:
+    """A purge that takes several transactions deletes the activities' rows first (the
+    instance stays whole), then its metadata, custom status and index entry together,
+    then the rest (history rows no load reads). Cut short at either step, the next purge
+    of the id finishes the job."""
     store = CrashingStore()
     actor = _actor(store)
     await actor.invoke("start", _start())
@@ -234,20 +239,28 @@ async def test_a_purge_cut_short_leaves_orphans_that_the_next_purge_sweeps() -> 
     assert msgpack.unpackb(await asyncio.wait_for(finished, 11))["passed"]
     activity = activity_prefix("app", "default", ID)
     await store.transact({f"{activity}{task}::1||activityState": b"x" for task in range(3)})
-    # Rows that sort before the metadata row (orphans a crashed checkpoint would leave).
+    # Rows that sort before the metadata row (orphans a crashed checkpoint would leave),
+    # and a custom status.
     own = instance_prefix("app", actor.type, ID)
     await store.transact({f"{own}history-{i:06d}": b"x" for i in range(50, 53)})
-    stored = len(await store.scan_prefix(""))
-    assert stored > 2 * 3  # so that the purge takes more than two transactions
-    store.crash_at = 2
+    await store.transact({f"{own}customStatus": b"busy"})
+    stored = {key for key, _ in await store.scan_prefix("")}
+    store.crash_at = crash_at  # the store takes 3 deletes per transaction
     with pytest.raises(ConnectionError):
         await actor.invoke("purge", b"")
     await actor.on_deactivate()
+    left = {key for key, _ in await store.scan_prefix("")}
+    assert left and left < stored
+    assert not any(key.startswith(activity) for key in left)
     later = _actor(store)  # the next activation, after the crash
-    left = len(await store.scan_prefix(""))
-    assert 0 < left < stored
     raw = await later.invoke("get", msgpack.packb(True))
-    assert isinstance(raw, bytes) and not pb.GetInstanceResponse.FromString(raw).exists
-    assert await later.invoke("purge", b"") == b"0"  # no instance, but its rows swept
+    assert isinstance(raw, bytes)
+    if crash_at == 2:  # before the metadata's transaction: whole, and purged again
+        assert pb.GetInstanceResponse.FromString(raw).exists
+        assert await later.invoke("purge", b"") == b"1"
+    else:  # after it: gone for every reader, its orphans swept by the next purge
+        assert not pb.GetInstanceResponse.FromString(raw).exists
+        assert f"{own}customStatus" not in left
+        assert await later.invoke("purge", b"") == b"0"
     assert await store.scan_prefix("") == []
     await later.on_deactivate()
