@@ -38,14 +38,8 @@ from sidecar.actors.base import REMINDER_METHOD, ActorCallError, ActorContext, A
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import WorkItemTooLargeError
 from sidecar.engine.effects import EffectRunner
-from sidecar.engine.naming import (
-    activity_prefix,
-    index_key,
-    instance_id_problem,
-    instance_prefix,
-    is_own_activity_key,
-    workflow_type,
-)
+from sidecar.engine.naming import index_key, instance_id_problem
+from sidecar.engine.purge import delete_rows, purge_children
 from sidecar.engine.status import instance_response
 from sidecar.engine.waits import StateWaits
 from sidecar.store import ConflictError, Versioned
@@ -851,22 +845,11 @@ class WorkflowActor:
                 raise ActorCallError(
                     f"FAILED_PRECONDITION: instance {self.id!r} is not in a terminal state"
                 )
-            deleted = await self._purge_children(state) if recursive else 0
+            children = child_instances(state) if recursive else []
+            deleted = await purge_children(self.router, self.namespace, self.app_id, children)
             await self._forget()
         self.waits.changed(None)
         return str(deleted + 1).encode()
-
-    async def _purge_children(self, state: WorkflowState) -> int:
-        deleted = 0
-        for instance_id, app_id in child_instances(state):
-            raw = await self.router.call(
-                workflow_type(self.namespace, app_id or self.app_id),
-                instance_id,
-                "purge",
-                msgpack.packb({"r": True}),
-            )
-            deleted += int(raw or b"0")
-        return deleted
 
     async def _forget(self) -> None:
         """Delete every row of the instance (under the lock): nothing is stored now."""
@@ -875,29 +858,4 @@ class WorkflowActor:
         self._loaded, self._finished = True, None
 
     async def _delete_rows(self) -> None:
-        """Delete the instance's rows, its activities' rows and its index entry, in an
-        order that leaves nothing harmful when a purge is cut short (it may take several
-        transactions: etcd takes 128 operations each). First the activities' rows, which
-        a new instance of the same id would find under the same activity actor ids;
-        the instance stays whole meanwhile. Then, in one transaction, the rows a load
-        reads whatever the metadata says: the metadata, the custom status, the index
-        entry. What may be left after that is history and inbox rows that no load reads
-        and that a new instance of the id overwrites before it refers to them: orphans,
-        which the next purge of the id sweeps (`_purge`)."""
-        meta, index = self._key(METADATA_KEY), index_key(self.app_id, self.id)
-        own = await self.store.scan_prefix(instance_prefix(self.app_id, self.type, self.id))
-        activities = activity_prefix(self.app_id, self.namespace, self.id)
-        theirs = [
-            key
-            for key, _ in await self.store.scan_prefix(activities)
-            if is_own_activity_key(activities, key)
-        ]
-        listed = await self.store.get_many([index])
-        if not own and not theirs and not listed:
-            return
-        first = [meta, self._key(CUSTOM_STATUS_KEY), index]
-        rest = [*first, *(key for key, _ in own if key not in first)]
-        step = max(1, self.store.limits.max_ops - 1)
-        for keys in (theirs, rest):
-            for start in range(0, len(keys), step):
-                await self.store.transact({key: None for key in keys[start : start + step]})
+        await delete_rows(self.store, self.app_id, self.namespace, self.type, self.id)
