@@ -1,8 +1,9 @@
 """A finished instance's actor asks the host for a short idle time (FINISHED_IDLE_S)
 instead of holding its whole history in memory for the sidecar's idle timeout; a
 running one leaves that to the host. A later activation answers status reads of a
-finished instance from its metadata row, refuses a client's event and purges it without
-reading its history (unless a recursive purge has children to find there)."""
+finished instance from its metadata row, refuses a client's event, drops a late timer
+and purges it without reading its history (unless a recursive purge has children to find
+there)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import msgpack
 import pytest
 
-from sidecar.actors.base import ActorCallError
+from sidecar.actors.base import REMINDER_METHOD, ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.testing import workflow_actor
@@ -158,6 +159,9 @@ async def test_a_finished_instance_refuses_events_and_is_purged_without_its_hist
     later = workflow_actor(store, AppConnections(), NullRouter(), ID)
     with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
         await later.invoke("event", _client_event())
+    # A timer it did not wait for fires after it ended: nothing to do.
+    timer = msgpack.packb({"data": msgpack.packb({"t": 1, "at": 2, "g": 1})})
+    assert await later.invoke(REMINDER_METHOD, timer) == b""
     assert await later.invoke("purge", msgpack.packb({"r": True})) == b"1"  # no children
     assert store.reads[0] == ["metadata", "customStatus"]  # once, for both calls
     assert not any(key.startswith("history-") for keys in store.reads for key in keys)
