@@ -122,19 +122,21 @@ _SUMMARY = (METADATA_KEY, CUSTOM_STATUS_KEY)  # the rows a finished instance's s
 
 def _summary_may_answer(method: str, payload: bytes) -> bool:
     """Whether the summary rows of a finished instance may be enough for this call: a
-    status read (`get`, `wait`), a client's event (refused), a timer's reminder (the
-    timers a workflow did not wait for fire after it ended: nothing to do), a purge
-    (unless it must visit children, which only the history names: see
-    `_summary_answer`)."""
+    status read (`get`, `wait`), a client's event (refused), a late outcome or timer
+    (an activity that ran on after its workflow was terminated, a timer it did not
+    wait for: dropped, as a loaded finished instance drops them), a purge (unless it
+    must visit children, which only the history names: see `_summary_answer`)."""
     if method in ("get", "wait", "purge", REMINDER_METHOD):
         return True
-    if method != "event":
-        return False
+    return method == "event" and _event_request(payload) is not None
+
+
+def _event_request(payload: bytes) -> dict[str, Any] | None:
     try:
         d = msgpack.unpackb(payload)
     except Exception:  # refused by `_event` itself, after a load
-        return False
-    return isinstance(d, dict) and bool(d.get("durable"))
+        return None
+    return d if isinstance(d, dict) else None
 
 
 def _recursive(payload: bytes) -> bool:
@@ -290,14 +292,16 @@ class WorkflowActor:
         that may hold tens of thousands of events (a finished instance's actor leaves
         after FINISHED_IDLE_S; a dashboard may ask again and again, a clean-up job purges
         it). A status read reports what these rows hold, a client's event is refused, a
-        timer is dropped, a purge deletes the rows. None when that is not enough: the
-        instance is not finished, or a recursive purge may have children to visit; the
-        whole state is then loaded and the method answers as usual."""
+        late outcome or timer is dropped, a purge deletes the rows. None when that is
+        not enough: the instance is not finished, or a recursive purge may have children
+        to visit; the whole state is then loaded and the method answers as usual."""
         finished = await self._read_finished()
         if finished is None:
             return None
-        if method == REMINDER_METHOD:
-            return b""  # a finished instance takes no timer
+        if method == REMINDER_METHOD or (
+            method == "event" and not (_event_request(payload) or {}).get("durable")
+        ):
+            return b""  # a finished instance takes no timer and no outcome
         match method:
             case "get":
                 return self._instance(payload, finished.state)

@@ -2,7 +2,7 @@
 instead of holding its whole history in memory for the sidecar's idle timeout; a
 running one leaves that to the host. A later activation answers status reads of a
 finished instance from its metadata row, refuses a client's event, drops a late timer
-and purges it without reading its history (unless a recursive purge has children to find
+or outcome and purges it without reading its history (unless a recursive purge has children to find
 there)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import FINISHED_IDLE_S, WorkflowActor
 from sidecar.store.base import Versioned
 from sidecar.store.memory import MemoryStore
-from sidecar.workflow.events import execution_started_event, raised_event
+from sidecar.workflow.events import execution_started_event, raised_event, task_completed_event
 from sidecar.workflow.testing import complete_action, response
 
 ID = "wf-idle"
@@ -159,9 +159,12 @@ async def test_a_finished_instance_refuses_events_and_is_purged_without_its_hist
     later = workflow_actor(store, AppConnections(), NullRouter(), ID)
     with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
         await later.invoke("event", _client_event())
-    # A timer it did not wait for fires after it ended: nothing to do.
+    # A timer it did not wait for fires after it ended, an activity it did not wait for
+    # answers: nothing to do.
     timer = msgpack.packb({"data": msgpack.packb({"t": 1, "at": 2, "g": 1})})
     assert await later.invoke(REMINDER_METHOD, timer) == b""
+    late = task_completed_event(7, '"late"', 3).SerializeToString()
+    assert await later.invoke("event", msgpack.packb({"e": late, "gen": 1})) == b""
     assert await later.invoke("purge", msgpack.packb({"r": True})) == b"1"  # no children
     assert store.reads[0] == ["metadata", "customStatus"]  # once, for both calls
     assert not any(key.startswith("history-") for keys in store.reads for key in keys)
