@@ -861,9 +861,10 @@ class WorkflowActor:
 
     async def _forget(self) -> None:
         """Delete every row of the instance (under the lock): nothing is stored now."""
+        self._finished = None  # a deletion that fails midway: read the rows again
         await self._delete_rows()
         self.state, self.layout, self.version = None, StoredLayout(), 0
-        self._loaded, self._finished = True, None
+        self._loaded = True
 
     async def _delete_rows(self) -> None:
         await delete_rows(self.store, self.app_id, self.namespace, self.type, self.id)

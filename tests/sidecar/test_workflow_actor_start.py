@@ -264,3 +264,31 @@ async def test_a_purge_cut_short_leaves_the_instance_whole_or_only_orphans(crash
         assert await later.invoke("purge", b"") == b"0"
     assert await store.scan_prefix("") == []
     await later.on_deactivate()
+
+
+async def test_an_activation_whose_purge_failed_midway_reads_the_rows_again() -> None:
+    """A finished instance purged from its metadata row alone, by an activation that
+    had not loaded it: when the purge fails after the metadata is gone, that activation
+    does not go on answering from the row it read before."""
+    store = CrashingStore()
+    first = _actor(store)
+    await first.invoke("start", _start())
+    terminate = terminated_event(None, 2).SerializeToString()
+    await first.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
+    finished = await first.invoke("wait", _wait("completed"))
+    assert isinstance(finished, asyncio.Future)
+    assert msgpack.unpackb(await asyncio.wait_for(finished, 11))["passed"]
+    await first.on_deactivate()
+    own = instance_prefix("app", first.type, ID)
+    await store.transact({f"{own}history-{i:06d}": b"x" for i in range(50, 53)})
+    later = _actor(store)
+    raw = await later.invoke("get", msgpack.packb(True))
+    assert isinstance(raw, bytes) and pb.GetInstanceResponse.FromString(raw).exists
+    store.crash_at = 2  # the metadata's transaction passes, the next one fails
+    with pytest.raises(ConnectionError):
+        await later.invoke("purge", b"")
+    raw = await later.invoke("get", msgpack.packb(True))
+    assert isinstance(raw, bytes) and not pb.GetInstanceResponse.FromString(raw).exists
+    assert await later.invoke("purge", b"") == b"0"
+    assert await store.scan_prefix("") == []
+    await later.on_deactivate()
