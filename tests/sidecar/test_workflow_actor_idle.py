@@ -2,8 +2,8 @@
 instead of holding its whole history in memory for the sidecar's idle timeout; a
 running one leaves that to the host. A later activation answers status reads of a
 finished instance from its metadata row, refuses a client's event, drops a late timer
-or outcome and purges it without reading its history (unless a recursive purge has children to find
-there)."""
+or outcome and purges it without reading its history (unless a recursive purge has
+children to find there)."""
 
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ async def test_a_finished_instance_refuses_events_and_is_purged_without_its_hist
     late = task_completed_event(7, '"late"', 3).SerializeToString()
     assert await later.invoke("event", msgpack.packb({"e": late, "gen": 1})) == b""
     assert await later.invoke("purge", msgpack.packb({"r": True})) == b"1"  # no children
-    assert store.reads[0] == ["metadata", "customStatus"]  # once, for both calls
+    assert store.reads[0] == ["metadata", "customStatus"]  # once, for every call
     assert not any(key.startswith("history-") for keys in store.reads for key in keys)
     assert await store.scan_prefix("") == []  # every row of the instance is gone
     raw = await later.invoke("get", msgpack.packb(True))
