@@ -14,6 +14,11 @@ sidecar may die between two of them. So the rows go in this order:
    id overwrites before its metadata refers to them (orphans, as a checkpoint cut short
    leaves them). The next purge of the id sweeps whatever is left (`delete_rows` when
    there is no instance).
+
+The deletions go in transactions of at most PURGE_BATCH rows even when the store takes
+more: one transaction holds the store's writer (SQLite has one per file) for as long as
+it runs, and the checkpoints of every other workflow wait behind it (a 10,000-activity
+fan-out has 30,000 rows: 71 ms in one transaction).
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from sidecar.engine.naming import (
 from sidecar.store.base import StateStore
 from sidecar.workflow import CUSTOM_STATUS_KEY, METADATA_KEY, store_key
 
-__all__ = ["delete_rows", "purge_children"]
+__all__ = ["PURGE_BATCH", "delete_rows", "purge_children"]
+
+PURGE_BATCH = 500  # rows per transaction of a purge: about 1.5 ms of SQLite's writer
 
 
 class _Router(Protocol):
@@ -61,7 +68,7 @@ async def delete_rows(
     first = [store_key(app_id, actor_type, instance_id, short)
              for short in (METADATA_KEY, CUSTOM_STATUS_KEY)] + [index]  # fmt: skip
     rest = [*first, *(key for key, _ in own if key not in first)]
-    step = max(1, store.limits.max_ops - 1)
+    step = max(1, min(PURGE_BATCH, store.limits.max_ops - 1))
     for keys in (theirs, rest):
         for start in range(0, len(keys), step):
             await store.transact({key: None for key in keys[start : start + step]})

@@ -3,7 +3,8 @@ stored, with no read; anything stored (a running duplicate, a finished id starte
 again) is read and decided as before. And callers waiting for an instance to start or
 finish: held by its actor, answered by the save that passes their test. A start or
 event larger than the store can hold is refused before anything is written. A purge
-deletes the instance's own rows, and one cut short leaves nothing half deleted."""
+deletes the instance's own rows, in batches, and one cut short leaves nothing half
+deleted."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sidecar.actors.base import ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.naming import activity_prefix, instance_prefix
+from sidecar.engine.purge import PURGE_BATCH
 from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import Versioned
@@ -292,3 +294,44 @@ async def test_an_activation_whose_purge_failed_midway_reads_the_rows_again() ->
     assert await later.invoke("purge", b"") == b"0"
     assert await store.scan_prefix("") == []
     await later.on_deactivate()
+
+
+class TxnSizes(MemoryStore):
+    """Records how many rows each transaction writes or deletes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: list[int] = []
+
+    async def transact(
+        self,
+        writes: Mapping[str, bytes | None],
+        *,
+        expect: Mapping[str, int] = NO_EXPECT,
+        background: bool = False,
+    ) -> int:
+        self.sizes.append(len(writes))
+        return await super().transact(writes, expect=expect, background=background)
+
+
+async def test_a_big_purge_goes_in_batches_that_let_other_writes_through() -> None:
+    """The store takes a million operations per transaction, but a purge deletes at most
+    PURGE_BATCH rows in each: one transaction holds the store's writer, and every other
+    workflow's checkpoint waits behind it."""
+    store = TxnSizes()
+    actor = _actor(store)
+    await actor.invoke("start", _start())
+    terminate = terminated_event(None, 2).SerializeToString()
+    await actor.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
+    finished = await actor.invoke("wait", _wait("completed"))
+    assert isinstance(finished, asyncio.Future)
+    assert msgpack.unpackb(await asyncio.wait_for(finished, 11))["passed"]
+    activity = activity_prefix("app", "default", ID)
+    rows = 2 * PURGE_BATCH + 10
+    await store.transact({f"{activity}{task}::1||activityState": b"x" for task in range(rows)})
+    store.sizes.clear()
+    assert await actor.invoke("purge", b"") == b"1"
+    assert await store.scan_prefix("") == []
+    assert sum(store.sizes) > rows and len(store.sizes) >= 3
+    assert max(store.sizes) <= PURGE_BATCH
+    await actor.on_deactivate()
