@@ -182,17 +182,22 @@ async def test_an_instance_is_not_created_under_an_id_no_api_could_name() -> Non
     assert await store.scan_prefix("") == []
 
 
-async def test_a_purge_deletes_its_own_activities_rows_only() -> None:
-    """Instance `wf-1::7` shares the key prefix of `wf-1`'s activity actors
-    (`wf-1::{task}::{generation}`): purging `wf-1` deleted its activities' rows too."""
-    store = CountingStore()
-    actor = _actor(store)
+async def _terminated(actor: WorkflowActor) -> None:
+    """Starts instance ID and terminates it, until that is saved."""
     await actor.invoke("start", _start())
     terminate = terminated_event(None, 2).SerializeToString()
     await actor.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
     finished = await actor.invoke("wait", _wait("completed"))
     assert isinstance(finished, asyncio.Future)
     assert msgpack.unpackb(await asyncio.wait_for(finished, 11))["passed"]
+
+
+async def test_a_purge_deletes_its_own_activities_rows_only() -> None:
+    """Instance `wf-1::7` shares the key prefix of `wf-1`'s activity actors
+    (`wf-1::{task}::{generation}`): purging `wf-1` deleted its activities' rows too."""
+    store = CountingStore()
+    actor = _actor(store)
+    await _terminated(actor)
     activity = activity_prefix("app", "default", ID)  # the helpers' app and namespace
     own = {f"{activity}3::1||activityState", f"{activity}12::2||activityState"}
     other = {f"{activity}7::3::1||activityState", f"{activity}x::0::1||activityState"}
@@ -203,12 +208,14 @@ async def test_a_purge_deletes_its_own_activities_rows_only() -> None:
     await actor.on_deactivate()
 
 
-class CrashingStore(MemoryStore):
-    """Transactions of at most 4 operations (etcd's are 128); with `crash_at` = n, the
-    nth transaction from then on fails, as if the sidecar died before it."""
+class PurgeStore(MemoryStore):
+    """Records how many rows each transaction writes or deletes (`sizes`); with
+    `crash_at` = n, the nth transaction from then on fails, as if the sidecar died before
+    it."""
 
-    def __init__(self) -> None:
-        super().__init__(MemoryConfig(max_txn_ops=4))
+    def __init__(self, config: MemoryConfig | None = None) -> None:
+        super().__init__(config)
+        self.sizes: list[int] = []
         self.crash_at: int | None = None
 
     async def transact(
@@ -222,7 +229,12 @@ class CrashingStore(MemoryStore):
             self.crash_at -= 1
             if self.crash_at == 0:
                 raise ConnectionError("the sidecar died here")
+        self.sizes.append(len(writes))
         return await super().transact(writes, expect=expect, background=background)
+
+
+def _crashing() -> PurgeStore:
+    return PurgeStore(MemoryConfig(max_txn_ops=4))  # 3 deletes per transaction; etcd: 128
 
 
 @pytest.mark.parametrize("crash_at", [2, 3])
@@ -231,14 +243,9 @@ async def test_a_purge_cut_short_leaves_the_instance_whole_or_only_orphans(crash
     instance stays whole), then its metadata, custom status and index entry together,
     then the rest (history rows no load reads). Cut short at either step, the next purge
     of the id finishes the job."""
-    store = CrashingStore()
+    store = _crashing()
     actor = _actor(store)
-    await actor.invoke("start", _start())
-    terminate = terminated_event(None, 2).SerializeToString()
-    await actor.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
-    finished = await actor.invoke("wait", _wait("completed"))
-    assert isinstance(finished, asyncio.Future)
-    assert msgpack.unpackb(await asyncio.wait_for(finished, 11))["passed"]
+    await _terminated(actor)
     activity = activity_prefix("app", "default", ID)
     await store.transact({f"{activity}{task}::1||activityState": b"x" for task in range(3)})
     # Rows that sort before the metadata row (orphans a crashed checkpoint would leave),
@@ -247,7 +254,7 @@ async def test_a_purge_cut_short_leaves_the_instance_whole_or_only_orphans(crash
     await store.transact({f"{own}history-{i:06d}": b"x" for i in range(50, 53)})
     await store.transact({f"{own}customStatus": b"busy"})
     stored = {key for key, _ in await store.scan_prefix("")}
-    store.crash_at = crash_at  # the store takes 3 deletes per transaction
+    store.crash_at = crash_at
     with pytest.raises(ConnectionError):
         await actor.invoke("purge", b"")
     await actor.on_deactivate()
@@ -272,14 +279,9 @@ async def test_an_activation_whose_purge_failed_midway_reads_the_rows_again() ->
     """A finished instance purged from its metadata row alone, by an activation that
     had not loaded it: when the purge fails after the metadata is gone, that activation
     does not go on answering from the row it read before."""
-    store = CrashingStore()
+    store = _crashing()
     first = _actor(store)
-    await first.invoke("start", _start())
-    terminate = terminated_event(None, 2).SerializeToString()
-    await first.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
-    finished = await first.invoke("wait", _wait("completed"))
-    assert isinstance(finished, asyncio.Future)
-    assert msgpack.unpackb(await asyncio.wait_for(finished, 11))["passed"]
+    await _terminated(first)
     await first.on_deactivate()
     own = instance_prefix("app", first.type, ID)
     await store.transact({f"{own}history-{i:06d}": b"x" for i in range(50, 53)})
@@ -296,36 +298,13 @@ async def test_an_activation_whose_purge_failed_midway_reads_the_rows_again() ->
     await later.on_deactivate()
 
 
-class TxnSizes(MemoryStore):
-    """Records how many rows each transaction writes or deletes."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sizes: list[int] = []
-
-    async def transact(
-        self,
-        writes: Mapping[str, bytes | None],
-        *,
-        expect: Mapping[str, int] = NO_EXPECT,
-        background: bool = False,
-    ) -> int:
-        self.sizes.append(len(writes))
-        return await super().transact(writes, expect=expect, background=background)
-
-
 async def test_a_big_purge_goes_in_batches_that_let_other_writes_through() -> None:
     """The store takes a million operations per transaction, but a purge deletes at most
     PURGE_BATCH rows in each: one transaction holds the store's writer, and every other
     workflow's checkpoint waits behind it."""
-    store = TxnSizes()
+    store = PurgeStore()
     actor = _actor(store)
-    await actor.invoke("start", _start())
-    terminate = terminated_event(None, 2).SerializeToString()
-    await actor.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
-    finished = await actor.invoke("wait", _wait("completed"))
-    assert isinstance(finished, asyncio.Future)
-    assert msgpack.unpackb(await asyncio.wait_for(finished, 11))["passed"]
+    await _terminated(actor)
     activity = activity_prefix("app", "default", ID)
     rows = 2 * PURGE_BATCH + 10
     await store.transact({f"{activity}{task}::1||activityState": b"x" for task in range(rows)})
