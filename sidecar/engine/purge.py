@@ -62,9 +62,8 @@ async def delete_rows(
         if is_own_activity_key(activities, key)
     ]
     index = index_key(app_id, instance_id)
-    listed = await store.get_many([index])
-    if not own and not theirs and not listed:
-        return
+    if not own and not theirs and not await store.get_many([index]):
+        return  # nothing stored (the index entry is read only then)
     first = [store_key(app_id, actor_type, instance_id, short)
              for short in (METADATA_KEY, CUSTOM_STATUS_KEY)] + [index]  # fmt: skip
     rest = [*first, *(key for key, _ in own if key not in first)]
