@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sidecar.store import (
     ConflictError,
@@ -17,8 +19,9 @@ from sidecar.store import (
     SqliteStore,
     StoreConfigError,
     StoreUnavailableError,
+    Versioned,
 )
-from sidecar.store.sqlite import _Writer
+from sidecar.store.sqlite import _ROWS_PER_STATEMENT, _sizes, _Writer
 
 # The other process: N read-modify-write increments of one counter, retried on conflict.
 _INCREMENTER = textwrap.dedent(
@@ -272,3 +275,38 @@ async def test_a_failed_commit_drops_the_block_it_reserved(
     finally:
         await a.close()
         await b.close()
+
+
+@given(st.integers(min_value=0, max_value=5000))
+def test_rows_split_into_few_statement_shapes(count: int) -> None:
+    sizes = list(_sizes(count))
+    assert sum(sizes) == count
+    assert all(0 < s <= _ROWS_PER_STATEMENT for s in sizes)
+    # Whole statements first, then each power of two at most once: a few statements,
+    # and never more shapes than the connection's statement cache keeps.
+    rest = [s for s in sizes if s != _ROWS_PER_STATEMENT]
+    assert len(rest) == len(set(rest)) and all(s & (s - 1) == 0 for s in rest)
+    assert sizes[: len(sizes) - len(rest)] == [_ROWS_PER_STATEMENT] * (count // _ROWS_PER_STATEMENT)
+
+
+@pytest.mark.parametrize("puts,deletes", [(1, 0), (0, 1), (3, 2), (255, 257), (513, 300)])
+async def test_many_puts_and_deletes_in_one_transaction(
+    tmp_path: Path, puts: int, deletes: int
+) -> None:
+    """Rows go several to a statement: every put lands with the transaction's revision,
+    every delete removes its row, and no other row is touched."""
+    store = await SqliteStore.open(SqliteConfig(tmp_path / "state.db"))
+    try:
+        await store.transact({f"old-{i:04d}": b"o%d" % i for i in range(deletes + 5)})
+        writes: dict[str, bytes | None] = {f"old-{i:04d}": None for i in range(deletes)}
+        writes |= {f"new-{i:04d}": b"n%d" % i for i in range(puts)}
+        revision = await store.transact(writes)
+        rows = dict(await store.scan_prefix(""))
+        assert sorted(rows) == sorted(
+            [f"new-{i:04d}" for i in range(puts)]
+            + [f"old-{i:04d}" for i in range(deletes, deletes + 5)]
+        )
+        assert all(rows[f"new-{i:04d}"] == Versioned(b"n%d" % i, revision) for i in range(puts))
+        assert rows[f"old-{deletes:04d}"].value == b"o%d" % deletes
+    finally:
+        await store.close()
