@@ -51,7 +51,7 @@ from placement.streams import (
     table_proto,
     validate_report,
 )
-from raftkit.errors import LeadershipLostError, RaftError
+from raftkit.errors import RaftError
 from raftkit.listen import EXCLUSIVE_PORT, bind_grpc
 from raftkit.node import RaftNode, RaftStatus, Role
 from raftkit.outbox import OutboxWriter
@@ -127,6 +127,9 @@ class PlacementNode:
         self._upserts: dict[str, HostRecord] = {}
         self._removals: dict[str, RemoveReason] = {}
         self._proposing = False
+        # Orders of `_term` not sent yet: they wait out a quorum gap, in order (`_send`).
+        self._held: deque[Send] = deque()
+        self._gap_since: float | None = None  # when the quorum gap that holds them began
         self._tasks: list[asyncio.Task[None]] = []
         self._server: grpc.aio.Server | None = None
         self.rounds: deque[RoundCompleted] = deque(maxlen=1000)
@@ -272,6 +275,8 @@ class PlacementNode:
             "placement node %s stops leading term %d: %s", self.config.node_id, self._term, why
         )
         self._term, self._leading = 0, False
+        self._held.clear()
+        self._gap_since = None
         self._upserts.clear()
         self._removals.clear()
         self._removal_due.clear()
@@ -361,11 +366,42 @@ class PlacementNode:
             stream.close(grpc.StatusCode.INVALID_ARGUMENT, "empty report")
 
     def _send(self, send: Send) -> None:
-        try:
-            self.raft.ensure_leader(send.term)
-        except LeadershipLostError as exc:
-            self._lose_leadership(str(exc))
-            return
+        self._held.append(send)
+        self._release_held()
+
+    def _release_held(self) -> None:
+        """Send the held orders, oldest first, while this node leads their term with a
+        recent quorum. In a quorum gap (still the leader of the term, but no follower
+        answered within the quorum window: on a busy machine, a follower late by a few
+        hundred ms) they wait, the hosts' streams kept, and the tick sends them once the
+        quorum is back; if the gap lasts, Raft ends the term (`leader_fallback_timeout`)
+        and the leadership is given up as for any other change of role or term.
+        Dropping every stream at the first gap made every sidecar reconnect, and lock its
+        table if that took over a second (bench/RESULTS.md, placement)."""
+        while self._held:
+            send = self._held[0]
+            status = self.raft.status()
+            if status.role is not Role.LEADER or status.term != send.term:
+                self._lose_leadership(
+                    f"not the leader of term {send.term} any more (now "
+                    f"{status.role.name.lower()} in term {status.term})"
+                )
+                return
+            if not status.has_quorum:
+                if self._gap_since is None:
+                    self._gap_since = time.monotonic()
+                    log.warning("placement node %s: no recent quorum in term %d; orders wait",
+                                self.config.node_id, send.term)  # fmt: skip
+                return  # a quorum gap: the tick tries again
+            if self._gap_since is not None:
+                log.warning("placement node %s: quorum back after %d ms; %d orders go out",
+                            self.config.node_id, (time.monotonic() - self._gap_since) * 1000,
+                            len(self._held))  # fmt: skip
+                self._gap_since = None
+            self._held.popleft()
+            self._deliver(send)
+
+    def _deliver(self, send: Send) -> None:
         streams = [s for s in map(self._streams.get, send.hosts) if s is not None]
         if send.operation is not Operation.UPDATE:
             self._queue(streams, encode_order(send.operation, send.version, send.term))
@@ -395,6 +431,7 @@ class PlacementNode:
     # ---- expiry and proposals
 
     def _tick(self, now: float) -> None:
+        self._release_held()
         if self._term:
             timeout = self.config.host_timeout_s
             for stream in list(self._streams.values()):
