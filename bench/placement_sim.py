@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import grpc
 from placement.api.v1 import placement_pb2 as pb
 
 PATH = "/actorflow.placement.v1.Placement/ReportHost"
+STREAM_LOST = 3  # exit status: placement ended a host's stream, the run is void
 STREAMS_PER_CHANNEL = 250
 
 
@@ -64,6 +66,9 @@ class Tracker:
     bytes_by_version: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     members: dict[int, frozenset[str]] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Why a host's stream was ended by placement (a new leader, say): the measurement
+    # is void then, since these hosts do not reconnect as sidecars do.
+    lost: str | None = None
 
     def record(self, host: str, data: bytes, now: float) -> tuple[int, int, int]:
         op, version, term = order_header(data)
@@ -142,8 +147,10 @@ class SimHost:
                     self._observe(version, pb.PlacementOrder.FromString(data))
                 ack = pb.RoundAck(operation=op, version=version, term=term)  # type: ignore[arg-type]
                 await self.write(pb.HostReport(ack=ack))
-        except grpc.aio.AioRpcError:
-            return
+        except grpc.aio.AioRpcError as exc:
+            if self.tracker.lost is None:
+                self.tracker.lost = f"{self.name}: {exc.code().name} {exc.details()}"
+            self.tracker.changed.set()
 
     def _observe(self, version: int, order: pb.PlacementOrder) -> None:
         if order.HasField("delta"):
@@ -157,9 +164,16 @@ class SimHost:
         await self.write(self.status())
 
 
+class StreamLostError(RuntimeError):
+    """Placement ended a simulated host's stream: what follows would not measure
+    dissemination (the exit status tells `bench placement` to run it again)."""
+
+
 async def wait_until(tracker: Tracker, check: Any, timeout: float) -> float:
     async with asyncio.timeout(timeout):
         while True:
+            if tracker.lost is not None:
+                raise StreamLostError(f"a host's stream was ended by placement ({tracker.lost})")
             tracker.changed.clear()
             done = check()
             if done is not None:
@@ -241,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         result = uvloop.run(run(args))
     except ImportError:  # pragma: no cover
         result = asyncio.run(run(args))
+    except StreamLostError as exc:
+        print(f"placement_sim: {exc}", file=sys.stderr)
+        return STREAM_LOST
     args.out.write_text(json.dumps(result))
     return 0
 
