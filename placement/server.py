@@ -53,7 +53,7 @@ from placement.streams import (
 )
 from raftkit.errors import RaftError
 from raftkit.listen import EXCLUSIVE_PORT, bind_grpc
-from raftkit.node import RaftNode, RaftStatus, Role
+from raftkit.node import Fence, RaftNode, RaftStatus, Role
 from raftkit.outbox import OutboxWriter
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
 from raftkit.wire import Malformed, first_request, lenient, refusal, unary_handler
@@ -380,14 +380,11 @@ class PlacementNode:
         table if that took over a second (bench/RESULTS.md, placement)."""
         while self._held:
             send = self._held[0]
-            status = self.raft.status()
-            if status.role is not Role.LEADER or status.term != send.term:
-                self._lose_leadership(
-                    f"not the leader of term {send.term} any more (now "
-                    f"{status.role.name.lower()} in term {status.term})"
-                )
+            fence = self.raft.fence(send.term)
+            if fence is Fence.LOST:
+                self._lose_leadership(f"not the leader of term {send.term} any more")
                 return
-            if not status.has_quorum:
+            if fence is Fence.GAP:
                 if self._gap_since is None:
                     self._gap_since = time.monotonic()
                     log.warning("placement node %s: no recent quorum in term %d; orders wait",

@@ -43,7 +43,7 @@ from raftkit.errors import (
     UnknownOutcomeError,
 )
 from raftkit.journal import DurableJournal
-from raftkit.node import Entry, RaftNode, RaftStatus, Role, StateMachine
+from raftkit.node import Entry, Fence, RaftNode, RaftStatus, Role, StateMachine
 
 __all__ = [
     "CodecError",
@@ -53,6 +53,7 @@ __all__ = [
     "ConfigError",
     "DurableJournal",
     "Entry",
+    "Fence",
     "JournalError",
     "LeadershipLostError",
     "NotLeaderError",

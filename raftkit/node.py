@@ -64,7 +64,7 @@ from raftkit.errors import (
 from raftkit.journal import DurableJournal, SyncFn
 from raftkit.replicated_log import ReplicatedLog
 
-__all__ = ["Entry", "RaftNode", "RaftStatus", "Role", "StateMachine"]
+__all__ = ["Entry", "Fence", "RaftNode", "RaftStatus", "Role", "StateMachine"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,14 @@ class Role(enum.Enum):
     FOLLOWER = 0
     CANDIDATE = 1
     LEADER = 2
+
+
+class Fence(enum.Enum):
+    """Where leader-only actions on behalf of a term stand (`RaftNode.fence`)."""
+
+    HOLDS = "holds"  # this node leads the term and heard from a majority recently: act
+    GAP = "gap"  # it still leads the term, without a recent quorum: wait, keep the rest
+    LOST = "lost"  # another role or term: the term's leadership is over here
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,10 +289,20 @@ class RaftNode:
             return term
         return None
 
+    def fence(self, term: int) -> Fence:
+        """Whether a leader-only action on behalf of `term` may go ahead now (HOLDS),
+        must wait out a quorum gap (GAP: a busy machine's follower late by a few hundred
+        ms; Raft ends the term itself if the gap lasts `leader_fallback_timeout`), or
+        belongs to a leadership that is over (LOST)."""
+        log = self._require()
+        if not log._isLeader() or log.raftCurrentTerm != term:
+            return Fence.LOST
+        return Fence.HOLDS if self._has_quorum(log) else Fence.GAP
+
     def ensure_leader(self, term: int) -> None:
         """Raise LeadershipLostError unless still leader of `term` with a recent quorum.
         Call it right before every leader-only action taken on behalf of `term`."""
-        if self.leader_term() != term:
+        if self.fence(term) is not Fence.HOLDS:
             raise LeadershipLostError(term, self.term, self.leader_address)
 
     # -- proposing ---------------------------------------------------------------------

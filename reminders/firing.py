@@ -55,8 +55,8 @@ from typing import Any, Protocol
 import grpc
 
 from raftkit.codec import Command
-from raftkit.errors import LeadershipLostError, NotLeaderError, RaftError
-from raftkit.node import RaftNode, RaftStatus, Role
+from raftkit.errors import NotLeaderError, RaftError
+from raftkit.node import Fence, RaftNode, RaftStatus, Role
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.config import RemindersConfig
 from reminders.convert import key_to_proto
@@ -260,12 +260,11 @@ class Dispatcher:
     def _step(self) -> None:
         if not self._firing:
             return
-        try:
-            self._raft.ensure_leader(self._term)
-        except LeadershipLostError as exc:
-            if self._raft.is_leader and self._raft.term == self._term:
-                return  # no recent quorum: fire and record nothing until it is back
-            self._lose(str(exc))
+        fence = self._raft.fence(self._term)
+        if fence is Fence.GAP:
+            return  # no recent quorum: fire and record nothing until it is back
+        if fence is Fence.LOST:
+            self._lose(f"not the leader of term {self._term} any more")
             return
         self._expire(self._clock.monotonic())
         now_ms = self._clock.wall_ms()

@@ -23,7 +23,7 @@ import grpc
 
 from raftkit.codec import Command
 from raftkit.errors import LeadershipLostError
-from raftkit.node import Entry
+from raftkit.node import Entry, Fence
 from reminders.api.v1 import reminders_pb2 as pb
 from reminders.client import SERVICE
 from reminders.machine import Key, create_item
@@ -248,8 +248,13 @@ class LeadingRaft:
         self.quorum = True
         self.is_leader = True
 
+    def fence(self, term: int) -> Fence:
+        if not (self.is_leader and self.term == term):
+            return Fence.LOST
+        return Fence.HOLDS if self.quorum else Fence.GAP
+
     def ensure_leader(self, term: int) -> None:
-        if not (self.quorum and self.is_leader and self.term == term):
+        if self.fence(term) is not Fence.HOLDS:
             raise LeadershipLostError(term, self.term, self.address)
 
     def leader_term(self) -> int | None:

@@ -15,7 +15,7 @@ from placement.dissemination import Operation, Send
 from placement.membership import HostRecord
 from placement.server import PlacementNode
 from placement.streams import HostStream
-from raftkit.node import RaftStatus, Role
+from raftkit.node import Fence, RaftStatus, Role
 
 TERM = 5
 
@@ -26,6 +26,12 @@ class FakeRaft:
 
     def status(self) -> RaftStatus:
         return self.current
+
+    def fence(self, term: int) -> Fence:
+        s = self.current
+        if s.role is not Role.LEADER or s.term != term:
+            return Fence.LOST
+        return Fence.HOLDS if s.has_quorum else Fence.GAP
 
 
 def _leader(tmp_path: Path) -> tuple[PlacementNode, FakeRaft, list[HostStream]]:

@@ -22,6 +22,7 @@ from raftkit import (
     CommandRejectedError,
     CommandTooLargeError,
     Entry,
+    Fence,
     LeadershipLostError,
     NotLeaderError,
     RaftConfig,
@@ -176,11 +177,13 @@ async def test_term_fencing(cluster: InProcCluster) -> None:
     leader = await cluster.leader()
     term = leader.term
     assert leader.leader_term() == term
+    assert leader.fence(term) is Fence.HOLDS and leader.fence(term + 1) is Fence.LOST
     leader.ensure_leader(term)
     with pytest.raises(LeadershipLostError):
         leader.ensure_leader(term + 1)
     follower = cluster.followers(leader)[0]
     assert follower.leader_term() is None
+    assert follower.fence(term) is Fence.LOST
     with pytest.raises(LeadershipLostError):
         follower.ensure_leader(term)
     # A command fenced with another term reaches the log but no replica applies it.
