@@ -35,7 +35,7 @@ import json
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 import msgpack
 from aiohttp import web
@@ -111,21 +111,39 @@ def _strict_loads(text: str | bytes) -> Any:
     return json.loads(text, parse_constant=_no_constant)
 
 
+def _check_utf8(request: web.Request) -> None:
+    """The path and query, percent-decoded, must be UTF-8: aiohttp would keep an invalid
+    escape as it came (`%C3(`) and read the query's with U+FFFD, so two different ids
+    could name one instance."""
+    try:
+        unquote_to_bytes(request.raw_path).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HttpError(
+            400, "ERR_MALFORMED_REQUEST", f"the URL is not UTF-8 once percent-decoded: {exc}"
+        ) from None
+
+
 async def _json_text(request: web.Request) -> str | None:
-    """The body as JSON text (None when empty); 400 when it is not JSON. A body over the
-    limit raises aiohttp's 413, which `sidecar.http.json_errors` answers as JSON."""
+    """The body as JSON text (None when empty); 400 when it is not JSON in UTF-8 (RFC
+    8259; Python's parser would also take UTF-16 and UTF-32 bytes, which the app could
+    not read back). A body over the limit raises aiohttp's 413, which
+    `sidecar.http.json_errors` answers as JSON."""
     raw = await request.read()
     if not raw.strip():
         return None
     try:
-        _strict_loads(raw)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HttpError(400, "ERR_MALFORMED_REQUEST", f"body is not UTF-8: {exc}") from None
+    try:
+        _strict_loads(text)
     except ValueError as exc:
         raise HttpError(400, "ERR_MALFORMED_REQUEST", f"body is not JSON: {exc}") from None
     except RecursionError:  # nested deeper than the parser's stack
         raise HttpError(
             400, "ERR_MALFORMED_REQUEST", "body is JSON nested too deeply to parse"
         ) from None
-    return raw.decode()
+    return text
 
 
 class WorkflowApi:
@@ -307,6 +325,7 @@ class _Handlers:
 def _guard(fn: Any) -> Any:
     async def handler(request: web.Request) -> web.StreamResponse:
         try:
+            _check_utf8(request)
             result: web.StreamResponse = await fn(request)
             return result
         except HttpError as exc:

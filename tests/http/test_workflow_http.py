@@ -232,6 +232,13 @@ async def test_failure_is_reported(http: aiohttp.ClientSession) -> None:
          "ERR_MALFORMED_REQUEST"),
         ("POST", "/v1.0/workflows/x/never-started/raiseEvent", b'{"name": "a\\u0000b"}', 400,
          "ERR_MALFORMED_REQUEST"),
+        ("POST", "/v1.0/workflows/fan/bom16/start", b"\xff\xfe" + '"hi"'.encode("utf-16-le"),
+         400, "ERR_MALFORMED_REQUEST"),  # was 500: JSON parsed as UTF-16, then decoded as 8
+        ("POST", "/v1.0/workflows/fan/utf16/start", '"hi"'.encode("utf-16-le"), 400,
+         "ERR_MALFORMED_REQUEST"),  # was saved with NULs, which the app could not read
+        ("POST", "/v1.0/workflows/dapr/fan/start?instanceID=%FF", b"1", 400,
+         "ERR_MALFORMED_REQUEST"),  # was started as U+FFFD, as %FE would have been
+        ("POST", "/v1.0/workflows/fan/%C3%28/start", b"1", 400, "ERR_MALFORMED_REQUEST"),
         ("GET", "/v1.0/workflows/fan/never-started", None, 404, "ERR_INSTANCE_NOT_FOUND"),
         ("POST", "/v1.0/workflows/fan/never-started/terminate", None, 404,
          "ERR_INSTANCE_NOT_FOUND"),
