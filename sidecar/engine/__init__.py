@@ -1,7 +1,9 @@
 """The workflow engine's shell: actors and the app-facing service around the pure core
 in `sidecar.workflow`.
 
-- `workflow_actor`: one actor per instance: intake, the orchestration runner, checkpoints.
+- `workflow_actor`: one actor per instance, in three layers: `workflow_saved` (its state,
+  loaded, folded and checkpointed), `workflow_runner` (the orchestration runner) and
+  `workflow_actor` (the mailbox); `workflow_requests` reads the methods' payloads.
 - `activity_actor`: one actor per scheduled task: runs it on an app, reports back.
 - `effects`: carries out a saved turn's effects (dispatches, timers, children, events).
 - `apps`: GetWorkItems streams and completions (`AppConnections`).

@@ -14,7 +14,8 @@ import msgpack
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.testing import workflow_actor
-from sidecar.engine.workflow_actor import COALESCE_MIN_OPEN, WorkflowActor
+from sidecar.engine.workflow_actor import WorkflowActor
+from sidecar.engine.workflow_runner import COALESCE_MIN_OPEN
 from sidecar.store.memory import MemoryStore
 from sidecar.workflow.events import execution_started_event, raised_event, task_completed_event
 from sidecar.workflow.testing import response, schedule_task_action

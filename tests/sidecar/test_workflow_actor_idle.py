@@ -18,7 +18,8 @@ from sidecar.actors.base import REMINDER_METHOD, ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.testing import workflow_actor
-from sidecar.engine.workflow_actor import FINISHED_IDLE_S, WorkflowActor
+from sidecar.engine.workflow_actor import WorkflowActor
+from sidecar.engine.workflow_runner import FINISHED_IDLE_S
 from sidecar.store.base import Versioned
 from sidecar.store.memory import MemoryStore
 from sidecar.workflow.events import execution_started_event, raised_event, task_completed_event
