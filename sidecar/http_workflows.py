@@ -43,6 +43,7 @@ from aiohttp import web
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.naming import instance_id_problem, name_problem, workflow_type
+from sidecar.engine.taskhub import actor_status
 from sidecar.http_errors import error
 from sidecar.workflow.events import (
     execution_started_event,
@@ -68,12 +69,15 @@ _STATUS = {
     pb.ORCHESTRATION_STATUS_STALLED: "STALLED",
 }
 _HTTP_FOR = {"NOT_FOUND": 404, "ALREADY_EXISTS": 409, "FAILED_PRECONDITION": 409,
-             "INVALID_ARGUMENT": 400, "RESOURCE_EXHAUSTED": 413}  # fmt: skip
+             "INVALID_ARGUMENT": 400, "RESOURCE_EXHAUSTED": 413,
+             "UNAVAILABLE": 503}  # fmt: skip
 # The errorCode of an actor's refusal, where it is not `ERR_{code}`: every route here
 # names an instance, so the actor's NOT_FOUND is that instance missing (the same answer
 # as a get or purge of it); a payload the state store cannot hold is the same 413 as
-# a body over the HTTP limit.
-_ERR_FOR = {"NOT_FOUND": "ERR_INSTANCE_NOT_FOUND", "RESOURCE_EXHAUSTED": "ERR_PAYLOAD_TOO_LARGE"}
+# a body over the HTTP limit; UNAVAILABLE comes only from the state store (see
+# `actor_status`).
+_ERR_FOR = {"NOT_FOUND": "ERR_INSTANCE_NOT_FOUND", "RESOURCE_EXHAUSTED": "ERR_PAYLOAD_TOO_LARGE",
+            "UNAVAILABLE": "ERR_STORE_UNAVAILABLE"}  # fmt: skip
 
 
 class HttpError(Exception):
@@ -161,9 +165,10 @@ class WorkflowApi:
             )
             return result
         except ActorCallError as exc:
-            code, _, message = str(exc).partition(": ")
+            status, message = actor_status(exc)  # as the gRPC API reads it
+            code = status.name
             name = _ERR_FOR.get(code, f"ERR_{code}")
-            raise HttpError(_HTTP_FOR.get(code, 500), name, message or str(exc)) from exc
+            raise HttpError(_HTTP_FOR.get(code, 500), name, message) from exc
         except (ActorUnavailableError, UnknownActorTypeError) as exc:
             raise HttpError(503, "ERR_NOT_READY", str(exc)) from exc
 

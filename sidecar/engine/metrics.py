@@ -57,6 +57,9 @@ class EngineMetrics:
     started: int = 0  # instances started here (new ones, children, reruns, reused ids)
     finished: dict[str, int] = field(default_factory=dict)  # by terminal status
     checkpoint_s: Histogram = field(default_factory=lambda: Histogram(CHECKPOINT_BUCKETS_S))
+    # Checkpoints the store refused (out of reach, a full disk): each one's turn runs
+    # again later. Above zero, the store needs looking at.
+    checkpoint_failures: int = 0
 
     def finished_with(self, status: int) -> None:
         name = pb.OrchestrationStatus.Name(status).removeprefix(_STATUS_PREFIX)
@@ -73,4 +76,8 @@ class EngineMetrics:
             count = self.finished.get(status, 0)
             out.append(f'actorflow_workflows_finished_total{{status="{status}"}} {count}')
         out += self.checkpoint_s.lines("actorflow_workflow_checkpoint_seconds")
+        out += [
+            "# TYPE actorflow_workflow_checkpoint_failures_total counter",
+            f"actorflow_workflow_checkpoint_failures_total {self.checkpoint_failures}",
+        ]
         return out

@@ -36,6 +36,7 @@ from sidecar.engine.naming import (
     name_problem,
     workflow_type,
 )
+from sidecar.store import StoreUnavailableError, TransactionOutcomeUnknownError
 from sidecar.workflow.events import (
     execution_started_event,
     raised_event,
@@ -53,6 +54,11 @@ TERMINAL = {
 }
 WAIT_CHUNK_S = 10.0  # a waiting call asks the instance's actor again this often
 _WRAPPED = f"{ActorCallError.__name__}: "
+# An actor whose store failed answers with the error's type name (the actor host's
+# `Type: message`): a store out of reach, or a disk full. UNAVAILABLE says "try again",
+# which the SDK's waits do for a while on their own.
+_STORE_OUTAGES = frozenset(e.__name__ for e in (StoreUnavailableError,
+                                                TransactionOutcomeUnknownError))  # fmt: skip
 
 
 def _now_ms() -> int:
@@ -66,6 +72,8 @@ def actor_status(error: ActorCallError) -> tuple[grpc.StatusCode, str]:
     while text.startswith(_WRAPPED):
         text = text[len(_WRAPPED) :]
     code, _, message = text.partition(": ")
+    if code in _STORE_OUTAGES:
+        return grpc.StatusCode.UNAVAILABLE, f"the state store is unavailable: {message}"
     status = getattr(grpc.StatusCode, code, None)
     if not isinstance(status, grpc.StatusCode) or status is grpc.StatusCode.OK:
         return grpc.StatusCode.INTERNAL, text

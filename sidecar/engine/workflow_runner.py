@@ -20,9 +20,10 @@ from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import WorkItemTooLargeError
 from sidecar.engine.workflow_requests import is_completed, now_ms
 from sidecar.engine.workflow_saved import SavedWorkflow, retrieve
-from sidecar.store import ConflictError
+from sidecar.store import ConflictError, StoreUnavailableError
 from sidecar.workflow import (
     AppTurn,
+    CheckpointPlan,
     CheckpointTooLargeError,
     Completed,
     DispatchActivity,
@@ -71,6 +72,12 @@ IDLE_HOLD_MAX_S = 10.0
 WRITE_DRAIN_S = 10.0
 # The runner plans again from the store after a failed save, but not more often in a row.
 MAX_CONFLICTS_IN_A_ROW = 2
+# A checkpoint the store could not take (out of reach, a full disk) is written again
+# after STORE_RETRY_MIN_S, doubling up to STORE_RETRY_MAX_S, for as long as the
+# activation lives: nothing else would save the turn until another event came, and
+# none may come (a fan-out's last outcome was in it).
+STORE_RETRY_MIN_S = 0.1
+STORE_RETRY_MAX_S = 5.0
 
 # A finished instance's actor leaves after this long with nothing to do (or after the
 # sidecar's idle timeout when that is shorter), instead of holding its whole history in
@@ -318,11 +325,29 @@ class WorkflowRunner(SavedWorkflow):
             (early if isinstance(effect, DispatchActivity) else rest).append(effect)
         if early:
             self.effects.start(early)
-        await self._save(result.state, plan=plan)
+        await self._save_until_taken(result.state, plan)
         for effect in rest:
             if isinstance(effect, Completed):
                 self.metrics.finished_with(effect.status)
         self.effects.start(rest)
+
+    async def _save_until_taken(self, state: WorkflowState, plan: CheckpointPlan) -> None:
+        """Save a turn's checkpoint, again and again while the store fails (see
+        STORE_RETRY_MIN_S). The lock stays held: nothing else may save meanwhile, so the
+        plan stays valid, and the app's answer is kept instead of asked for again. A
+        write whose outcome was lost, tried again, meets its own landed self: a
+        conflict, which reloads the stored state (`_save`) and ends the turn."""
+        delay_s = STORE_RETRY_MIN_S
+        while True:
+            try:
+                await self._save(state, plan=plan)
+                return
+            except StoreUnavailableError as exc:
+                self.metrics.checkpoint_failures += 1
+                log.warning("workflow %s: the state store did not take the checkpoint, "
+                            "again in %.3gs: %s", self.id, delay_s, exc)  # fmt: skip
+                await asyncio.sleep(delay_s)  # retry backoff
+                delay_s = min(delay_s * 2, STORE_RETRY_MAX_S)
 
     def _send_early(self, state: WorkflowState) -> _EarlyTurn | None:
         turn = plan_turn(state, now_ms())
