@@ -57,8 +57,9 @@ class EngineMetrics:
     started: int = 0  # instances started here (new ones, children, reruns, reused ids)
     finished: dict[str, int] = field(default_factory=dict)  # by terminal status
     checkpoint_s: Histogram = field(default_factory=lambda: Histogram(CHECKPOINT_BUCKETS_S))
-    # Checkpoints the store refused (out of reach, a full disk): each one's turn runs
-    # again later. Above zero, the store needs looking at.
+    # Checkpoint writes the store refused (out of reach, a full disk): each is written
+    # again after a backoff (`WorkflowRunner._save_until_taken`). Rising, the store
+    # needs looking at.
     checkpoint_failures: int = 0
 
     def finished_with(self, status: int) -> None:
