@@ -69,15 +69,19 @@ class ActorRouter:
         *,
         timeout_s: float | None = None,
     ) -> bytes:
-        deadline = time.monotonic() + (timeout_s or self._timeout)
+        began = time.monotonic()
+        deadline = began + (timeout_s or self._timeout)
         backoff = 0.01
         last_error = "no attempt"
         while (left := deadline - time.monotonic()) > 0:
             try:
                 # Waits while the table is locked or absent, never past the deadline.
                 owner = await self._placement.lookup(actor_type, actor_id, wait_s=left)
-            except LookupTimeoutError as exc:
-                last_error = str(exc)
+            except LookupTimeoutError:
+                # Its own wait is what was left of ours (microseconds, at the end): say
+                # how long the call waited.
+                waited = time.monotonic() - began
+                last_error = f"placement table locked or absent; the call waited {waited:.3g}s"
                 continue
             except NoHostsError as exc:
                 raise UnknownActorTypeError(actor_type) from exc

@@ -5,6 +5,7 @@ still busy, which ends as ActorUnavailableError like a remote owner that is too 
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 
@@ -35,8 +36,13 @@ async def test_a_call_without_a_table_gives_up_at_its_deadline() -> None:
     router = ActorRouter(_placement(), host, PeerPool(), "s1", default_timeout_s=60.0)
     # With the lookup unbounded this would wait lookup_wait_s (60 s) and fail the
     # outer wait; bounded by the call's 0.2 s it gives up well within it.
-    with pytest.raises(ActorUnavailableError, match="no owner answered in time"):
+    with pytest.raises(ActorUnavailableError, match="no owner answered in time") as raised:
         await asyncio.wait_for(router.call("t", "a", "m", b"", timeout_s=0.2), 10)
+    # How long the call waited, not what was left of it for the last lookup (the
+    # message said "absent for 3.33e-06s" after a 30 s wait).
+    waited = re.search(r"the call waited ([0-9.e-]+)s", str(raised.value))
+    assert waited is not None, raised.value
+    assert 0.2 <= float(waited.group(1)) < 5, raised.value
 
 
 class _Slow:
