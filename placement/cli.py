@@ -21,6 +21,7 @@ from placement.config import PlacementConfig
 from placement.server import PlacementNode
 from raftkit.errors import ConfigError, RaftError
 from raftkit.listen import BindError
+from raftkit.node import exit_on_journal_failure
 from raftkit.peers import parse_peer
 from raftkit.service import freeze_startup_objects
 from raftkit.tls import TlsFiles
@@ -102,7 +103,7 @@ def config_from_args(args: argparse.Namespace) -> PlacementConfig:
 
 
 async def serve(config: PlacementConfig) -> None:
-    node = PlacementNode(config)
+    node = PlacementNode(config, on_journal_failure=exit_on_journal_failure)
     port = await node.start()
     freeze_startup_objects()
     print(f"READY placement {config.node_id} api=127.0.0.1:{port}", flush=True)

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,12 +111,20 @@ def _wall_ms() -> int:
 
 
 class PlacementNode:
-    def __init__(self, config: PlacementConfig) -> None:
+    def __init__(
+        self,
+        config: PlacementConfig,
+        *,
+        on_journal_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """`on_journal_failure`: see `RaftNode` (the server process exits there)."""
         self.config = config
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.machine = MembershipMachine(on_change=self._from_tick_thread_membership)
-        self.raft = RaftNode(config.raft_config(), self.machine)
+        self.raft = RaftNode(
+            config.raft_config(), self.machine, on_journal_failure=on_journal_failure
+        )
         self._diss = Disseminator(ack_timeout_ms=int(config.ack_timeout_s * 1000))
         self._streams: dict[str, HostStream] = {}
         self._membership = Membership()

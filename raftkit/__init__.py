@@ -43,9 +43,19 @@ from raftkit.errors import (
     UnknownOutcomeError,
 )
 from raftkit.journal import DurableJournal
-from raftkit.node import Entry, Fence, RaftNode, RaftStatus, Role, StateMachine
+from raftkit.node import (
+    JOURNAL_FAILED_EXIT,
+    Entry,
+    Fence,
+    RaftNode,
+    RaftStatus,
+    Role,
+    StateMachine,
+    exit_on_journal_failure,
+)
 
 __all__ = [
+    "JOURNAL_FAILED_EXIT",
     "CodecError",
     "Command",
     "CommandRejectedError",
@@ -71,4 +81,5 @@ __all__ = [
     "decode_snapshot",
     "encode_command",
     "encode_snapshot",
+    "exit_on_journal_failure",
 ]

@@ -56,8 +56,10 @@ Remaining limits:
 - A record that fails its CRC ends the log: the rest is treated as a torn tail from a
   crash and truncated (with a warning). Media corruption in the middle of the log is
   not distinguished from a torn tail.
-- After a failed fsync the journal refuses all further work (`JournalError`) and the
-  node stops acknowledging: an fsync error cannot be retried safely.
+- After a failed write or fsync the journal refuses all further work (`JournalError`)
+  and the node stops acknowledging: an fsync error cannot be retried safely. `on_fail`
+  is told first; the placement and reminders servers exit there (status 75), to be
+  restarted from what is on disk (`raftkit.node.exit_on_journal_failure`).
 
 Single-threaded by design: pysyncobj calls the journal only from its tick thread.
 
@@ -127,10 +129,20 @@ class DurableJournal:
     wrapper, benchmarks a no-op to measure the cost of syncing alone.
     """
 
-    def __init__(self, path: Path | str, *, sync_fn: SyncFn | None = None) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        sync_fn: SyncFn | None = None,
+        on_fail: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """`on_fail` is told of the failure that ends the journal (see `_fail`), once,
+        before the `JournalError` is raised: a process can then exit and be restarted
+        from what is on disk, instead of living on with a node that refuses all work."""
         self._path = Path(path)
         self._meta_path = self._path.with_name(self._path.name + ".meta")
         self._sync_fn: SyncFn = sync_fn or _default_sync
+        self._on_fail = on_fail
         self._entries: list[LogEntry] = []
         self._offsets: list[int] = []  # file offset of each entry's record
         self._pending = bytearray()  # records appended but not yet written
@@ -339,8 +351,11 @@ class DurableJournal:
             raise JournalError(f"journal {self._path} is closed")
 
     def _fail(self, exc: BaseException) -> NoReturn:
+        first = self._failed is None
         self._failed = exc
         logger.critical("journal %s: %r; refusing further work", self._path, exc)
+        if first and self._on_fail is not None:
+            self._on_fail(exc)
         raise JournalError(f"journal {self._path}: {exc!r}") from exc
 
     def _write_pending(self) -> None:

@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -64,9 +65,35 @@ from raftkit.errors import (
 from raftkit.journal import DurableJournal, SyncFn
 from raftkit.replicated_log import ReplicatedLog
 
-__all__ = ["Entry", "Fence", "RaftNode", "RaftStatus", "Role", "StateMachine"]
+__all__ = [
+    "JOURNAL_FAILED_EXIT",
+    "Entry",
+    "Fence",
+    "RaftNode",
+    "RaftStatus",
+    "Role",
+    "StateMachine",
+    "exit_on_journal_failure",
+]
 
 logger = logging.getLogger(__name__)
+
+# A server whose journal failed exits with this status (EX_TEMPFAIL: try again later),
+# for its supervisor (systemd, Kubernetes, `actorflow up`'s report) to see and restart.
+JOURNAL_FAILED_EXIT = 75
+
+
+def exit_on_journal_failure(exc: BaseException) -> None:
+    """`RaftNode(on_journal_failure=...)` for a server process: end the process at once.
+    A node whose journal failed refuses all work for good (an fsync error cannot be
+    retried safely) but would otherwise live on, answering probes; restarted, it
+    recovers from what is on disk, and a full disk that was freed meanwhile is usable
+    again. No clean shutdown: it would try to write."""
+    logger.critical("the Raft journal failed (%r): exiting with status %d, to be restarted "
+                    "from what is on disk", exc, JOURNAL_FAILED_EXIT)  # fmt: skip
+    logging.shutdown()
+    os._exit(JOURNAL_FAILED_EXIT)
+
 
 # pysyncobj.FAIL_REASON values
 _SUCCESS, _QUEUE_FULL, _MISSING_LEADER, _DISCARDED = 0, 1, 2, 3
@@ -140,12 +167,18 @@ class RaftNode:
         state_machine: StateMachine,
         *,
         sync_fn: SyncFn | None = None,
+        on_journal_failure: Callable[[BaseException], None] | None = None,
     ) -> None:
         """`sync_fn` replaces the journal's `os.fdatasync` (tests count calls; benchmarks
-        measure the cost of syncing). Nothing starts until `start()`."""
+        measure the cost of syncing). `on_journal_failure` is called once, from the tick
+        thread, when the journal fails for good (a write or a sync refused: a full disk,
+        an I/O error); the node then refuses all work, so a server process exits there
+        (`exit_on_journal_failure`) and is restarted from what is on disk. Nothing starts
+        until `start()`."""
         self._config = config
         self._machine = state_machine
         self._sync_fn = sync_fn
+        self._on_journal_failure = on_journal_failure
         self._log: ReplicatedLog | None = None
         self._journal: DurableJournal | None = None
         self._quorum_window_s = min(config.leader_fallback_timeout_s, config.election_timeout_min_s)
@@ -169,7 +202,9 @@ class RaftNode:
         cfg = self._config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         if cfg.durable_journal:
-            self._journal = DurableJournal(cfg.journal_path, sync_fn=self._sync_fn)
+            self._journal = DurableJournal(
+                cfg.journal_path, sync_fn=self._sync_fn, on_fail=self._on_journal_failure
+            )
         sealer = None
         if cfg.password is not None and cfg.security is Security.HMAC:
             sealer = HmacSealer(cfg.password)

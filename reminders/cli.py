@@ -25,6 +25,7 @@ from pathlib import Path
 
 from raftkit.errors import ConfigError, RaftError
 from raftkit.listen import BindError
+from raftkit.node import exit_on_journal_failure
 from raftkit.service import freeze_startup_objects
 from raftkit.tls import TlsFiles
 from reminders.config import RemindersConfig, parse_peer
@@ -97,7 +98,7 @@ def _config(ns: argparse.Namespace) -> RemindersConfig:
 async def _serve(config: RemindersConfig) -> None:
     from reminders.server import RemindersNode
 
-    node = RemindersNode(config)
+    node = RemindersNode(config, on_journal_failure=exit_on_journal_failure)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -164,11 +164,20 @@ class CreateBatcher:
 
 
 class RemindersNode:
-    def __init__(self, config: RemindersConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: RemindersConfig,
+        clock: Clock | None = None,
+        *,
+        on_journal_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """`on_journal_failure`: see `RaftNode` (the server process exits there)."""
         self.config = config
         self.clock = clock or SystemClock()
         self.replica = Replica()
-        self.raft = RaftNode(config.raft_config(), self.replica)
+        self.raft = RaftNode(
+            config.raft_config(), self.replica, on_journal_failure=on_journal_failure
+        )
         self.dispatcher = Dispatcher(config, self.replica, self.raft, self.clock)
         self.batcher = CreateBatcher(
             self.raft, self.clock, config.create_batch, config.proposal_timeout_s

@@ -182,6 +182,24 @@ def test_failed_sync_refuses_all_further_work(tmp_path: Path) -> None:
         journal.add(b"y", 2, 1)
 
 
+def test_the_failure_is_told_once_before_the_error(tmp_path: Path) -> None:
+    """`on_fail` lets a server exit on the failure (a node that refuses all work would
+    otherwise live on); it is told once, with what failed."""
+    told: list[BaseException] = []
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    journal = DurableJournal(tmp_path / "raft.journal", sync_fn=full, on_fail=told.append)
+    journal.add(b"x", 1, 1)
+    with pytest.raises(JournalError):
+        journal.sync()
+    assert len(told) == 1 and isinstance(told[0], OSError) and told[0].errno == 28
+    with pytest.raises(JournalError):
+        journal.sync()
+    assert len(told) == 1
+
+
 def test_not_a_journal_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "raft.journal"
     path.write_bytes(b"PYSYNCOBJ" + b"\0" * 64)

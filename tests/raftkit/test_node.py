@@ -4,6 +4,8 @@ thread) on ephemeral loopback ports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import pickle
 import socket
 import struct
@@ -305,6 +307,42 @@ async def test_unauthenticated_pickle_never_reaches_the_unpickler(
             event = EXPLOITED.setdefault(name, threading.Event())
             assert await asyncio.to_thread(event.wait, 5)
         sock.close()
+    finally:
+        node.close()
+
+
+async def test_a_journal_that_fails_is_told_from_the_tick_thread(tmp_path: Path) -> None:
+    """`on_journal_failure` is how a server process learns that its node will refuse all
+    work from now on (the servers exit there: `exit_on_journal_failure`)."""
+    (address,) = (f"127.0.0.1:{p}" for p in free_ports(1))
+    config = RaftConfig(
+        self_address=address, partners=(), data_dir=tmp_path / "node", password=SECRET,
+        security=Security.HMAC,
+    )  # fmt: skip
+    disk_full = threading.Event()
+    told: list[BaseException] = []
+    failed = threading.Event()
+
+    def sync(fd: int) -> None:
+        if disk_full.is_set():
+            raise OSError(28, "No space left on device")
+        os.fdatasync(fd)
+
+    def on_failure(exc: BaseException) -> None:
+        told.append(exc)
+        failed.set()
+
+    node = RaftNode(config, Recorder(), sync_fn=sync, on_journal_failure=on_failure)
+    node.start()
+    try:
+        await node.wait_for(lambda s: s.role is Role.LEADER, timeout=5)
+        assert await node.propose(Command("put", {"n": 1}), timeout=5)
+        disk_full.set()
+        with contextlib.suppress(Exception):  # it cannot be made durable now
+            await node.propose(Command("put", {"n": 2}), timeout=2)
+        assert await asyncio.to_thread(failed.wait, 10)
+        assert len(told) == 1 and isinstance(told[0], OSError)
+        assert not node.healthy
     finally:
         node.close()
 
