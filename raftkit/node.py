@@ -78,8 +78,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# A server whose journal failed exits with this status (EX_TEMPFAIL: try again later),
-# for its supervisor (systemd, Kubernetes, `actorflow up`'s report) to see and restart.
+# A server whose journal failed exits with this status (EX_TEMPFAIL: try again later):
+# systemd and Kubernetes restart it; `actorflow up` reports it and restarts nothing.
 JOURNAL_FAILED_EXIT = 75
 
 
