@@ -92,7 +92,6 @@ async def _outage(store: OutageStore, *, lose_reply: bool) -> None:
             store.unknown = True  # it lands, but the store says it does not know
         else:
             store.down = True
-        if not lose_reply:
             await asyncio.wait_for(store.failed_twice.wait(), 10)
             store.down = False
         assert await asyncio.wait_for(actor.waits.until(_finished, actor.state, 20), 21)
