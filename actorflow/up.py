@@ -45,6 +45,12 @@ from actorflow.procs import Proc, StartError
 CONTROL_SOCKET = "control.sock"
 LOCK_FILE = "up.lock"  # held by the running `up` (see `Cluster._lock_dir`)
 ETCD_MAX_TXN_OPS = 10_000
+# The etcd members `up` starts: their space quota, and how much history they keep. etcd
+# keeps every revision of every key until compacted; a checkpoint per turn makes many,
+# and a database that reaches its quota refuses every write (the NOSPACE alarm) until an
+# operator compacts, defragments and disarms it.
+ETCD_QUOTA_BYTES = 8 * 1024**3
+ETCD_COMPACTION_RETENTION = "5m"
 TLS_ENV_PREFIX = "ACTORFLOW_TLS_"
 PEER_PORT_OFFSET = 1000  # with --tls: a sidecar's peer port, from its app port
 
@@ -89,6 +95,8 @@ class UpOptions:
     # base gRPC port + PEER_PORT_OFFSET).
     tls: bool = False
     base_peer_port: int | None = None
+    etcd_quota_bytes: int = ETCD_QUOTA_BYTES
+    etcd_compaction_retention: str = ETCD_COMPACTION_RETENTION
 
 
 class DataDirBusyError(Exception):
@@ -197,7 +205,9 @@ class Cluster:
             f"--initial-advertise-peer-urls=http://{peers[i]}",
             f"--initial-cluster={initial}", "--initial-cluster-state=new",
             "--initial-cluster-token=actorflow-up", f"--max-txn-ops={ETCD_MAX_TXN_OPS}",
-            "--quota-backend-bytes=8589934592",
+            f"--quota-backend-bytes={self.opts.etcd_quota_bytes}",
+            "--auto-compaction-mode=periodic",
+            f"--auto-compaction-retention={self.opts.etcd_compaction_retention}",
         ]  # fmt: skip
 
     async def _start(self, name: str, argv: list[str], ready_line: bool) -> Proc:
@@ -445,6 +455,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="with --tls: the first sidecar's peer port (default: --base-grpc-port + 1000)",
     )
+    p.add_argument(
+        "--etcd-quota-bytes",
+        type=int,
+        default=ETCD_QUOTA_BYTES,
+        help="with --store etcd: the space quota of the etcd members up starts (default 8 GiB)",
+    )
+    p.add_argument(
+        "--etcd-compaction-retention",
+        default=ETCD_COMPACTION_RETENTION,
+        help="with --store etcd: how much key history those members keep, as an etcd "
+        "duration (default 5m; older revisions are compacted away; 0 keeps all)",
+    )
     return p
 
 
@@ -464,6 +486,8 @@ def main(argv: list[str]) -> int:
         test_actors=args.test_actors,
         tls=args.tls,
         base_peer_port=args.base_peer_port,
+        etcd_quota_bytes=args.etcd_quota_bytes,
+        etcd_compaction_retention=args.etcd_compaction_retention,
     )
     from placement.cli import run_event_loop
 

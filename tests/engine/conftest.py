@@ -6,7 +6,8 @@ A test module chooses its cluster with a module attribute, read by the module-sc
 (default: 2 sidecars of the app `app`, each with an app of role `all`, on SQLite);
 `"store": "etcd"` runs it on a 3-member etcd cluster; `"tls": True` with mutual TLS
 between its nodes (`actorflow up --tls`); `"env"` adds environment variables to every
-process of the cluster (e.g. a sidecar setting).
+process of the cluster (e.g. a sidecar setting); `"up_args"` adds options to
+`actorflow up` (e.g. `--etcd-quota-bytes`).
 """
 
 from __future__ import annotations
@@ -183,6 +184,7 @@ def cluster(
         args.append(f"--store={spec['store']}")
     if spec.get("tls"):
         args += ["--tls", f"--base-peer-port={free_port_block(4)}"]
+    args += spec.get("up_args", [])
     up = UpCluster(root / "af", args, env=dict(spec.get("env", {})))
     c = Cluster(root, up, dict(spec.get("roles", {})))
     try:
