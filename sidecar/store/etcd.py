@@ -24,6 +24,9 @@ last error. Retries, per kind of call:
   every put key at one mod_revision with our value, every deleted key absent, means our
   attempt was applied (returns that revision); otherwise `ConflictError`. An unfenced
   Txn raises `TransactionOutcomeUnknownError` instead: the caller must reload.
+RESOURCE_EXHAUSTED (etcd's NOSPACE alarm, "mvcc: database space exceeded", or "too many
+requests") raises `StoreUnavailableError` at once: nothing was written, and it lasts until
+an operator frees space or the load drops, so callers wait and write again.
 TLS: `EtcdTls` (CA, optional client cert and key for mutual TLS, optional server name
 override); each endpoint has its own channel, so the certificate is checked against the
 address actually dialled.
@@ -69,6 +72,11 @@ T = TypeVar("T")
 
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 _TOO_LARGE = ("too many operations in txn request", "request is too large", "larger than max")
+_NO_SPACE = "database space exceeded"
+_NO_SPACE_HINT = (
+    "etcd is out of space (its --quota-backend-bytes): compact its history, defragment "
+    "every member and disarm the NOSPACE alarm (deploy/README.md, 'etcd out of space')"
+)
 _SCAN_PAGE = 1000
 # What framing each put or delete of a Txn adds to its key and value, at most (tags and
 # length varints of the op in `success`, its RequestOp and its Put/DeleteRangeRequest:
@@ -293,6 +301,9 @@ class EtcdStore:
                 size=-1,
                 limits=self._limits,
             )
+        if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+            hint = f": {_NO_SPACE_HINT}" if _NO_SPACE in (exc.details() or "") else ""
+            return StoreUnavailableError(f"etcd {what}: {_describe(exc)}{hint}")
         return StoreError(f"etcd {what}: {_describe(exc)}")
 
     async def _read_txn(self, request: pb.TxnRequest) -> pb.TxnResponse:

@@ -16,14 +16,25 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import grpc
+import grpc.aio
+
 from sidecar.store.base import StoreError
 from sidecar.store.etcd import EtcdConfig, EtcdStore, EtcdTls
 
-__all__ = ["EtcdCluster", "EtcdMember", "EtcdServerTls", "etcd_binary", "free_ports"]
+__all__ = [
+    "EtcdCluster",
+    "EtcdMember",
+    "EtcdServerTls",
+    "etcd_binary",
+    "free_ports",
+    "reclaim_space",
+]
 
 DEFAULT_MAX_TXN_OPS = 4096
 
@@ -97,6 +108,7 @@ class EtcdCluster:
         tls: EtcdServerTls | None = None,
         client_tls: EtcdTls | None = None,
         binary: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         found = binary or etcd_binary()
         if found is None:
@@ -108,6 +120,7 @@ class EtcdCluster:
             raise ValueError("give both the server TLS files and the client TLS settings")
         self.tls = tls
         self.client_tls = client_tls
+        self.extra_args = tuple(extra_args)  # more etcd flags for every member
         ports = free_ports(2 * size)
         self.members = [
             EtcdMember(f"etcd{i}", ports[2 * i], ports[2 * i + 1], base_dir / f"etcd{i}")
@@ -146,6 +159,7 @@ class EtcdCluster:
             f"--max-txn-ops={self.max_txn_ops}",
             "--heartbeat-interval=50",
             "--election-timeout=500",
+            *self.extra_args,
         ]
         if self.tls:
             args += [f"--cert-file={self.tls.cert_file}", f"--key-file={self.tls.key_file}"]
@@ -212,3 +226,42 @@ class EtcdCluster:
 
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.to_thread(self.stop)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+async def reclaim_space(endpoints: Sequence[str]) -> None:
+    """What an operator does when etcd reports "database space exceeded" (`etcdctl
+    compact`, `defrag`, `alarm disarm`), on plaintext members: compact the history up to
+    the current revision, defragment every member, disarm every member's NOSPACE alarm.
+    The three requests are written by hand (the store's proto has no Maintenance
+    messages beyond Status): CompactionRequest{revision, physical}, DefragmentRequest{},
+    AlarmRequest{action=DEACTIVATE, memberID, alarm=NOSPACE}."""
+    members = []
+    for endpoint in endpoints:
+        store = await EtcdStore.open(EtcdConfig(endpoints=(endpoint,)))
+        try:
+            members.append((endpoint, (await store.status()).header))
+        finally:
+            await store.close()
+    revision = max(header.revision for _, header in members)
+    for i, (endpoint, header) in enumerate(members):
+        async with grpc.aio.insecure_channel(endpoint) as channel:
+            if i == 0:  # compaction is replicated: once, on any member
+                compact = b"\x08" + _varint(revision) + b"\x10\x01"
+                await _raw_call(channel, "/etcdserverpb.KV/Compact", compact)
+            await _raw_call(channel, "/etcdserverpb.Maintenance/Defragment", b"")
+            alarm = b"\x08\x02\x10" + _varint(header.member_id) + b"\x18\x01"
+            await _raw_call(channel, "/etcdserverpb.Maintenance/Alarm", alarm)
+
+
+async def _raw_call(channel: grpc.aio.Channel, path: str, request: bytes) -> bytes:
+    method = channel.unary_unary(path, request_serializer=bytes, response_deserializer=bytes)
+    return bytes(await method(request, timeout=30))

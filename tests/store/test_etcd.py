@@ -21,7 +21,7 @@ from sidecar.store import (
     open_store,
 )
 from sidecar.store.etcd import EtcdConfig, _txn_request, etcd_limits
-from sidecar.store.testing import EtcdCluster, EtcdServerTls
+from sidecar.store.testing import EtcdCluster, EtcdServerTls, reclaim_space
 from sidecar.workflow import (
     StoredLayout,
     add_events,
@@ -171,6 +171,33 @@ async def test_mutual_tls(tmp_path: Path, start_cluster: StartCluster) -> None:
         await no_client_cert.close()
     finally:
         cluster.stop()
+
+
+@pytest.mark.slow
+async def test_out_of_space_is_unavailable_until_reclaimed(
+    tmp_path: Path, start_cluster: StartCluster
+) -> None:
+    """etcd at its quota refuses every write (its NOSPACE alarm). The store says so as
+    `StoreUnavailableError`, naming the remedy: the callers that retry on it (a workflow's
+    checkpoint) then wait instead of failing. Reads go on. Once the history is compacted,
+    the members defragmented and the alarm disarmed, writes go through again."""
+    cluster = start_cluster(tmp_path, 1, extra_args=[f"--quota-backend-bytes={16 * 2**20}"])
+    store = await EtcdStore.open(cluster.store_config())
+    try:
+        await store.transact({"kept": b"v1"})
+        with pytest.raises(StoreUnavailableError) as info:
+            for _ in range(200):  # one key over and over: only its history grows
+                await store.transact({"filler": b"x" * 2**19})
+        assert "database space exceeded" in str(info.value)
+        assert "etcd is out of space" in str(info.value)
+        assert (await store.get_many(["kept"]))["kept"].value == b"v1"
+        with pytest.raises(StoreUnavailableError, match="out of space"):
+            await store.transact({"kept": b"v2"})  # the alarm holds, whatever the write
+        await reclaim_space(cluster.endpoints)
+        await store.transact({"kept": b"v2"})
+        assert (await store.get_many(["kept"]))["kept"].value == b"v2"
+    finally:
+        await store.close()
 
 
 def _fields(d: Descriptor) -> dict[str, tuple[int, int, str]]:
