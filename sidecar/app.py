@@ -38,13 +38,14 @@ from sidecar.config import SidecarConfig
 from sidecar.counter import ACTOR_TYPE as COUNTER_TYPE
 from sidecar.counter import CounterActor, open_turn_log
 from sidecar.engine.activity_actor import ActivityActor
+from sidecar.engine.activity_sweep import ActivitySweep
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.metrics import EngineMetrics
 from sidecar.engine.naming import activity_type, index_prefix, workflow_type
 from sidecar.engine.taskhub import TaskHubService
 from sidecar.engine.waits import Waiting
 from sidecar.engine.workflow_actor import WorkflowActor
-from sidecar.store import StateStore, open_store
+from sidecar.store import StateStore, StoreError, open_store
 from sidecar.taskhub_wire import taskhub_generic_handler, unknown_method_handler
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class ActorServices:
     reminders: RemindersClient | None
     waiting: Waiting = field(default_factory=Waiting)  # callers held by workflow actors
     metrics: EngineMetrics = field(default_factory=EngineMetrics)  # for /metrics
+    activity_sweep: ActivitySweep | None = None  # rows that may outlive a purge
 
 
 # A running workflow woken after a table change (`_resume_owned`) is asked again when
@@ -105,6 +107,8 @@ class Sidecar:
         self._turn_log: Any = None
         self._health: tuple[float, bool] = (0.0, False)
         self.grpc_port = 0
+        self.sweep: ActivitySweep | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
 
     # ---- lifecycle
 
@@ -134,9 +138,11 @@ class Sidecar:
         )
         if cfg.reminders:
             self.reminders = RemindersClient(cfg.reminders, tls=cfg.tls)
+        self.sweep = ActivitySweep(self.store, cfg.activity_sweep_s)
+        self._sweep_task = asyncio.create_task(self.sweep.run(), name="activity sweep")
         self.services = ActorServices(
             self.store, self.router, cfg.app_id, cfg.namespace, self._turn_log, self.apps,
-            self.reminders,
+            self.reminders, activity_sweep=self.sweep,
         )  # fmt: skip
         self.host.services = self.services
         await self._serve_grpc()
@@ -214,10 +220,23 @@ class Sidecar:
         await self.peers.close()
         if self.reminders is not None:
             await self.reminders.close()
+        await self._stop_sweep()
         if self.store is not None:
             await self.store.close()
         if self._turn_log is not None:
             self._turn_log.close()
+
+    async def _stop_sweep(self) -> None:
+        """Stop the activity sweep, after one last pass over every row it holds."""
+        if self._sweep_task is None or self.sweep is None:
+            return
+        self._sweep_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._sweep_task
+        try:
+            await self.sweep.sweep(everything=True)
+        except StoreError as exc:
+            log.warning("activity sweep at shutdown: %s", exc)
 
     # ---- placement hooks
 

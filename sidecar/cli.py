@@ -51,6 +51,9 @@ def _addresses(text: str | None) -> tuple[str, ...]:
 # environment's value is a string default that argparse parses like the flag's own, so
 # a bad one is a usage error naming the flag.
 _NUMBER_FLAGS: tuple[tuple[str, type, str, str, str], ...] = (
+    ("--activity-sweep", float, "ACTIVITY_SWEEP", "5",
+     "seconds between the checks that delete an activity's saved outcome when it landed "
+     "after its instance was purged"),
     ("--app-activity-window", int, "APP_ACTIVITY_WINDOW", "0",
      "activity work items one app connection may hold unanswered (0: no limit)"),
     ("--app-workflow-window", int, "APP_WORKFLOW_WINDOW", "0",
@@ -123,6 +126,7 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
         app_activity_window=args.app_activity_window,
         app_workflow_window=args.app_workflow_window,
         call_timeout_s=args.call_timeout,
+        activity_sweep_s=args.activity_sweep,
         idle_timeout_s=args.idle_timeout,
         max_payload_bytes=args.max_payload_bytes,
     )

@@ -34,6 +34,9 @@ class SidecarConfig:
     idle_timeout_s: float = 60.0
     drain_timeout_s: float = 10.0
     call_timeout_s: float = 30.0
+    # Seconds between the checks of saved activity outcomes that may have landed after
+    # their instance was purged (sidecar.engine.activity_sweep).
+    activity_sweep_s: float = 5.0
     max_payload_bytes: int = 4 * 1024 * 1024
     # Work items one app connection may hold unanswered, 0: no limit (sidecar.engine.apps).
     app_activity_window: int = 0
@@ -81,7 +84,7 @@ class SidecarConfig:
             )
 
     def _check_limits(self) -> None:
-        for name in ("idle_timeout_s", "drain_timeout_s", "call_timeout_s"):
+        for name in ("idle_timeout_s", "drain_timeout_s", "call_timeout_s", "activity_sweep_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value}")

@@ -31,9 +31,11 @@ from sidecar.actors.base import ActorCallError, ActorContext
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import WorkItemTooLargeError
 from sidecar.engine.effects import EffectRunner, decode_dispatch
+from sidecar.engine.naming import workflow_type
 from sidecar.store import StoreError
 from sidecar.workflow import (
     ACTIVITY_STATE_KEY,
+    METADATA_KEY,
     ActivityState,
     ActivityStatus,
     accept_dispatch,
@@ -65,6 +67,8 @@ class ActivityActor:
         self.source_app = s.app_id
         self._runner: asyncio.Task[None] | None = None
         self._saved = asyncio.Event()  # this run's outcome is saved (or its save failed)
+        self._sweep = s.activity_sweep
+        self._namespace = s.namespace
         self._leave = ctx.leave
 
     def kick(self) -> None:  # EffectRunner's RunTurn hook; activities have no turns
@@ -125,6 +129,16 @@ class ActivityActor:
             self._runner = asyncio.get_running_loop().create_task(self._run())
         return b""
 
+    def _swept_later(self, version: int) -> None:
+        """Hand the saved row to the sidecar's sweep: the instance may have been purged
+        before the row landed (`sidecar.engine.activity_sweep`)."""
+        if self._sweep is None or self.state is None:
+            return
+        wf_type = workflow_type(self._namespace, self.source_app)
+        instance = self.state.request.instance_id
+        meta = store_key(self.source_app, wf_type, instance, METADATA_KEY)
+        self._sweep.saved(meta, self.key, version)
+
     async def _answer(self, request: pb.ActivityRequest) -> pb.ActivityResponse:
         """The app's answer, made to fit the store; a failure when the request cannot
         reach the app (over the message limit): no retry would get it there."""
@@ -157,9 +171,11 @@ class ActivityActor:
                     await self.effects.run(notify)  # retried until delivered or refused
             finally:
                 try:
-                    await saving
+                    version = await saving
                 except StoreError as exc:  # the workflow's checkpoint records it anyway
                     log.warning("activity %s: its outcome was not saved: %s", self.id, exc)
+                else:
+                    self._swept_later(version)
             # One-shot: nothing is left to do here. Deactivating now, not after the idle
             # timeout, keeps a fan-out's activations from piling up (a repeated dispatch
             # reads the saved outcome in a new activation).

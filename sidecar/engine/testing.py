@@ -11,6 +11,7 @@ from sidecar.actors.base import ActorContext
 from sidecar.actors.router import ActorRouter
 from sidecar.app import ActorServices
 from sidecar.engine.activity_actor import ActivityActor
+from sidecar.engine.activity_sweep import ActivitySweep
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store.base import StateStore
@@ -21,10 +22,12 @@ WORKFLOW_TYPE = "dapr.internal.default.app.workflow"
 ACTIVITY_TYPE = "dapr.internal.default.app.activity"
 
 
-def _services(store: StateStore, apps: AppConnections, router: Any) -> ActorServices:
+def _services(
+    store: StateStore, apps: AppConnections, router: Any, sweep: ActivitySweep | None = None
+) -> ActorServices:
     return ActorServices(
         store=store, router=cast(ActorRouter, router), app_id="app", namespace="default",
-        turn_log=None, apps=apps, reminders=None,
+        turn_log=None, apps=apps, reminders=None, activity_sweep=sweep,
     )  # fmt: skip
 
 
@@ -42,9 +45,12 @@ def activity_actor(
     router: Any,
     actor_id: str,
     leave: Callable[[], None] | None = None,
+    *,
+    sweep: ActivitySweep | None = None,
 ) -> ActivityActor:
-    """The activity actor `actor_id`; `leave` is what its `ActorContext.leave` calls."""
-    services = _services(store, apps, router)
+    """The activity actor `actor_id`; `leave` is what its `ActorContext.leave` calls,
+    `sweep` the sidecar's activity sweep it hands its saved row to."""
+    services = _services(store, apps, router, sweep)
     if leave is None:
         return ActivityActor(ActorContext(ACTIVITY_TYPE, actor_id, "s", services))
     return ActivityActor(ActorContext(ACTIVITY_TYPE, actor_id, "s", services, leave=leave))
