@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,9 @@ class ActorServices:
     waiting: Waiting = field(default_factory=Waiting)  # callers held by workflow actors
     metrics: EngineMetrics = field(default_factory=EngineMetrics)  # for /metrics
     activity_sweep: ActivitySweep | None = None  # rows that may outlive a purge
+    # The app ids of the sidecars in the placement table: a purge looks for the rows of
+    # activities its instance ran in another app under those apps' keys.
+    cluster_apps: Callable[[], Collection[str]] = tuple
 
 
 # A running workflow woken after a table change (`_resume_owned`) is asked again when
@@ -142,7 +146,7 @@ class Sidecar:
         self._sweep_task = asyncio.create_task(self.sweep.run(), name="activity sweep")
         self.services = ActorServices(
             self.store, self.router, cfg.app_id, cfg.namespace, self._turn_log, self.apps,
-            self.reminders, activity_sweep=self.sweep,
+            self.reminders, activity_sweep=self.sweep, cluster_apps=self._cluster_apps,
         )  # fmt: skip
         self.host.services = self.services
         await self._serve_grpc()
@@ -225,6 +229,13 @@ class Sidecar:
             await self.store.close()
         if self._turn_log is not None:
             self._turn_log.close()
+
+    def _cluster_apps(self) -> frozenset[str]:
+        table = self.placement.table if self.placement else None
+        if table is None:
+            return frozenset()
+        ns = self.config.namespace
+        return frozenset(h.app_id for h in table.hosts if h.namespace == ns)
 
     async def _stop_sweep(self) -> None:
         """Stop the activity sweep, after one last pass over every row it holds."""

@@ -6,7 +6,10 @@ sidecar may die between two of them. So the rows go in this order:
 1. the rows of the instance's activity actors: a new instance of the same id would
    find them under the same activity actor ids (`{instance}::{task}::{generation}`) and
    take their outcomes for its own. The instance stays whole meanwhile, and a purge
-   after the crash starts again;
+   after the crash starts again. Activities run in another app (the SDK's `app_id`)
+   keep their rows under that app's keys: the apps of the sidecars in the placement
+   table are searched too (`other_apps`; an app that has left the cluster since keeps
+   its rows);
 2. in one transaction, the rows a load reads whatever the metadata says: the metadata,
    the custom status and the index entry. From then on the instance is gone for every
    reader;
@@ -23,6 +26,7 @@ fan-out has 30,000 rows: 71 ms in one transaction).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 import msgpack
@@ -49,18 +53,23 @@ class _Router(Protocol):
 
 
 async def delete_rows(
-    store: StateStore, app_id: str, namespace: str, actor_type: str, instance_id: str
+    store: StateStore,
+    app_id: str,
+    namespace: str,
+    actor_type: str,
+    instance_id: str,
+    *,
+    other_apps: Collection[str] = (),
 ) -> None:
     """Delete the rows of instance `instance_id` (actor type `actor_type`), its activity
-    actors' rows and its index entry, in the order of the module docstring; nothing is
-    written when none is stored."""
+    actors' rows (under `app_id` and every app of `other_apps`) and its index entry, in
+    the order of the module docstring; nothing is written when none is stored."""
     own = await store.scan_prefix(instance_prefix(app_id, actor_type, instance_id))
-    activities = activity_prefix(app_id, namespace, instance_id)
-    theirs = [
-        key
-        for key, _ in await store.scan_prefix(activities)
-        if is_own_activity_key(activities, key)
-    ]
+    theirs = []
+    for app in (app_id, *sorted(set(other_apps) - {app_id})):
+        activities = activity_prefix(app, namespace, instance_id)
+        found = await store.scan_prefix(activities)
+        theirs += [key for key, _ in found if is_own_activity_key(activities, key)]
     index = index_key(app_id, instance_id)
     if not own and not theirs and not await store.get_many([index]):
         return  # nothing stored (the index entry is read only then)

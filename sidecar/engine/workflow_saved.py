@@ -72,6 +72,7 @@ class SavedWorkflow:
         self.app_id: str = s.app_id
         self.namespace: str = s.namespace
         self.router = s.router
+        self.cluster_apps = s.cluster_apps
         self.apps = s.apps
         self.effects = EffectRunner(s, self)
         self.metrics = s.metrics
@@ -247,4 +248,7 @@ class SavedWorkflow:
         self._loaded = True
 
     async def _delete_rows(self) -> None:
-        await delete_rows(self.store, self.app_id, self.namespace, self.type, self.id)
+        await delete_rows(
+            self.store, self.app_id, self.namespace, self.type, self.id,
+            other_apps=self.cluster_apps(),
+        )  # fmt: skip

@@ -6,6 +6,7 @@ calls are routed by app id; failures in `b` surface in `a` as task failures."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from typing import Any
 
@@ -68,3 +69,27 @@ def test_recursive_terminate_and_purge_across_apps(cluster: Any, uid: Any) -> No
     a.purge_workflow(iid, recursive=True)
     assert a.get_workflow_state(iid) is None
     assert a.get_workflow_state(child, app_id="b") is None
+
+
+def test_a_purge_deletes_the_rows_of_activities_run_in_another_app(cluster: Any, uid: Any) -> None:
+    """An activity run in app `b` keeps its saved outcome under `b`'s keys; the purge of
+    the calling instance (app `a`) looked under `a`'s alone and left both of them."""
+    a = cluster.client(0)
+    iid = a.schedule_new_workflow("cross_app", input=3, instance_id=uid("xpurge"))
+    state = a.wait_for_workflow_completion(iid, timeout_in_seconds=60)
+    assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
+    path = cluster.info["store"]["url"].removeprefix("sqlite://")
+    in_b = f"b||dapr.internal.default.b.activity||{iid}::"
+    assert len([key for key in rows_of(path, iid) if key.startswith(in_b)]) == 2
+    a.purge_workflow(iid, recursive=True)
+    assert [key for key in rows_of(path, iid) if key.startswith(in_b)] == []
+    # The row the child's last activity saves as the child ends may land after the
+    # purge: `b`'s activity sweep deletes it (`--activity-sweep`, 5 s).
+    cluster.eventually("rows left", lambda: rows_of(path, iid) == [], timeout_s=30)
+
+
+def rows_of(path: str, instance_id: str) -> list[str]:
+    """Every store row whose key names `instance_id` (its children's ids include it)."""
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        query = "SELECT key FROM kv WHERE instr(key, ?) > 0"
+        return [key for (key,) in db.execute(query, (instance_id,))]
