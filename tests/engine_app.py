@@ -104,6 +104,18 @@ def fan(ctx: wf.DaprWorkflowContext, n: int) -> Any:
     return sum(results)
 
 
+def looping(ctx: wf.DaprWorkflowContext, args: dict[str, Any]) -> Any:
+    """Two activities per generation, then a timer of `pause` seconds, then continues as
+    new until `left` is 0."""
+    left = args["left"]
+    a, b = yield wf.when_all([ctx.call_activity(double, input=left) for _ in range(2)])
+    if left > 0:
+        yield ctx.create_timer(timedelta(seconds=args["pause"]))
+        ctx.continue_as_new({**args, "left": left - 1})
+        return None
+    return a + b
+
+
 def echo_through(ctx: wf.DaprWorkflowContext, value: Any) -> Any:
     """Its input three times in its history: the start, the activity's input, its
     result; the turn after the activity carries them all (or the last two)."""
@@ -292,7 +304,7 @@ def register() -> None:
             runtime.register_activity(fn, name=fn.__name__)
         for w in (fan, slow_fan, timer_then_event, timed, fails, waits, retries, race,
                   early_event, deterministic, child, parent, tree, counter,
-                  long_step, sized, echo_through):  # fmt: skip
+                  long_step, sized, echo_through, looping):  # fmt: skip
             runtime.register_workflow(w, name=w.__name__)
     elif ROLE == "caller":
         runtime.register_workflow(cross_app, name="cross_app")

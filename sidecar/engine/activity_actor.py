@@ -137,7 +137,7 @@ class ActivityActor:
         wf_type = workflow_type(self._namespace, self.source_app)
         instance = self.state.request.instance_id
         meta = store_key(self.source_app, wf_type, instance, METADATA_KEY)
-        self._sweep.saved(meta, self.key, version)
+        self._sweep.saved(meta, self.key, version, self.state.request.generation)
 
     async def _answer(self, request: pb.ActivityRequest) -> pb.ActivityResponse:
         """The app's answer, made to fit the store; a failure when the request cannot

@@ -1,100 +1,168 @@
-"""Saved activity outcomes that land after their instance was purged.
+"""Rows of activities that no one will read again, which nothing else deletes.
 
-An activity actor saves its outcome while the outcome travels to the workflow (a
-background write, see `activity_actor`). The workflow can finish, and a client purge
-it, before that write lands: the purge's scan then misses the row, and nothing would
-ever delete it (in a soak of one-activity workflows purged as soon as they ended, 194 of
-about 2,230 purged instances kept one).
+An activity actor keeps its outcome under `activityState` (a background write, made while
+the outcome travels to the workflow: see `activity_actor`), so that a workflow that
+recovers gets it re-sent instead of running the activity again. A purge deletes the rows
+of its instance; two kinds escaped it:
+
+- A row that lands after its instance was purged. The workflow can finish, and a client
+  purge it, before the write lands: the purge's scan misses it (in a soak of one-activity
+  workflows purged as soon as they ended, 194 of about 2,230 purged instances kept one).
+- The rows of an instance's earlier generations. A workflow that continues as new never
+  needs them again (activity actor ids carry the generation), yet they stayed until the
+  instance was purged: an eternal monitor kept one more row per activity per generation.
 
 So each activity actor hands its row to the sidecar's `ActivitySweep` once the write has
-landed (`saved`). Every `interval_s` the sweep checks the rows handed over during the
-interval before the last one, so each row is checked once, one to two intervals after
-it landed (a purge that had begun by then has long finished): one read of their
-instances' metadata rows, then each row of an instance that no longer exists is deleted,
-guarded by the version its save wrote (a newer execution of the id that wrote the same
-key keeps its row). A row that landed before a purge's scan was deleted by that purge;
-one that landed after it is deleted here: either way none is left. Rows of instances
-that exist are dropped from the sweep: their purge, whenever it comes, finds them.
+landed (`saved`), and a workflow whose new generation is saved names its activity key
+prefixes (`superseded`). Every `interval_s` the sweep
+- deletes the rows of older generations under each prefix named since the last sweep;
+- checks the rows handed over during the interval before the last one, so each row once,
+  one to two intervals after it landed (a purge begun by then has long finished): one
+  read of their instances' metadata rows, then each row of an instance that is gone, or
+  that runs a newer generation, is deleted, guarded by the version its save wrote (a new
+  instance of a purged id that wrote the same key keeps its row). A row that landed
+  before a purge's scan was deleted by that purge, one that landed after it is deleted
+  here. Rows of instances that exist in their generation are dropped from the sweep:
+  their purge, or their next generation, deals with them.
 
-Best effort: a sidecar that dies holding rows unchecked leaves those of purged instances
-(rare: the purge must have overtaken the write, and the sidecar die within seconds).
+Best effort: a sidecar that dies with work in its sweep leaves those rows (the purge of
+the instance, or its next continue-as-new, still finds all but the late landings).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from sidecar.engine.naming import activity_generation
 from sidecar.store import ConflictError, StoreError
 from sidecar.store.base import StateStore
+from sidecar.workflow.checkpoint import decode_metadata
+from sidecar.workflow.errors import CorruptStateError
 
 __all__ = ["SWEEP_S", "ActivitySweep"]
 
 log = logging.getLogger(__name__)
 
 SWEEP_S = 5.0
+DELETE_BATCH = 500  # rows per transaction, as a purge's (`sidecar.engine.purge`)
+
+# An activity's row: (key, the version its save wrote, the generation it belongs to).
+Row = tuple[str, int, int]
 
 
 @dataclass
 class ActivitySweep:
     store: StateStore
     interval_s: float = SWEEP_S
-    # metadata key of the instance -> [(activity row key, the version its save wrote)]
-    _new: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
-    _due: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    # metadata key of the instance -> rows of its activities
+    _new: dict[str, list[Row]] = field(default_factory=dict)
+    _due: dict[str, list[Row]] = field(default_factory=dict)
+    # activity key prefix of an instance -> the generation it runs now
+    _superseded: dict[str, int] = field(default_factory=dict)
 
-    def saved(self, metadata_key: str, key: str, version: int) -> None:
-        """The row `key` of an activity of the instance whose metadata row is
-        `metadata_key` was written at `version`."""
-        self._new.setdefault(metadata_key, []).append((key, version))
+    def saved(self, metadata_key: str, key: str, version: int, generation: int) -> None:
+        """The row `key` of an activity of generation `generation` of the instance whose
+        metadata row is `metadata_key` was written at `version`."""
+        self._new.setdefault(metadata_key, []).append((key, version, generation))
+
+    def superseded(self, prefixes: Iterable[str], generation: int) -> None:
+        """The instance whose activities' rows lie under `prefixes` (one per app) runs
+        `generation` now: rows of its older generations go at the next sweep."""
+        for prefix in prefixes:
+            self._superseded[prefix] = max(generation, self._superseded.get(prefix, 0))
 
     @property
     def pending(self) -> int:
-        return sum(map(len, self._new.values())) + sum(map(len, self._due.values()))
+        rows = sum(map(len, self._new.values())) + sum(map(len, self._due.values()))
+        return rows + len(self._superseded)
 
     async def sweep(self, *, everything: bool = False) -> int:
-        """Check the rows that are due (all of them with `everything`); how many were
-        deleted. The rows handed over since the last sweep become due for the next; rows
-        the store could not check or delete are due again then."""
+        """One pass (over every row held, with `everything`); how many rows it deleted.
+        The rows handed over since the last pass become due for the next; work the store
+        could not do stays for the next pass."""
+        deleted = await self._older_generations()
         due, self._due, self._new = self._due, self._new, {}
         if everything:
             _merge(due, self._due)
             self._due = {}
-        if not due:
-            return 0
+        if due:
+            deleted += await self._check(due)
+        if deleted:
+            log.info("activity sweep: deleted %d rows no one reads", deleted)
+        return deleted
+
+    async def _older_generations(self) -> int:
+        superseded, self._superseded = self._superseded, {}
+        deleted = 0
+        items = list(superseded.items())
+        for i, (prefix, generation) in enumerate(items):
+            try:
+                deleted += await self._drop_older(prefix, generation)
+            except StoreError:
+                for rest, its_generation in items[i:]:  # at the next pass
+                    self.superseded([rest], its_generation)
+                raise
+        return deleted
+
+    async def _drop_older(self, prefix: str, generation: int) -> int:
+        found = await self.store.scan_prefix(prefix)
+        old = []
+        for key, _ in found:
+            its = activity_generation(prefix, key)
+            if its is not None and its < generation:
+                old.append(key)
+        for start in range(0, len(old), DELETE_BATCH):
+            batch = old[start : start + DELETE_BATCH]
+            await self.store.transact(dict.fromkeys(batch), background=True)
+        return len(old)
+
+    async def _check(self, due: dict[str, list[Row]]) -> int:
         try:
-            present = await self.store.get_many(list(due))
+            found = await self.store.get_many(list(due))
         except StoreError:
             _merge(self._due, due)
             raise
         deleted = 0
         for meta, rows in due.items():
-            if meta in present:
-                continue
-            for key, version in rows:
-                try:
-                    await self.store.transact({key: None}, expect={key: version}, background=True)
-                except ConflictError:
-                    continue  # written again since (a newer execution of the id): not ours
-                except StoreError:
-                    self._due.setdefault(meta, []).append((key, version))
-                    continue
-                deleted += 1
-        if deleted:
-            log.info("activity sweep: deleted %d rows of purged instances", deleted)
+            running = _generation(found[meta].value) if meta in found else None
+            for key, version, generation in rows:
+                if running is None or running > generation:
+                    deleted += await self._delete(meta, (key, version, generation))
         return deleted
 
+    async def _delete(self, meta: str, row: Row) -> int:
+        key, version, _ = row
+        try:
+            await self.store.transact({key: None}, expect={key: version}, background=True)
+        except ConflictError:
+            return 0  # written again since (a new instance of a purged id): not ours
+        except StoreError:
+            self._due.setdefault(meta, []).append(row)  # checked again at the next pass
+            return 0
+        return 1
+
     async def run(self) -> None:
-        """Sweep every `interval_s` until cancelled (a failed sweep is logged)."""
+        """A pass every `interval_s` until cancelled (a failed pass is logged)."""
         while True:
             await asyncio.sleep(self.interval_s)
             try:
                 await self.sweep()
             except StoreError as exc:
-                log.warning("activity sweep: %s (its rows are checked at the next one)", exc)
+                log.warning("activity sweep: %s (what it could not do is tried again)", exc)
 
 
-def _merge(into: dict[str, list[tuple[str, int]]], rows: dict[str, list[tuple[str, int]]]) -> None:
+def _generation(metadata_row: bytes) -> int:
+    """The generation an instance runs, from its metadata row; 0 (older than every
+    row, so nothing of it is deleted) when the row cannot be read."""
+    try:
+        return int(decode_metadata(metadata_row)["gen"])
+    except (CorruptStateError, KeyError, TypeError, ValueError):
+        return 0
+
+
+def _merge(into: dict[str, list[Row]], rows: dict[str, list[Row]]) -> None:
     for meta, more in rows.items():
         into.setdefault(meta, []).extend(more)

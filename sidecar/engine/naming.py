@@ -18,7 +18,7 @@ MAX_NAME = 256  # a workflow's or an event's name, from a client
 # What follows an instance's activity prefix in the keys of its own activity actors:
 # `{task}::{generation}||{key}`. An instance whose id extends another's with `::` ("a"
 # and "a::x") shares the prefix, and its rows must not be taken for the other's.
-_OWN_ACTIVITY_REST = re.compile(r"\d+::\d+\|\|")
+_OWN_ACTIVITY_REST = re.compile(r"\d+::(\d+)\|\|")
 
 
 def workflow_type(namespace: str, app_id: str) -> str:
@@ -51,6 +51,15 @@ def is_own_activity_key(prefix: str, key: str) -> bool:
     """Whether `key`, found under the `activity_prefix` of an instance, is a row of one
     of that instance's activity actors (not of an instance named `{instance}::...`)."""
     return key.startswith(prefix) and _OWN_ACTIVITY_REST.match(key, len(prefix)) is not None
+
+
+def activity_generation(prefix: str, key: str) -> int | None:
+    """The generation of the activity whose row is `key`, found under the
+    `activity_prefix` of an instance; None when `key` is not one of its activities' rows."""
+    if not key.startswith(prefix):
+        return None
+    match = _OWN_ACTIVITY_REST.match(key, len(prefix))
+    return int(match.group(1)) if match else None
 
 
 def instance_id_problem(instance_id: str) -> str | None:

@@ -18,7 +18,7 @@ import msgpack
 from sidecar.actors.base import REMINDER_METHOD, ActorContext
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.effects import EffectRunner
-from sidecar.engine.naming import index_key
+from sidecar.engine.naming import activity_prefix, index_key
 from sidecar.engine.purge import delete_rows
 from sidecar.engine.status import instance_response
 from sidecar.engine.waits import StateWaits
@@ -73,6 +73,7 @@ class SavedWorkflow:
         self.namespace: str = s.namespace
         self.router = s.router
         self.cluster_apps = s.cluster_apps
+        self.sweep = s.activity_sweep
         self.apps = s.apps
         self.effects = EffectRunner(s, self)
         self.metrics = s.metrics
@@ -228,8 +229,11 @@ class SavedWorkflow:
                 await self._load()
                 self._reissue()
             raise
+        previous = self.state
         self.state, self.layout, self.version = state, plan.layout, version
         self.waits.changed(state)
+        if previous is not None and state.generation > previous.generation:
+            self._superseded(state.generation)
 
     async def _write(self, plan: CheckpointPlan, state: WorkflowState, version: int) -> int:
         index = index_key(self.app_id, self.id)
@@ -239,6 +243,14 @@ class SavedWorkflow:
                 writes[index] = b"0" if state.is_terminal else b"1"
             version = await self.store.transact(writes, expect=plan.expect(version))
         return version
+
+    def _superseded(self, generation: int) -> None:
+        """A new generation is saved: the rows of older generations' activities are
+        garbage, for the sidecar's sweep (`sidecar.engine.activity_sweep`)."""
+        if self.sweep is not None:
+            apps = {self.app_id, *self.cluster_apps()}
+            prefixes = [activity_prefix(app, self.namespace, self.id) for app in sorted(apps)]
+            self.sweep.superseded(prefixes, generation)
 
     async def _forget(self) -> None:
         """Delete every row of the instance (under the lock): nothing is stored now."""

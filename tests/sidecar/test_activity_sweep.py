@@ -1,7 +1,9 @@
 """The activity sweep (`sidecar.engine.activity_sweep`): an activity's saved outcome that
-lands after its instance was purged is deleted, one to two sweeps after it landed; rows
-of instances that exist, and rows written again since, are kept; rows the store could
-not check are checked at the next sweep."""
+lands after its instance was purged, or after it moved on to a newer generation, is
+deleted one to two sweeps after it landed; rows of instances that exist in that
+generation, and rows written again since, are kept; the rows of an instance's older
+generations go once a newer one is saved; what the store could not do is done at the
+next sweep."""
 
 from __future__ import annotations
 
@@ -14,11 +16,13 @@ from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.activity_sweep import ActivitySweep
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.effects import encode_dispatch
+from sidecar.engine.naming import activity_prefix
 from sidecar.engine.purge import delete_rows
 from sidecar.engine.testing import WORKFLOW_TYPE, activity_actor
 from sidecar.store import NO_EXPECT, StoreUnavailableError, Versioned
 from sidecar.store.memory import MemoryStore
-from sidecar.workflow import METADATA_KEY, DispatchActivity, store_key
+from sidecar.workflow import METADATA_KEY, DispatchActivity, new_state, store_key
+from sidecar.workflow.checkpoint import encode_metadata
 
 META = store_key("app", WORKFLOW_TYPE, "wf-1", METADATA_KEY)
 ROW = "app||dapr.internal.default.app.activity||wf-1::1::1||activityState"
@@ -28,7 +32,7 @@ async def test_a_row_of_a_purged_instance_is_deleted_at_the_second_sweep() -> No
     store = MemoryStore()
     version = await store.transact({ROW: b"outcome"})
     sweep = ActivitySweep(store)
-    sweep.saved(META, ROW, version)
+    sweep.saved(META, ROW, version, 1)
     assert await sweep.sweep() == 0  # handed over since the last sweep: not due yet
     assert await store.get_many([ROW])
     assert await sweep.sweep() == 1
@@ -40,16 +44,54 @@ async def test_rows_of_existing_instances_and_rows_written_again_are_kept() -> N
     store = MemoryStore()
     other_meta = store_key("app", WORKFLOW_TYPE, "wf-2", METADATA_KEY)
     other_row = ROW.replace("wf-1", "wf-2")
-    await store.transact({other_meta: b"meta"})
+    await store.transact({other_meta: encode_metadata(new_state("wf-2"))})
     first = await store.transact({ROW: b"old execution", other_row: b"outcome"})
     await store.transact({ROW: b"a newer execution of wf-1"})
     sweep = ActivitySweep(store)
-    sweep.saved(META, ROW, first)  # wf-1 purged, but its row written again since
-    sweep.saved(other_meta, other_row, first)  # wf-2 exists
+    sweep.saved(META, ROW, first, 1)  # wf-1 purged, but its row written again since
+    sweep.saved(other_meta, other_row, first, 1)  # wf-2 exists
     assert await sweep.sweep(everything=True) == 0
     found = await store.get_many([ROW, other_row])
     assert found[ROW].value == b"a newer execution of wf-1" and other_row in found
     assert sweep.pending == 0  # both settled: the purge of wf-2 will find its row
+
+
+async def test_a_row_of_an_older_generation_than_the_instance_runs_is_deleted() -> None:
+    store = MemoryStore()
+    await store.transact({META: encode_metadata(new_state("wf-1", generation=2))})
+    old = await store.transact({ROW: b"generation 1"})
+    row_2 = ROW.replace("::1::1||", "::1::2||")
+    current = await store.transact({row_2: b"generation 2"})
+    sweep = ActivitySweep(store)
+    sweep.saved(META, ROW, old, 1)
+    sweep.saved(META, row_2, current, 2)
+    assert await sweep.sweep(everything=True) == 1
+    assert list(await store.get_many([ROW, row_2])) == [row_2]
+
+
+async def test_a_new_generation_drops_the_rows_of_older_ones() -> None:
+    store = MemoryStore()
+    prefix = activity_prefix("app", "default", "wf-1")
+    rows = {
+        f"{prefix}1::1||activityState": b"generation 1",
+        f"{prefix}2::2||activityState": b"generation 2",
+        f"{prefix}1::3||activityState": b"generation 3",
+        f"{prefix}sub::1::1||activityState": b"instance wf-1::sub",
+        f"{prefix}5::1::1||activityState": b"instance wf-1::5",
+    }
+    await store.transact(rows)
+    sweep = ActivitySweep(store)
+    sweep.superseded([prefix], 2)
+    sweep.superseded([prefix], 3)  # the newest counts
+    assert sweep.pending == 1
+    assert await sweep.sweep() == 2
+    left = await store.get_many(list(rows))
+    assert sorted(v.value for v in left.values()) == [
+        b"generation 3",
+        b"instance wf-1::5",
+        b"instance wf-1::sub",
+    ]
+    assert sweep.pending == 0
 
 
 class FlakyReads(MemoryStore):
@@ -66,7 +108,7 @@ class FlakyReads(MemoryStore):
 async def test_rows_the_store_could_not_check_are_checked_at_the_next_sweep() -> None:
     store = FlakyReads()
     sweep = ActivitySweep(store)
-    sweep.saved(META, ROW, await store.transact({ROW: b"outcome"}))
+    sweep.saved(META, ROW, await store.transact({ROW: b"outcome"}), 1)
     with pytest.raises(StoreUnavailableError):
         await sweep.sweep(everything=True)
     assert sweep.pending == 1
