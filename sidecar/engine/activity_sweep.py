@@ -152,6 +152,8 @@ class ActivitySweep:
                 await self.sweep()
             except StoreError as exc:
                 log.warning("activity sweep: %s (what it could not do is tried again)", exc)
+            except Exception:  # a bug here must not end the sweep for good
+                log.exception("activity sweep failed")
 
 
 def _generation(metadata_row: bytes) -> int:
