@@ -1,16 +1,19 @@
 """`actorflow status`: what every node of a cluster says about itself, right now.
 
 Asks each placement node (`GetPlacementInfo`) and each reminders node
-(`GetRemindersInfo`) for its role, Raft term and quorum, and each sidecar for
-`/v1.0/healthz`. Addresses come from `--cluster DIR/cluster.json` (what `actorflow up`
-writes) or from `--placement`, `--reminders` and `--sidecars` (comma separated). Over
+(`GetRemindersInfo`) for its role, Raft term and quorum, each sidecar for
+`/v1.0/healthz`, and the state store: each etcd member for its status and alarms, or
+the SQLite file's size and free disk (`actorflow.store_status`). Addresses come from
+`--cluster DIR/cluster.json` (what `actorflow up` writes) or from `--placement`,
+`--reminders`, `--sidecars` (comma separated) and `--store` (the sidecars' store URL). Over
 mutual TLS with the files cluster.json names (`actorflow up --tls`), else with those of
 `ACTORFLOW_TLS_CA`, `_CERT` and `_KEY` when set (`raftkit.tls`); then it also shows when
 that certificate expires, flagged under RENEW_DAYS.
 
 Prints a table, or one JSON object with `--json`. Exit status: 0 when every node
-answered and each Raft service has exactly one leader with a quorum (and no node
-claims to lead at a higher term than that leader), 1 otherwise, 2 on bad arguments.
+answered, each Raft service has exactly one leader with a quorum (and no node claims to
+lead at a higher term than that leader) and no etcd member has an alarm, 1 otherwise, 2
+on bad arguments.
 """
 
 from __future__ import annotations
@@ -27,10 +30,12 @@ import aiohttp
 import grpc
 
 from actorflow.certs import CertPaths
+from actorflow.store_status import store_line, store_nodes
 from placement.api.v1 import placement_pb2 as ppb
 from raftkit.tls import TlsError, TlsFiles
 from raftkit.tls import channel as tls_channel
 from reminders.api.v1 import reminders_pb2 as rpb
+from sidecar.store import StoreConfigError
 
 __all__ = ["collect", "healthy", "main"]
 
@@ -97,16 +102,24 @@ async def collect(
     sidecars: list[str],
     timeout_s: float = 2.0,
     tls: TlsFiles | None = None,
+    *,
+    store_url: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Every node's answer, asked all at once (over mutual TLS when `tls` is given)."""
+    """Every node's answer, asked all at once (over mutual TLS when `tls` is given); the
+    store's when `store_url` names it."""
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        p, r, s = await asyncio.gather(
+        p, r, s, store = await asyncio.gather(
             asyncio.gather(*(_raft_node("placement", a, timeout_s, tls) for a in placement)),
             asyncio.gather(*(_raft_node("reminders", a, timeout_s, tls) for a in reminders)),
             asyncio.gather(*(_sidecar(session, url) for url in sidecars)),
+            store_nodes(store_url, timeout_s) if store_url else _nothing(),
         )
-    return {"placement": list(p), "reminders": list(r), "sidecars": list(s)}
+    return {"placement": list(p), "reminders": list(r), "sidecars": list(s), "store": store}
+
+
+async def _nothing() -> list[dict[str, Any]]:
+    return []
 
 
 def _service_healthy(nodes: list[dict[str, Any]]) -> bool:
@@ -123,6 +136,7 @@ def healthy(report: dict[str, list[dict[str, Any]]]) -> bool:
         _service_healthy(report["placement"])
         and _service_healthy(report["reminders"])
         and all(s["ok"] for s in report["sidecars"])
+        and all(n["ok"] for n in report.get("store", []))
     )
 
 
@@ -147,6 +161,7 @@ def _table(report: dict[str, list[dict[str, Any]]]) -> str:
     for s in report["sidecars"]:
         state = "ok" if s["ok"] else f"DOWN {s.get('error', s.get('status'))}"
         lines.append(f"{'sidecar':<10} {s['address']:<22} {state}")
+    lines += [store_line(n) for n in report.get("store", [])]
     return "\n".join(lines)
 
 
@@ -181,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--placement", help="placement API addresses, host:port,...")
     p.add_argument("--reminders", help="reminders API addresses, host:port,...")
     p.add_argument("--sidecars", help="sidecar HTTP base URLs, http://host:port,...")
+    p.add_argument("--store", help="the sidecars' store URL (etcd://... or sqlite://...)")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds per node")
     p.add_argument("--json", action="store_true", help="one JSON object instead of a table")
     ns = p.parse_args(argv)
@@ -197,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         placement = placement or list(cluster.get("placement", []))
         reminders = reminders or list(cluster.get("reminders", []))
         sidecars = sidecars or [s["http"] for s in cluster.get("sidecars", [])]
-    if not (placement or reminders or sidecars):
+    store_url = ns.store or cluster.get("store", {}).get("url")
+    if not (placement or reminders or sidecars or store_url):
         print("actorflow status: give --cluster or some node addresses", file=sys.stderr)
         return 2
     try:
@@ -205,7 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     except TlsError as exc:
         print(f"actorflow status: {exc}", file=sys.stderr)
         return 2
-    report = asyncio.run(collect(placement, reminders, sidecars, ns.timeout, tls))
+    try:
+        report = asyncio.run(
+            collect(placement, reminders, sidecars, ns.timeout, tls, store_url=store_url)
+        )
+    except StoreConfigError as exc:
+        print(f"actorflow status: {exc}", file=sys.stderr)
+        return 2
     ok = healthy(report)
     certificate = _certificate(tls)
     if ns.json:

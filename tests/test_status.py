@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from actorflow import status
+from sidecar.store import EtcdStore, StoreUnavailableError
+from sidecar.store.testing import EtcdCluster, etcd_binary
 
 
 def _node(leader: bool, term: int, quorum: bool = True, ok: bool = True) -> dict[str, Any]:
@@ -53,3 +58,57 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
 def test_unreachable_node_exits_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert status.main(["--placement", "127.0.0.1:1", "--timeout", "0.5"]) == 1
     assert "DOWN" in capsys.readouterr().out
+
+
+def test_the_stores_part(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The SQLite file's size and free disk; a store URL that is not one exits 2."""
+    db = tmp_path / "state.db"
+    db.write_bytes(b"\0" * 4096)
+    assert status.main(["--store", f"sqlite://{db}"]) == 0
+    out = capsys.readouterr().out
+    assert "sqlite" in out and "free on its disk" in out and "healthy" in out
+    assert status.main(["--store", f"sqlite://{tmp_path / 'missing.db'}"]) == 1
+    assert "no such file" in capsys.readouterr().out
+    assert status.main(["--store", "redis://x"]) == 2
+
+
+@pytest.mark.slow
+def test_an_etcd_member_out_of_space_is_shown_and_unhealthy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """etcd's NOSPACE alarm (the quota reached: every write refused) is on the member's
+    line and makes the cluster unhealthy; a member that cannot be reached is DOWN."""
+    require_etcd()
+    cluster = EtcdCluster(tmp_path, 1, extra_args=[f"--quota-backend-bytes={16 * 2**20}"])
+    asyncio.run(cluster.start())
+    url = f"etcd://{cluster.endpoints[0]}"
+    try:
+        assert status.main(["--store", url, "--json"]) == 0
+        (member,) = json.loads(capsys.readouterr().out)["store"]
+        assert member["leader"] and member["alarms"] == [] and member["db_bytes"] > 0
+        asyncio.run(_fill(cluster))
+        assert status.main(["--store", url]) == 1
+        out = capsys.readouterr().out
+        assert "ALARM" in out and "alarm:NOSPACE" in out and "NOT HEALTHY" in out
+        assert status.main(["--store", "etcd://127.0.0.1:1", "--timeout", "0.5"]) == 1
+        assert "DOWN" in capsys.readouterr().out
+    finally:
+        cluster.stop()
+
+
+async def _fill(cluster: EtcdCluster) -> None:
+    store = await EtcdStore.open(cluster.store_config())
+    try:
+        with pytest.raises(StoreUnavailableError):
+            for _ in range(200):
+                await store.transact({"filler": b"x" * 2**19})
+    finally:
+        await store.close()
+
+
+def require_etcd() -> None:
+    if etcd_binary() is None:
+        message = "no etcd binary: install Debian's etcd-server or set ACTORFLOW_ETCD"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
