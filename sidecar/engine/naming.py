@@ -50,7 +50,7 @@ def activity_prefix(app_id: str, namespace: str, instance_id: str) -> str:
 def is_own_activity_key(prefix: str, key: str) -> bool:
     """Whether `key`, found under the `activity_prefix` of an instance, is a row of one
     of that instance's activity actors (not of an instance named `{instance}::...`)."""
-    return key.startswith(prefix) and _OWN_ACTIVITY_REST.match(key, len(prefix)) is not None
+    return activity_generation(prefix, key) is not None
 
 
 def activity_generation(prefix: str, key: str) -> int | None:
