@@ -125,24 +125,45 @@ class ActivitySweep:
         except StoreError:
             _merge(self._due, due)
             raise
-        deleted = 0
+        garbage: dict[str, list[Row]] = {}
         for meta, rows in due.items():
             running = _generation(found[meta].value) if meta in found else None
-            for key, version, generation in rows:
-                if running is None or running > generation:
-                    deleted += await self._delete(meta, (key, version, generation))
+            old = [row for row in rows if running is None or running > row[2]]
+            if old:
+                garbage[meta] = old
+        return await self._delete_stale(garbage) if garbage else 0
+
+    async def _delete_stale(self, garbage: dict[str, list[Row]]) -> int:
+        """Delete the rows of `garbage` still at the version their save wrote (most of a
+        purged instance's rows are gone already: its purge found them), several to a
+        transaction, each guarded by its version."""
+        rows = [(meta, row) for meta, its in garbage.items() for row in its]
+        try:
+            current = await self.store.get_many([row[0] for _, row in rows])
+        except StoreError:
+            _merge(self._due, garbage)
+            raise
+        stale = [(m, r) for m, r in rows if r[0] in current and current[r[0]].version == r[1]]
+        step = max(1, min(DELETE_BATCH, self.store.limits.max_ops))
+        deleted = 0
+        for start in range(0, len(stale), step):
+            deleted += await self._delete(stale[start : start + step])
         return deleted
 
-    async def _delete(self, meta: str, row: Row) -> int:
-        key, version, _ = row
+    async def _delete(self, batch: list[tuple[str, Row]]) -> int:
+        writes = {row[0]: None for _, row in batch}
+        expect = {row[0]: row[1] for _, row in batch}
         try:
-            await self.store.transact({key: None}, expect={key: version}, background=True)
+            await self.store.transact(writes, expect=expect, background=True)
         except ConflictError:
-            return 0  # written again since (a new instance of a purged id): not ours
+            if len(batch) == 1:
+                return 0  # written again since (a new instance of a purged id): not ours
+            return sum([await self._delete([one]) for one in batch])
         except StoreError:
-            self._due.setdefault(meta, []).append(row)  # checked again at the next pass
+            for meta, row in batch:  # checked again at the next pass
+                self._due.setdefault(meta, []).append(row)
             return 0
-        return 1
+        return len(batch)
 
     async def run(self) -> None:
         """A pass every `interval_s` until cancelled (a failed pass is logged)."""

@@ -94,6 +94,40 @@ async def test_a_new_generation_drops_the_rows_of_older_ones() -> None:
     assert sweep.pending == 0
 
 
+class CountingStore(MemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.transactions = 0
+
+    async def transact(
+        self,
+        writes: Mapping[str, bytes | None],
+        *,
+        expect: Mapping[str, int] = NO_EXPECT,
+        background: bool = False,
+    ) -> int:
+        self.transactions += 1
+        return await super().transact(writes, expect=expect, background=background)
+
+
+async def test_a_purged_fan_outs_rows_cost_a_read_and_a_transaction_not_one_each() -> None:
+    """The purge deleted all but the three rows that landed after it: those three go in
+    one transaction (one per row, 1,000 of them, kept a fan-out's sweep behind its
+    interval, and its rows piled up in memory)."""
+    store = CountingStore()
+    prefix = activity_prefix("app", "default", "wf-1")
+    keys = [f"{prefix}{task}::1||activityState" for task in range(1000)]
+    versions = [await store.transact({key: b"outcome"}) for key in keys]
+    sweep = ActivitySweep(store)
+    for key, version in zip(keys, versions, strict=True):
+        sweep.saved(META, key, version, 1)
+    await store.transact(dict.fromkeys(keys[3:]))  # the purge, which missed three
+    before = store.transactions
+    assert await sweep.sweep(everything=True) == 3
+    assert store.transactions - before == 1
+    assert await store.get_many(keys) == {}
+
+
 class FlakyReads(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
