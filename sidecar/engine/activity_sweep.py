@@ -114,8 +114,9 @@ class ActivitySweep:
             its = activity_generation(prefix, key)
             if its is not None and its < generation:
                 old.append(key)
-        for start in range(0, len(old), DELETE_BATCH):
-            batch = old[start : start + DELETE_BATCH]
+        step = self._step
+        for start in range(0, len(old), step):
+            batch = old[start : start + step]
             await self.store.transact(dict.fromkeys(batch), background=True)
         return len(old)
 
@@ -144,11 +145,16 @@ class ActivitySweep:
             _merge(self._due, garbage)
             raise
         stale = [(m, r) for m, r in rows if r[0] in current and current[r[0]].version == r[1]]
-        step = max(1, min(DELETE_BATCH, self.store.limits.max_ops))
+        step = self._step
         deleted = 0
         for start in range(0, len(stale), step):
             deleted += await self._delete(stale[start : start + step])
         return deleted
+
+    @property
+    def _step(self) -> int:
+        """Rows per transaction: DELETE_BATCH, or fewer if the store takes fewer."""
+        return max(1, min(DELETE_BATCH, self.store.limits.max_ops))
 
     async def _delete(self, batch: list[tuple[str, Row]]) -> int:
         writes = {row[0]: None for _, row in batch}

@@ -20,7 +20,7 @@ from sidecar.engine.naming import activity_prefix
 from sidecar.engine.purge import delete_rows
 from sidecar.engine.testing import WORKFLOW_TYPE, activity_actor
 from sidecar.store import NO_EXPECT, StoreUnavailableError, Versioned
-from sidecar.store.memory import MemoryStore
+from sidecar.store.memory import MemoryConfig, MemoryStore
 from sidecar.workflow import METADATA_KEY, DispatchActivity, new_state, store_key
 from sidecar.workflow.checkpoint import encode_metadata
 
@@ -126,6 +126,24 @@ async def test_a_purged_fan_outs_rows_cost_a_read_and_a_transaction_not_one_each
     assert await sweep.sweep(everything=True) == 3
     assert store.transactions - before == 1
     assert await store.get_many(keys) == {}
+
+
+async def test_deletions_fit_the_stores_transactions() -> None:
+    """A store that takes 4 operations a transaction (etcd's --max-txn-ops is 128 by
+    default, under the sweep's 500): older generations' rows and stale rows alike."""
+    store = MemoryStore(MemoryConfig(max_txn_ops=4))
+    prefix = activity_prefix("app", "default", "wf-1")
+    old = {f"{prefix}{task}::1||activityState": b"generation 1" for task in range(10)}
+    for key, value in old.items():
+        await store.transact({key: value})
+    sweep = ActivitySweep(store)
+    sweep.superseded([prefix], 2)
+    assert await sweep.sweep() == 10
+    keys = [key.replace("::1||", "::2||") for key in old]
+    for key in keys:
+        sweep.saved(META, key, await store.transact({key: b"generation 2"}), 2)
+    assert await sweep.sweep(everything=True) == 10  # wf-1 is gone
+    assert await store.get_many([*old, *keys]) == {}
 
 
 class FlakyReads(MemoryStore):
