@@ -113,13 +113,9 @@ async def collect(
             asyncio.gather(*(_raft_node("placement", a, timeout_s, tls) for a in placement)),
             asyncio.gather(*(_raft_node("reminders", a, timeout_s, tls) for a in reminders)),
             asyncio.gather(*(_sidecar(session, url) for url in sidecars)),
-            store_nodes(store_url, timeout_s) if store_url else _nothing(),
+            store_nodes(store_url, timeout_s),
         )
     return {"placement": list(p), "reminders": list(r), "sidecars": list(s), "store": store}
-
-
-async def _nothing() -> list[dict[str, Any]]:
-    return []
 
 
 def _service_healthy(nodes: list[dict[str, Any]]) -> bool:

@@ -25,8 +25,11 @@ __all__ = ["store_line", "store_nodes"]
 MB = 1024 * 1024
 
 
-async def store_nodes(url: str, timeout_s: float) -> list[dict[str, Any]]:
-    """One entry per etcd member, or one for the SQLite file (none for memory://)."""
+async def store_nodes(url: str | None, timeout_s: float) -> list[dict[str, Any]]:
+    """One entry per etcd member, or one for the SQLite file (none for memory://, or
+    without a URL)."""
+    if url is None:
+        return []
     config = parse_store_url(url)
     if isinstance(config, EtcdConfig):
         members = (_member(config, endpoint, timeout_s) for endpoint in config.endpoints)

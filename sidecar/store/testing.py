@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from sidecar.store.base import StoreError
+from sidecar.store.base import StoreError, StoreUnavailableError
 from sidecar.store.etcd import EtcdConfig, EtcdStore, EtcdTls
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "EtcdMember",
     "EtcdServerTls",
     "etcd_binary",
+    "fill_to_quota",
     "free_ports",
     "reclaim_space",
 ]
@@ -235,6 +236,17 @@ def _varint(n: int) -> bytes:
         out.append(byte | (0x80 if n else 0))
         if not n:
             return bytes(out)
+
+
+async def fill_to_quota(store: EtcdStore, max_writes: int = 1000) -> StoreUnavailableError:
+    """Write one key of 512 KiB again and again (only its history grows) until etcd
+    refuses for lack of space; the store's error. RuntimeError if it never refuses."""
+    for _ in range(max_writes):
+        try:
+            await store.transact({"test/filler": b"x" * 2**19})
+        except StoreUnavailableError as exc:
+            return exc
+    raise RuntimeError(f"etcd took {max_writes} writes of 512 KiB without running out of space")
 
 
 async def reclaim_space(endpoints: Sequence[str]) -> None:
