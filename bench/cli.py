@@ -13,6 +13,7 @@ SCENARIOS: dict[str, str] = {
     "fanout": "bench.workflow_bench:fanout_main",
     "chain": "bench.workflow_bench:chain_main",
     "latency": "bench.workflow_bench:latency_main",
+    "latency-floor": "bench.latency_floor",
     "sdk-ceiling": "bench.sdk_ceiling",
     "engine": "bench.engine_bench",
     "scale": "bench.scale_bench",

@@ -160,6 +160,7 @@ REFERENCES: dict[str, tuple[tuple[str, str, str], ...]] = {
     ),
     "latency": (
         ("the SDK's three round trips", "sdk_round_trips_ms", " ms"),
+        ("p50 of a server that keeps nothing, over those", "floor_over_sdk_round_trips", "x"),
         ("sidecar CPU per workflow", "sidecar_cpu_ms_per_workflow", " ms"),
         ("CPU per workflow: sidecar, app and client", "cpu_ms_per_workflow", " ms"),
     ),

@@ -24,6 +24,11 @@ clients use the SDK's `DaprWorkflowClient` from this process.
   process (the SDK client), from /proc, and their sum (`cpu_ms_per_workflow`): on a
   2-core machine one workflow at a time keeps more than one core busy on average, so a
   round trip measured with the SDK app alone is shorter than the same round trip here.
+  And right before each repetition, `latency-floor` runs the same workflows against a
+  server that keeps nothing (no store, no actors: the least any sidecar can do for
+  them) and the run reports its p50 (`floor_p50_ms`), the same multiple of the round
+  trips (`floor_over_sdk_round_trips`) and that server's CPU per workflow
+  (`--no-ceiling` skips it too).
 """
 
 from __future__ import annotations
@@ -241,8 +246,24 @@ def latency(args: argparse.Namespace) -> dict[str, Any]:
     return metrics
 
 
+def measure_floor(count: int) -> dict[str, float]:
+    """`actorflow bench latency-floor` in its own process: `count` of this scenario's
+    workflows against a server that keeps nothing (no store, no actors), the least
+    any sidecar needs for them on this machine now. Its metrics."""
+    with tempfile.TemporaryDirectory(prefix="af-bench-floor-") as tmp:
+        out = Path(tmp) / "floor.json"
+        subprocess.run(
+            [sys.executable, "-m", "actorflow", "bench", "latency-floor", "--count", str(count),
+             "--json", str(out), "-q"],
+            check=True, timeout=120 + count,
+        )  # fmt: skip
+        metrics: dict[str, float] = json.loads(out.read_text())["metrics"]
+    return metrics
+
+
 def _latency_once(args: argparse.Namespace, info: dict[str, Any], client: Any) -> dict[str, Any]:
     rtt = None if args.no_ceiling else measure_ceiling(0, "--rtt-only", "--rtt", "200")
+    floor = None if args.no_ceiling else measure_floor(args.count)
     pids = {"sidecar": info["sidecars"][0]["pid"], "app": info["app_pid"], "client": os.getpid()}
     cpu0 = {side: process_cpu_s(pid) for side, pid in pids.items()}
     samples = [run_one(client, "single", i)[0] * 1000 for i in range(args.count)]
@@ -264,6 +285,11 @@ def _latency_once(args: argparse.Namespace, info: dict[str, Any], client: Any) -
         sdk_ms = 2 * rtt["turn_rtt_p50_ms"] + rtt["activity_rtt_p50_ms"]
         metrics["sdk_round_trips_ms"] = round(sdk_ms, 3)
         metrics["p50_over_sdk_round_trips"] = round(metrics["p50_ms"] / sdk_ms, 3)
+    if floor is not None and rtt is not None:
+        # The same workflows against a server that keeps nothing: the least any sidecar
+        # needs beyond the SDK's round trips (the client's two calls, the hand-offs).
+        metrics.update({key: round(value, 3) for key, value in floor.items()})
+        metrics["floor_over_sdk_round_trips"] = round(floor["floor_p50_ms"] / sdk_ms, 3)
     metrics["samples_ms"] = [round(ms, 3) for ms in samples]
     return metrics
 
@@ -291,7 +317,8 @@ def main_for(scenario: str, argv: list[str] | None) -> int:
     )  # fmt: skip
     p.add_argument(
         "--no-ceiling", action="store_true",
-        help="fanout, latency: skip measuring the SDK ceiling (round trips) first",
+        help="fanout, latency: skip measuring the SDK ceiling (round trips, and "
+        "latency's floor) first",
     )  # fmt: skip
     p.add_argument(
         "--store", choices=("sqlite", "etcd"), default="sqlite",
