@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -39,9 +38,8 @@ import grpc
 import uvloop
 
 from bench.report import add_common_args, emit, now_iso, percentile, process_cpu_s, result
-from bench.sdk_ceiling import APP, NoEngine
+from bench.sdk_ceiling import NoEngine, serving
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.taskhub_wire import taskhub_generic_handler, unknown_method_handler
 from sidecar.workflow.actions import record_action
 from sidecar.workflow.events import execution_started_event, task_completed_event, to_timestamp
 
@@ -143,20 +141,7 @@ class InstantEngine(NoEngine):
 
 async def measure(count: int) -> dict[str, Any]:
     hub = InstantEngine()
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (taskhub_generic_handler(hub, aio=True), unknown_method_handler(aio=True))
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    endpoint = f"127.0.0.1:{port}"
-    env = {**os.environ, "DAPR_GRPC_ENDPOINT": endpoint}
-    app = subprocess.Popen([sys.executable, str(APP)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    try:
-        async with asyncio.timeout(60):
-            while hub.apps.connections == 0:
-                await asyncio.sleep(0.05)  # waiting for the app process to connect
+    async with serving(hub) as (endpoint, app):
         cpu0 = process_cpu_s(os.getpid()), process_cpu_s(app.pid)
         # (subprocess, not the event loop's own spawn: uvloop forks, and gRPC runs here)
         client = await asyncio.to_thread(
@@ -169,10 +154,6 @@ async def measure(count: int) -> dict[str, Any]:
         runs = count + WARM_UP
         server_ms = (process_cpu_s(os.getpid()) - cpu0[0]) * 1000 / runs
         app_ms = (process_cpu_s(app.pid) - cpu0[1]) * 1000 / runs
-    finally:
-        app.send_signal(signal.SIGTERM)
-        app.wait(15)
-        await server.stop(grace=None)
     return {
         "floor_p50_ms": percentile(samples, 50),
         "floor_p99_ms": percentile(samples, 99),

@@ -25,6 +25,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,21 +83,34 @@ def turn(i: int) -> pb.WorkflowRequest:
     return req
 
 
-async def measure(args: argparse.Namespace) -> dict[str, float]:
-    hub = NoEngine()
+@asynccontextmanager
+async def serving(hub: NoEngine) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`hub` served on a loopback port with grpc.aio, and the SDK app process
+    (`bench_app.py`) connected to it: (the endpoint, the app process)."""
     server = grpc.aio.server()
     server.add_generic_rpc_handlers(
         (taskhub_generic_handler(hub, aio=True), unknown_method_handler(aio=True))
     )
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    env = {**os.environ, "DAPR_GRPC_ENDPOINT": f"127.0.0.1:{port}"}
+    endpoint = f"127.0.0.1:{port}"
+    env = {**os.environ, "DAPR_GRPC_ENDPOINT": endpoint}
     app = subprocess.Popen([sys.executable, str(APP)], env=env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
         async with asyncio.timeout(60):
             while hub.apps.connections == 0:
                 await asyncio.sleep(0.05)  # waiting for the app process to connect
+        yield endpoint, app
+    finally:
+        app.send_signal(signal.SIGTERM)
+        app.wait(15)
+        await server.stop(grace=None)
+
+
+async def measure(args: argparse.Namespace) -> dict[str, float]:
+    hub = NoEngine()
+    async with serving(hub) as (_, app):
         await asyncio.gather(*(hub.apps.run_activity(activity(i)) for i in range(200)))  # warm
         metrics: dict[str, float] = {}
         if not args.rtt_only:
@@ -106,10 +121,6 @@ async def measure(args: argparse.Namespace) -> dict[str, float]:
             metrics["turns_per_s"] = args.n / (time.perf_counter() - started)
         if not args.activities_only:
             metrics.update(await _round_trips(hub.apps, args.rtt))
-    finally:
-        app.send_signal(signal.SIGTERM)
-        app.wait(15)
-        await server.stop(grace=None)
     return metrics
 
 
