@@ -19,7 +19,8 @@ beside its own (`floor_p50_ms`, `floor_over_sdk_round_trips`); the server's and 
 app's CPU time per workflow come with them, to set beside the sidecar's.
 
 Only what this workflow needs is served: StartInstance, WaitForInstanceCompletion,
-GetInstance, the work items, and scheduleTask / completeWorkflow actions.
+GetInstance, the work items, and scheduleTask / completeWorkflow actions (a workflow
+that asks for anything else ends FAILED).
 """
 
 from __future__ import annotations
@@ -120,6 +121,10 @@ class InstantEngine(NoEngine):
                     done = action.completeWorkflow
                     instance.status = done.workflowStatus
                     instance.output = done.result.value if done.HasField("result") else None
+                    instance.done.set()
+                    return
+                if not action.HasField("scheduleTask"):  # not this bench's workflow
+                    instance.status = pb.ORCHESTRATION_STATUS_FAILED
                     instance.done.set()
                     return
                 event = record_action(action, time.time_ns() // 1_000_000)

@@ -63,6 +63,22 @@ class _App:
         return reply
 
 
+async def test_a_workflow_asking_for_more_than_activities_fails() -> None:
+    class _TimerApp(_App):
+        async def run_workflow(self, request: pb.WorkflowRequest) -> pb.WorkflowResponse:
+            action = pb.WorkflowAction(id=1)
+            action.createTimer.fireAt.seconds = 1
+            return pb.WorkflowResponse(instanceId=request.instanceId, actions=[action])
+
+    hub = InstantEngine()
+    hub.apps = _TimerApp()  # type: ignore[assignment]
+    await hub.StartInstance(pb.CreateInstanceRequest(instanceId="w", name="timer"), None)
+    reply = await asyncio.wait_for(
+        hub.WaitForInstanceCompletion(pb.GetInstanceRequest(instanceId="w"), None), 5
+    )
+    assert reply.workflowState.workflowStatus == pb.ORCHESTRATION_STATUS_FAILED
+
+
 async def test_the_instant_engine_drives_a_workflow_from_turn_to_turn() -> None:
     hub = InstantEngine()
     app = _App()
