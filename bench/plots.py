@@ -150,7 +150,31 @@ def _latency(data: Result) -> list[Chart]:
     m = data["metrics"]
     fig, (ax,) = _figure(data, "latency: one-activity workflow, start to completion")
     _bars(ax, ["p50", "p99", "mean"], [m["p50_ms"], m["p99_ms"], m["mean_ms"]], "ms")
-    return _with_histogram(data, ("percentiles", fig), "workflow round trip")
+    charts = _with_histogram(data, ("percentiles", fig), "workflow round trip")
+    if "sdk_round_trips_ms" in m and "floor_p50_ms" in m:
+        charts.append(("floor", _latency_floor(data)))
+    return charts
+
+
+def _latency_floor(data: Result) -> Figure:
+    """p50 beside what it is held to: the SDK's three round trips, the target (1.3x
+    them) and the same workflows against a server that keeps nothing."""
+    m = data["metrics"]
+    fig, (ax,) = _figure(data, "latency p50: the sidecar, a server that keeps nothing, the SDK")
+    labels = ["SDK's 3 round trips", "server that keeps nothing", "sidecar"]
+    _bars(ax, labels, [m["sdk_round_trips_ms"], m["floor_p50_ms"], m["p50_ms"]], "ms (p50)")
+    target = 1.3 * m["sdk_round_trips_ms"]
+    label = f"target: 1.3x the round trips, {_number(target)} ms"
+    ax.axhline(target, color="#c44e52", linestyle="--", label=label)
+    ax.legend()
+    return fig
+
+
+def _floor_only(data: Result) -> list[Chart]:
+    m = data["metrics"]
+    fig, (ax,) = _figure(data, "latency-floor: the latency workflow, a server that keeps nothing")
+    _bars(ax, ["p50", "p99"], [m["floor_p50_ms"], m["floor_p99_ms"]], "ms")
+    return [("percentiles", fig)]
 
 
 def _actors(data: Result) -> list[Chart]:
@@ -295,6 +319,7 @@ PLOTTERS: dict[str, Callable[[Result], list[Chart]]] = {
     "fanout": _fanout,
     "chain": _chain,
     "latency": _latency,
+    "latency-floor": _floor_only,
     "actors": _actors,
     "sdk-ceiling": _sdk_ceiling,
     "engine": _engine,

@@ -38,6 +38,7 @@ METRICS: dict[str, dict[str, Any]] = {
         "workflow_p99_ms": 2000.0,
     },
     "latency": {"p50_ms": 7.0, "p99_ms": 15.0, "mean_ms": 7.5, "samples_ms": [6.0, 7.0, 7.2, 15.0]},
+    "latency-floor": {"floor_p50_ms": 5.0, "floor_p99_ms": 7.0},
     "actors": {
         "remote_call_p50_ms": 0.7,
         "remote_call_p99_ms": 14.0,
@@ -158,6 +159,14 @@ def test_raw_samples_add_a_histogram(scenario: str, tmp_path: Path) -> None:
     assert f"{scenario}-histogram.png" in names
     without = {k: v for k, v in METRICS[scenario].items() if k != "samples_ms"}
     assert len(plots.plot(sample(scenario, without), tmp_path / "none")) == 1
+
+
+def test_latency_with_its_floor_adds_the_comparison(tmp_path: Path) -> None:
+    measured = {**METRICS["latency"], "sdk_round_trips_ms": 4.0, "floor_p50_ms": 5.5}
+    names = {p.name for p in plots.plot(sample("latency", measured), tmp_path)}
+    assert "latency-floor.png" in names
+    without = plots.plot(sample("latency"), tmp_path / "b")
+    assert "latency-floor.png" not in {p.name for p in without}
 
 
 def test_live_scale_result_is_charted(tmp_path: Path) -> None:
