@@ -13,10 +13,12 @@ __all__ = ["GatedStore"]
 
 
 class GatedStore(MemoryStore):
-    """A memory store whose transactions wait while `gate` is clear."""
+    """A memory store whose transactions wait while `gate` is clear (with
+    `background_only`, only background writes do: an activity's saved outcome)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, background_only: bool = False) -> None:
         super().__init__()
+        self.background_only = background_only
         self.gate = asyncio.Event()
         self.gate.set()
         self.waiting = asyncio.Event()  # a transaction is held at the gate
@@ -28,7 +30,7 @@ class GatedStore(MemoryStore):
         expect: Mapping[str, int] = NO_EXPECT,
         background: bool = False,
     ) -> int:
-        if not self.gate.is_set():
+        if not self.gate.is_set() and (background or not self.background_only):
             self.waiting.set()
             await self.gate.wait()
         return await super().transact(writes, expect=expect, background=background)

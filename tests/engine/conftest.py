@@ -12,6 +12,7 @@ process of the cluster (e.g. a sidecar setting); `"up_args"` adds options to
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dapr.ext.workflow import DaprWorkflowClient
+from dapr.ext.workflow import DaprWorkflowClient, WorkflowStatus
 
 from actorflow.testing import UpCluster, free_port_block, pid_alive
 
@@ -197,3 +198,21 @@ def cluster(
 @pytest.fixture
 def uid() -> Any:
     return unique
+
+
+@pytest.fixture
+def resumes() -> Callable[[DaprWorkflowClient, str, float], None]:
+    """The end of a store-outage test, once the store is back: the workflow that was in
+    flight through the outage (`long_step` of `step_s`) completes with its output, and
+    a new `fan` workflow runs to its result."""
+
+    def check(client: DaprWorkflowClient, in_flight: str, step_s: float) -> None:
+        state = client.wait_for_workflow_completion(in_flight, timeout_in_seconds=60)
+        assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
+        assert json.loads(state.serialized_output) == step_s
+        after = client.schedule_new_workflow("fan", input=5, instance_id=unique("after"))
+        state = client.wait_for_workflow_completion(after, timeout_in_seconds=60)
+        assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
+        assert json.loads(state.serialized_output) == sum(2 * i for i in range(5))
+
+    return check

@@ -9,7 +9,6 @@ store error before, so the turn failed once and nothing woke the instance again)
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import grpc
@@ -41,7 +40,9 @@ async def _fill(endpoints: list[str]) -> None:
         await store.close()
 
 
-def test_etcd_out_of_space_is_unavailable_and_workflows_resume(cluster: Any, uid: Any) -> None:
+def test_etcd_out_of_space_is_unavailable_and_workflows_resume(
+    cluster: Any, uid: Any, resumes: Any
+) -> None:
     c = cluster.client(0)
     endpoints = cluster.info["store"]["endpoints"]
     in_flight = c.schedule_new_workflow("long_step", input=STEP_S, instance_id=uid("step"))
@@ -57,10 +58,4 @@ def test_etcd_out_of_space_is_unavailable_and_workflows_resume(cluster: Any, uid
     state = c.get_workflow_state(in_flight)  # reads still served
     assert state is not None and state.runtime_status == WorkflowStatus.RUNNING, state
     asyncio.run(reclaim_space(endpoints))
-    state = c.wait_for_workflow_completion(in_flight, timeout_in_seconds=60)
-    assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
-    assert json.loads(state.serialized_output) == STEP_S
-    after = c.schedule_new_workflow("fan", input=5, instance_id=uid("after"))
-    state = c.wait_for_workflow_completion(after, timeout_in_seconds=60)
-    assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
-    assert json.loads(state.serialized_output) == sum(2 * i for i in range(5))
+    resumes(c, in_flight, STEP_S)

@@ -45,7 +45,7 @@ def _http_start(base: str, iid: str) -> tuple[int, dict[str, Any]]:
 
 
 def test_a_store_out_of_reach_is_unavailable_and_the_sidecar_recovers(
-    cluster: Any, uid: Any
+    cluster: Any, uid: Any, resumes: Any
 ) -> None:
     c = cluster.client(0)
     before = c.schedule_new_workflow("fan", input=4, instance_id=uid("before"))
@@ -72,10 +72,4 @@ def test_a_store_out_of_reach_is_unavailable_and_the_sidecar_recovers(
     state = c.get_workflow_state(before)
     assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED
     assert json.loads(state.serialized_output) == sum(2 * i for i in range(4))
-    state = c.wait_for_workflow_completion(in_flight, timeout_in_seconds=60)
-    assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
-    assert json.loads(state.serialized_output) == STEP_S
-    after = c.schedule_new_workflow("fan", input=5, instance_id=uid("after"))
-    state = c.wait_for_workflow_completion(after, timeout_in_seconds=60)
-    assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, state
-    assert json.loads(state.serialized_output) == sum(2 * i for i in range(5))
+    resumes(c, in_flight, STEP_S)

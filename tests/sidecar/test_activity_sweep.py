@@ -8,7 +8,7 @@ next sweep."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import pytest
 
@@ -19,7 +19,8 @@ from sidecar.engine.effects import encode_dispatch
 from sidecar.engine.naming import activity_prefix
 from sidecar.engine.purge import delete_rows
 from sidecar.engine.testing import WORKFLOW_TYPE, activity_actor
-from sidecar.store import NO_EXPECT, StoreUnavailableError, Versioned
+from sidecar.store import StoreUnavailableError, Versioned
+from sidecar.store.gated import GatedStore
 from sidecar.store.memory import MemoryConfig, MemoryStore
 from sidecar.workflow import METADATA_KEY, DispatchActivity, new_state, store_key
 from sidecar.workflow.checkpoint import encode_metadata
@@ -94,27 +95,11 @@ async def test_a_new_generation_drops_the_rows_of_older_ones() -> None:
     assert sweep.pending == 0
 
 
-class CountingStore(MemoryStore):
-    def __init__(self) -> None:
-        super().__init__()
-        self.transactions = 0
-
-    async def transact(
-        self,
-        writes: Mapping[str, bytes | None],
-        *,
-        expect: Mapping[str, int] = NO_EXPECT,
-        background: bool = False,
-    ) -> int:
-        self.transactions += 1
-        return await super().transact(writes, expect=expect, background=background)
-
-
 async def test_a_purged_fan_outs_rows_cost_a_read_and_a_transaction_not_one_each() -> None:
     """The purge deleted all but the three rows that landed after it: those three go in
     one transaction (one per row, 1,000 of them, kept a fan-out's sweep behind its
     interval, and its rows piled up in memory)."""
-    store = CountingStore()
+    store = MemoryStore()
     prefix = activity_prefix("app", "default", "wf-1")
     keys = [f"{prefix}{task}::1||activityState" for task in range(1000)]
     versions = [await store.transact({key: b"outcome"}) for key in keys]
@@ -122,9 +107,11 @@ async def test_a_purged_fan_outs_rows_cost_a_read_and_a_transaction_not_one_each
     for key, version in zip(keys, versions, strict=True):
         sweep.saved(META, key, version, 1)
     await store.transact(dict.fromkeys(keys[3:]))  # the purge, which missed three
-    before = store.transactions
+    # Every transaction takes the store's next revision: two probes around the sweep
+    # count its transactions.
+    before = await store.transact({"probe": b"before"})
     assert await sweep.sweep(everything=True) == 3
-    assert store.transactions - before == 1
+    assert await store.transact({"probe": b"after"}) - before == 2  # the sweep's one
     assert await store.get_many(keys) == {}
 
 
@@ -169,27 +156,6 @@ async def test_rows_the_store_could_not_check_are_checked_at_the_next_sweep() ->
     assert await store.get_many([ROW]) == {}
 
 
-class HeldBackground(MemoryStore):
-    """Background writes (an activity's saved outcome) wait until `release` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = asyncio.Event()
-        self.held = asyncio.Event()
-
-    async def transact(
-        self,
-        writes: Mapping[str, bytes | None],
-        *,
-        expect: Mapping[str, int] = NO_EXPECT,
-        background: bool = False,
-    ) -> int:
-        if background and not self.release.is_set():
-            self.held.set()
-            await self.release.wait()
-        return await super().transact(writes, expect=expect, background=background)
-
-
 class Inbox:
     async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
         return b""  # the workflow took the outcome
@@ -199,7 +165,8 @@ async def test_an_outcome_saved_after_the_purge_is_swept() -> None:
     """The race the sweep exists for, step by step: the workflow has the outcome, ends
     and is purged while the outcome's save waits; the save lands after the purge's scan.
     Without the sweep the row stays for ever."""
-    store, apps = HeldBackground(), AppConnections()
+    store, apps = GatedStore(background_only=True), AppConnections()
+    store.gate.clear()
     await store.transact({META: b"the instance"})
     sweep, left = ActivitySweep(store), asyncio.Event()
     actor = activity_actor(store, apps, Inbox(), "wf-1::1::1", leave=left.set, sweep=sweep)
@@ -213,9 +180,9 @@ async def test_an_outcome_saved_after_the_purge_is_swept() -> None:
     answer = pb.ActivityResponse(instanceId="wf-1", taskId=1, completionToken=item.completionToken)
     answer.result.value = "42"
     apps.complete(item.completionToken, answer)
-    await asyncio.wait_for(store.held.wait(), 10)
+    await asyncio.wait_for(store.waiting.wait(), 10)
     await delete_rows(store, "app", "default", WORKFLOW_TYPE, "wf-1")  # the purge
-    store.release.set()
+    store.gate.set()
     await asyncio.wait_for(left.wait(), 10)
     assert ROW in await store.get_many([ROW])  # landed after the purge
     assert sweep.pending == 1
