@@ -11,6 +11,7 @@ running instances to resume (DESIGN.md 5: recovery from the store, no reminder p
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 INTERNAL_ACTOR_PREFIX = "dapr.internal."  # the engine's actor types; not for the actor API
 MAX_INSTANCE_ID = 256
@@ -45,6 +46,15 @@ def activity_prefix(app_id: str, namespace: str, instance_id: str) -> str:
     """Keys of every activity actor of one instance (ids `{instance}::{task}::{gen}`),
     and of instances whose ids start with `{instance}::`: see `is_own_activity_key`."""
     return f"{app_id}||{activity_type(namespace, app_id)}||{instance_id}::"
+
+
+def activity_prefixes(
+    app_id: str, namespace: str, instance_id: str, other_apps: Collection[str] = ()
+) -> list[str]:
+    """The `activity_prefix` of an instance of `app_id` in its own app, then in each app
+    of `other_apps` (where the activities it ran in another app keep their rows)."""
+    apps = (app_id, *sorted(set(other_apps) - {app_id}))
+    return [activity_prefix(app, namespace, instance_id) for app in apps]
 
 
 def is_own_activity_key(prefix: str, key: str) -> bool:

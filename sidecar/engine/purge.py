@@ -32,7 +32,7 @@ from typing import Protocol
 import msgpack
 
 from sidecar.engine.naming import (
-    activity_prefix,
+    activity_prefixes,
     index_key,
     instance_prefix,
     is_own_activity_key,
@@ -66,8 +66,7 @@ async def delete_rows(
     the order of the module docstring; nothing is written when none is stored."""
     own = await store.scan_prefix(instance_prefix(app_id, actor_type, instance_id))
     theirs = []
-    for app in (app_id, *sorted(set(other_apps) - {app_id})):
-        activities = activity_prefix(app, namespace, instance_id)
+    for activities in activity_prefixes(app_id, namespace, instance_id, other_apps):
         found = await store.scan_prefix(activities)
         theirs += [key for key, _ in found if is_own_activity_key(activities, key)]
     index = index_key(app_id, instance_id)

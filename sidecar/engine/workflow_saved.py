@@ -18,7 +18,7 @@ import msgpack
 from sidecar.actors.base import REMINDER_METHOD, ActorContext
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.effects import EffectRunner
-from sidecar.engine.naming import activity_prefix, index_key
+from sidecar.engine.naming import activity_prefixes, index_key
 from sidecar.engine.purge import delete_rows
 from sidecar.engine.status import instance_response
 from sidecar.engine.waits import StateWaits
@@ -248,8 +248,7 @@ class SavedWorkflow:
         """A new generation is saved: the rows of older generations' activities are
         garbage, for the sidecar's sweep (`sidecar.engine.activity_sweep`)."""
         if self.sweep is not None:
-            apps = {self.app_id, *self.cluster_apps()}
-            prefixes = [activity_prefix(app, self.namespace, self.id) for app in sorted(apps)]
+            prefixes = activity_prefixes(self.app_id, self.namespace, self.id, self.cluster_apps())
             self.sweep.superseded(prefixes, generation)
 
     async def _forget(self) -> None:
