@@ -25,8 +25,9 @@ JSON: `NaN` and `Infinity` are malformed. `Location` carries both percent-encode
 Answers: start 202 with `Location` (the status URL); others 202 (purge 200); GET 200
 with the instance's metadata. Errors are JSON `{"errorCode", "message"}`: 400 malformed
 (bad JSON, bad ids), 404 unknown instance, 409 duplicate start or wrong state (purge of a
-running instance, events to a finished one), 413 over the payload limit, 401 without the
-token (see sidecar/auth.py), 503 not ready.
+running instance, events to a finished one; the seed form's start of any stored instance,
+finished or not, while Dapr's form reuses a finished instance's id, as the SDK does),
+413 over the payload limit, 401 without the token (see sidecar/auth.py), 503 not ready.
 """
 
 from __future__ import annotations
@@ -176,11 +177,17 @@ class WorkflowApi:
         payload = msgpack.packb({"e": event.SerializeToString(), "durable": True})
         await self._call(instance_id, "event", payload)
 
-    async def start(self, name: str, instance_id: str, input_json: str | None) -> None:
+    async def start(
+        self, name: str, instance_id: str, input_json: str | None, *, new_only: bool
+    ) -> None:
+        """Start `instance_id`. With `new_only` (the seed form) any stored instance, even
+        a finished one, is a conflict; without it (Dapr's form, like the SDK) a finished
+        instance's id is reused and only a running one is."""
         event = execution_started_event(
             name=name, instance_id=instance_id, execution_id="", input=input_json, now_ms=_now_ms()
         )
-        await self._call(instance_id, "start", msgpack.packb({"e": event.SerializeToString()}))
+        payload = {"e": event.SerializeToString(), "new": new_only}
+        await self._call(instance_id, "start", msgpack.packb(payload))
 
     async def get(self, instance_id: str) -> pb.GetInstanceResponse:
         raw = await self._call(instance_id, "get", msgpack.packb(True))
@@ -293,7 +300,7 @@ class _Handlers:
             iid = _check_id(request.query.get("instanceID") or uuid.uuid4().hex)
         else:
             name, iid = _check_name(a), _check_id(b)
-        await self.api.start(name, iid, body)
+        await self.api.start(name, iid, body, new_only=a != "dapr")
         base = request.raw_path.split("?", 1)[0].rsplit("/", 3)[0]
         location = f"{base}/{quote(a, safe='')}/{quote(iid, safe='')}"
         return _json(202, {"instanceID": iid}, {"Location": location})

@@ -137,6 +137,11 @@ class WorkflowActor(WorkflowRunner):
                     self._arm_start(state)
                     self.kick()
                     return b""
+            if d.get("new") and self.state is not None and self.state.exists:
+                raise ActorCallError(
+                    f"ALREADY_EXISTS: an instance with id {self.id!r} exists; purge it to "
+                    "use the id again"
+                )
             if self.state is not None and self.state.exists and not self.state.is_terminal:
                 if d.get("child"):
                     return b""  # a parent's re-sent start: already running

@@ -82,10 +82,21 @@ async def test_seed_start_get_duplicate_and_complete(http: aiohttp.ClientSession
         location = resp.headers["Location"]
         assert location == f"/v1.0/workflows/fan/{iid}"
     async with http.post(f"/v1.0/workflows/fan/{iid}/start", data="7") as resp:
-        assert resp.status in (202, 409)  # 409 while it runs; after completion it may restart
+        assert resp.status == 409  # running or finished: the instance exists
     body = await status_of(http, location, "COMPLETED")
     assert body["output"] == sum(2 * i for i in range(7)) and body["input"] == 7
     assert body["name"] == "fan" and "createdAt" in body and "completedAt" in body
+    # Finished, it still exists: the seed form's start is a conflict until it is purged.
+    async with http.post(f"/v1.0/workflows/fan/{iid}/start", data="3") as resp:
+        assert resp.status == 409
+        error = await resp.json()
+        assert error["errorCode"] == "ERR_ALREADY_EXISTS" and "purge" in error["message"]
+    assert (await status_of(http, location, "COMPLETED"))["input"] == 7
+    async with http.delete(location) as resp:
+        assert resp.status == 200
+    async with http.post(f"/v1.0/workflows/fan/{iid}/start", data="3") as resp:
+        assert resp.status == 202
+    assert (await status_of(http, location, "COMPLETED"))["output"] == sum(2 * i for i in range(3))
 
 
 async def test_seed_raise_event_terminate_and_purge(http: aiohttp.ClientSession) -> None:
@@ -136,6 +147,11 @@ async def test_dapr_forms(http: aiohttp.ClientSession) -> None:
     body = await status_of(http, path, "COMPLETED")
     assert body["workflowName"] == "waits"
     assert body["properties"]["dapr.workflow.output"] == '"later"'
+    # Dapr's form reuses a finished instance's id, as Dapr and the SDK do.
+    async with http.post(f"/v1.0/workflows/dapr/fan/start?instanceID={iid}", data="2") as resp:
+        assert resp.status == 202
+    body = await status_of(http, path, "COMPLETED")
+    assert body["workflowName"] == "fan" and body["properties"]["dapr.workflow.output"] == "2"
     async with http.post(f"{path}/purge") as resp:
         assert resp.status == 200
     async with http.get(path) as resp:

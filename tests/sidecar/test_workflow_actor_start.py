@@ -1,10 +1,10 @@
 """Starting a workflow: a new instance is written on the condition that nothing is
 stored, with no read; anything stored (a running duplicate, a finished id started
-again) is read and decided as before. And callers waiting for an instance to start or
-finish: held by its actor, answered by the save that passes their test. A start or
-event larger than the store can hold is refused before anything is written. A purge
-deletes the instance's own rows, in batches, and one cut short leaves nothing half
-deleted."""
+again, refused when the caller asked for a new instance) is read and decided as
+before. And callers waiting for an instance to start or finish: held by its actor,
+answered by the save that passes their test. A start or event larger than the store
+can hold is refused before anything is written. A purge deletes the instance's own
+rows, in batches, and one cut short leaves nothing half deleted."""
 
 from __future__ import annotations
 
@@ -48,11 +48,11 @@ def _actor(store: MemoryStore) -> WorkflowActor:
     return workflow_actor(store, AppConnections(), NoRouter(), ID)
 
 
-def _start(child: bool = False) -> bytes:
+def _start(child: bool = False, new: bool = False) -> bytes:
     event = execution_started_event(
         name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
     )
-    return bytes(msgpack.packb({"e": event.SerializeToString(), "child": child}))
+    return bytes(msgpack.packb({"e": event.SerializeToString(), "child": child, "new": new}))
 
 
 async def test_a_new_instance_is_started_without_a_read() -> None:
@@ -93,8 +93,15 @@ async def test_a_finished_instance_started_again_gets_the_next_generation() -> N
     assert isinstance(finished, asyncio.Future)  # not finished when asked: answered later
     answer = msgpack.unpackb(await asyncio.wait_for(finished, 11))
     assert answer["passed"] and first.state is not None and first.state.is_terminal
+    # A start that asks for a new instance (the HTTP seed form) is refused while the
+    # finished one is stored, by the actor that ran it and by a fresh activation.
+    with pytest.raises(ActorCallError, match=r"ALREADY_EXISTS: .* exists; purge it"):
+        await first.invoke("start", _start(new=True))
     await first.on_deactivate()
     second = _actor(store)
+    with pytest.raises(ActorCallError, match="ALREADY_EXISTS"):
+        await second.invoke("start", _start(new=True))
+    assert second.state is not None and second.state.generation == 1
     await second.invoke("start", _start())
     assert second.state is not None and second.state.generation == 2
     await second.on_deactivate()
