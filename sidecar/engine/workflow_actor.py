@@ -44,6 +44,7 @@ from sidecar.engine.workflow_requests import (
     has_finished,
     instance_answer,
     is_recursive,
+    is_same_start,
     now_ms,
     summary_may_answer,
     wait_request,
@@ -137,15 +138,8 @@ class WorkflowActor(WorkflowRunner):
                     self._arm_start(state)
                     self.kick()
                     return b""
-            if d.get("new") and self.state is not None and self.state.exists:
-                raise ActorCallError(
-                    f"ALREADY_EXISTS: an instance with id {self.id!r} exists; purge it to "
-                    "use the id again"
-                )
-            if self.state is not None and self.state.exists and not self.state.is_terminal:
-                if d.get("child"):
-                    return b""  # a parent's re-sent start: already running
-                raise ActorCallError(f"ALREADY_EXISTS: an instance with id {self.id!r} is running")
+            if self._answered_as_stored(d, event):
+                return b""
             generation = self.state.generation + 1 if self.state is not None else 1
             state = self._started(event, generation)
             await self._save(state)
@@ -154,6 +148,33 @@ class WorkflowActor(WorkflowRunner):
         self._hurry_up()
         self.kick()
         return b""
+
+    def _answered_as_stored(self, d: dict[str, Any], event: pb.HistoryEvent) -> bool:
+        """A start decided against the stored instance: True when it is answered as the
+        instance stands (the same start sent again; a parent's re-sent start of a running
+        child), False when a new execution begins (nothing stored, or a finished
+        instance's id reused), ALREADY_EXISTS otherwise (running, or any stored instance
+        when the caller asked for a new one)."""
+        state = self.state
+        if state is None or not state.exists:
+            return False
+        if is_same_start(state, event):
+            # Sent again after it took effect: answered as the first was. A finished
+            # child sends its outcome to its parent again (the parent asks because it
+            # has not got it).
+            if state.is_terminal:
+                self.effects.start(pending_work(state))
+            return True
+        if d.get("new"):
+            raise ActorCallError(
+                f"ALREADY_EXISTS: an instance with id {self.id!r} exists; purge it to "
+                "use the id again"
+            )
+        if state.is_terminal:
+            return False
+        if d.get("child"):
+            return True  # a parent's re-sent start: already running
+        raise ActorCallError(f"ALREADY_EXISTS: an instance with id {self.id!r} is running")
 
     def _check_id(self) -> None:
         """Refuse to create an instance under an id no API could name: the client APIs

@@ -14,6 +14,8 @@ from sidecar.actors.base import REMINDER_METHOD, ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.status import instance_response
 from sidecar.workflow import WorkflowState
+from sidecar.workflow.events import timestamp_ms
+from sidecar.workflow.state import ParentInfo
 
 __all__ = [
     "WAIT_MAX_S",
@@ -23,6 +25,7 @@ __all__ = [
     "instance_answer",
     "is_completed",
     "is_recursive",
+    "is_same_start",
     "now_ms",
     "summary_may_answer",
     "wait_request",
@@ -63,6 +66,28 @@ def is_recursive(payload: bytes) -> bool:
 
 def has_finished(instance_id: str) -> ActorCallError:
     return ActorCallError(f"FAILED_PRECONDITION: instance {instance_id!r} has finished")
+
+
+def is_same_start(state: WorkflowState | None, event: pb.HistoryEvent) -> bool:
+    """Whether `event` (an ExecutionStarted) is the start that made the stored execution,
+    sent again: by a router that tried the call once more after the owner died before
+    answering, or by a parent re-issuing a child's start on recovery. That start has
+    happened: it must neither fail as a duplicate nor run the instance a second time.
+    Told apart by what the API stamped on it on arrival (the time, to the millisecond)
+    and what it asks for (name, input, parent)."""
+    if state is None or not state.exists:
+        return False
+    started = event.executionStarted
+    meta = state.metadata
+    parent = None
+    if started.HasField("parentInstance"):
+        parent = ParentInfo.from_proto(started.parentInstance)
+    return (
+        meta.created_ms == timestamp_ms(event.timestamp)
+        and meta.name == started.name
+        and meta.input == (started.input.value if started.HasField("input") else None)
+        and meta.parent == parent
+    )
 
 
 def is_started(state: WorkflowState | None) -> bool:

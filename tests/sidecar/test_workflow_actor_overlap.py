@@ -44,9 +44,10 @@ def _actor(store: MemoryStore, apps: AppConnections, router: RecordingRouter) ->
     return workflow_actor(store, apps, router, ID)
 
 
-def _start() -> bytes:
+def _start(at_ms: int = 1) -> bytes:
+    """A start as an API stamps it on arrival (`at_ms`): another request is another time."""
     event = execution_started_event(
-        name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
+        name="flow", instance_id=ID, execution_id="", input=None, now_ms=at_ms, parent=None
     )
     return bytes(msgpack.packb({"e": event.SerializeToString()}))
 
@@ -113,7 +114,7 @@ async def test_a_refused_start_drops_its_early_turn() -> None:
     again = _actor(store, apps, router)
     await again.on_activate()
     with pytest.raises(ActorCallError, match="ALREADY_EXISTS"):
-        await again.invoke("start", _start())
+        await again.invoke("start", _start(at_ms=2))
     for _ in range(20):  # the early turn's cancellation is delivered
         await asyncio.sleep(0)
     assert apps.queued_workflows == 0

@@ -24,6 +24,7 @@ from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import Versioned
 from sidecar.store.base import NO_EXPECT
 from sidecar.store.memory import MemoryConfig, MemoryStore
+from sidecar.workflow import ParentInfo
 from sidecar.workflow.events import execution_started_event, raised_event, terminated_event
 
 ID = "wf-1"
@@ -48,9 +49,10 @@ def _actor(store: MemoryStore) -> WorkflowActor:
     return workflow_actor(store, AppConnections(), NoRouter(), ID)
 
 
-def _start(child: bool = False, new: bool = False) -> bytes:
+def _start(child: bool = False, new: bool = False, at_ms: int = 1) -> bytes:
+    """A start as an API stamps it on arrival (`at_ms`): another request is another time."""
     event = execution_started_event(
-        name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
+        name="flow", instance_id=ID, execution_id="", input=None, now_ms=at_ms, parent=None
     )
     return bytes(msgpack.packb({"e": event.SerializeToString(), "child": child, "new": new}))
 
@@ -73,11 +75,11 @@ async def test_a_running_instance_is_read_and_refused_by_a_later_activation() ->
     second = _actor(store)  # e.g. after the sidecar restarted
     await second.on_activate()
     with pytest.raises(ActorCallError, match="ALREADY_EXISTS"):
-        await second.invoke("start", _start())
+        await second.invoke("start", _start(at_ms=2))
     assert store.reads >= 1
     assert second.state is not None and second.state.generation == 1
     # A parent's re-sent start of a running child is accepted and changes nothing.
-    assert await second.invoke("start", _start(child=True)) == b""
+    assert await second.invoke("start", _start(child=True, at_ms=3)) == b""
     assert second.state.generation == 1
     await second.on_deactivate()
 
@@ -96,15 +98,83 @@ async def test_a_finished_instance_started_again_gets_the_next_generation() -> N
     # A start that asks for a new instance (the HTTP seed form) is refused while the
     # finished one is stored, by the actor that ran it and by a fresh activation.
     with pytest.raises(ActorCallError, match=r"ALREADY_EXISTS: .* exists; purge it"):
-        await first.invoke("start", _start(new=True))
+        await first.invoke("start", _start(new=True, at_ms=2))
     await first.on_deactivate()
     second = _actor(store)
     with pytest.raises(ActorCallError, match="ALREADY_EXISTS"):
-        await second.invoke("start", _start(new=True))
+        await second.invoke("start", _start(new=True, at_ms=2))
     assert second.state is not None and second.state.generation == 1
-    await second.invoke("start", _start())
+    await second.invoke("start", _start(at_ms=3))
     assert second.state is not None and second.state.generation == 2
     await second.on_deactivate()
+
+
+async def _terminate(actor: WorkflowActor) -> None:
+    """Terminate the running instance and wait until its actor has settled it."""
+    terminate = terminated_event(None, 2).SerializeToString()
+    await actor.invoke("event", msgpack.packb({"e": terminate, "durable": True}))
+    finished = await actor.invoke("wait", msgpack.packb({"test": "completed", "s": 10}))
+    if isinstance(finished, asyncio.Future):
+        finished = await asyncio.wait_for(finished, 11)
+    assert msgpack.unpackb(finished)["passed"]
+
+
+async def test_the_same_start_sent_again_is_answered_as_the_first_was() -> None:
+    """A router tries a call again when the owner died before answering, though the
+    start may have been saved: running or already finished, it is not refused as a
+    duplicate, nor run a second time."""
+    store = CountingStore()
+    first = _actor(store)
+    await first.invoke("start", _start(new=True))
+    await first.on_deactivate()  # the owner dies before its answer leaves
+    second = _actor(store)
+    assert await second.invoke("start", _start(new=True)) == b""
+    assert second.state is not None and second.state.generation == 1
+    await _terminate(second)
+    assert await second.invoke("start", _start()) == b""
+    assert await second.invoke("start", _start(new=True)) == b""
+    assert second.state.generation == 1 and second.state.is_terminal
+    await second.on_deactivate()
+
+
+class RecordingRouter:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, object]]] = []
+        self.called = asyncio.Event()
+
+    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes,
+                   **kwargs: object) -> bytes:  # fmt: skip
+        self.calls.append((actor_id, method, msgpack.unpackb(payload)))
+        self.called.set()
+        return b""
+
+
+async def test_a_finished_childs_start_sent_again_tells_its_parent_again() -> None:
+    """A parent that recovers re-sends the start of every child it has no outcome of;
+    a child that finished meanwhile sends its outcome again instead of running again."""
+    parent = ParentInfo(instance_id="parent", execution_id="p-exec", task_scheduled_id=4)
+    event = execution_started_event(
+        name="flow", instance_id=ID, execution_id="", input='"x"', now_ms=5,
+        parent=parent.to_proto(),
+    )  # fmt: skip
+    start = msgpack.packb({"e": event.SerializeToString(), "child": True})
+    router = RecordingRouter()
+    actor = workflow_actor(CountingStore(), AppConnections(), router, ID)
+    await actor.invoke("start", start)
+    await _terminate(actor)
+    notices = 1
+    for _ in range(2):  # the first notice when it finished, then one per start re-sent
+        async with asyncio.timeout(5):
+            while sum(1 for c in router.calls if c[:2] == ("parent", "event")) < notices:
+                router.called.clear()
+                await router.called.wait()
+        await actor.invoke("start", start)
+        notices += 1
+    assert actor.state is not None and actor.state.generation == 1
+    _, _, sent = next(c for c in router.calls if c[:2] == ("parent", "event"))
+    told = pb.HistoryEvent.FromString(sent["e"])  # type: ignore[arg-type]
+    assert told.HasField("childWorkflowInstanceFailed") and sent["exec"] == "p-exec"
+    await actor.on_deactivate()
 
 
 def _wait(test: str, seconds: float = 10, io: bool = True) -> bytes:
