@@ -43,12 +43,13 @@ from aiohttp import web
 
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine.arrivals import arrival_ns
 from sidecar.engine.naming import instance_id_problem, name_problem, workflow_type
 from sidecar.engine.taskhub import actor_status
 from sidecar.http_errors import error
 from sidecar.workflow.events import (
+    client_raised_event,
     execution_started_event,
-    raised_event,
     resumed_event,
     suspended_event,
     terminated_event,
@@ -212,7 +213,7 @@ class WorkflowApi:
     async def raise_event(self, instance_id: str, name: str, data: str | None) -> None:
         if not name:
             raise HttpError(400, "ERR_MALFORMED_REQUEST", "the event needs a name")
-        await self._event(instance_id, raised_event(name, data, _now_ms()))
+        await self._event(instance_id, client_raised_event(name, data, arrival_ns()))
 
     async def purge(self, instance_id: str) -> None:
         if await self._call(instance_id, "purge", b"") != b"1":

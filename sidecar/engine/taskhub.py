@@ -30,6 +30,7 @@ from google.protobuf import empty_pb2
 
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine.arrivals import arrival_ns
 from sidecar.engine.naming import (
     index_prefix,
     instance_id_problem,
@@ -38,8 +39,8 @@ from sidecar.engine.naming import (
 )
 from sidecar.store import StoreUnavailableError, TransactionOutcomeUnknownError
 from sidecar.workflow.events import (
+    client_raised_event,
     execution_started_event,
-    raised_event,
     resumed_event,
     suspended_event,
     terminated_event,
@@ -203,7 +204,7 @@ class TaskHubService:
         problem = name_problem("name", request.name)
         if problem is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        event = raised_event(request.name, _opt(request, "input"), _now_ms())
+        event = client_raised_event(request.name, _opt(request, "input"), arrival_ns())
         await self._event(
             context,
             request.instanceId,

@@ -18,9 +18,11 @@ __all__ = [
     "OPTIONAL_TIMER_SECONDS",
     "child_completed_event",
     "child_failed_event",
+    "client_raised_event",
     "event_kind",
     "execution_started_event",
     "failure_details",
+    "is_client_stamped",
     "raised_event",
     "resumed_event",
     "suspended_event",
@@ -153,6 +155,20 @@ def raised_event(name: str, input: str | None, now_ms: int) -> pb.HistoryEvent:
     event.eventRaised.name = name
     _set_optional(event.eventRaised.input, input)
     return event
+
+
+def client_raised_event(name: str, input: str | None, arrival_ns: int) -> pb.HistoryEvent:
+    """An external event a client raised, stamped with its request's arrival
+    (`sidecar.engine.arrivals`: unique, never a whole millisecond), which tells a copy
+    of the request sent again from another request (`is_client_stamped`)."""
+    event = raised_event(name, input, 0)
+    event.timestamp.FromNanoseconds(arrival_ns)
+    return event
+
+
+def is_client_stamped(event: pb.HistoryEvent) -> bool:
+    """Whether the event carries a request's arrival stamp (`client_raised_event`)."""
+    return event.timestamp.nanos % 1_000_000 != 0
 
 
 def terminated_event(output: str | None, now_ms: int, *, recurse: bool = False) -> pb.HistoryEvent:

@@ -19,17 +19,20 @@ completed, or whose completion already waits in the inbox); the same for TimerFi
 ChildWorkflowInstanceCompleted/Failed; a second ExecutionStarted or ExecutionTerminated;
 a suspend while suspended and a resume while not suspended; an activity outcome whose
 task execution id is not the scheduled task's (an earlier run of a purged and restarted
-instance id). EventRaised is never dropped: two raises of one name are two events.
+instance id). Two raises of one name are two events: an EventRaised is dropped only as
+a copy of a client's request sent again (the same arrival stamp, name and data; see
+`sidecar.engine.arrivals`), which a router does when the owner died before answering.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from itertools import chain
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.workflow.errors import WorkflowError
-from sidecar.workflow.events import event_kind, timestamp_ms
+from sidecar.workflow.events import event_kind, is_client_stamped, timestamp_ms
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -320,6 +323,22 @@ class _Intake:
             copy.CopyFrom(event)
             self.accepted.append(copy)
 
+    def _raised_before(self, event: pb.HistoryEvent) -> bool:
+        """The same client request's event is already here (in the history, the inbox or
+        this call): this is a copy of the request sent again, not another one."""
+        seconds, nanos = event.timestamp.seconds, event.timestamp.nanos
+        state = self.state
+        for seen in chain(reversed(self.accepted), reversed(state.inbox), reversed(state.history)):
+            stamp = seen.timestamp
+            if (
+                stamp.nanos == nanos
+                and stamp.seconds == seconds
+                and seen.HasField("eventRaised")
+                and seen.eventRaised == event.eventRaised
+            ):
+                return True
+        return False
+
     def _admit(self, event: pb.HistoryEvent, kind: str) -> bool:
         answered = _answered_id(event, kind)
         if answered is not None:
@@ -332,20 +351,30 @@ class _Intake:
             self.keys.add(answered)
             return True
         if kind in _SINGLETONS:
-            if (kind, 0) in self.keys or (kind == "executionStarted" and self.state.started):
-                return False
-            self.keys.add((kind, 0))
-            if kind == "executionStarted":
-                self.metadata = _started_metadata(self.metadata, event)
-            return True
+            return self._first_of_its_kind(event, kind)
+        if kind == "eventRaised":
+            return not (is_client_stamped(event) and self._raised_before(event))
         if kind in ("executionSuspended", "executionResumed"):
-            suspend = kind == "executionSuspended"
-            if suspend == self.suspended:
-                return False
-            self.suspended = suspend
-            # The status changes now (SUSPENDED / RUNNING), not at the next turn.
-            at = max(self.metadata.updated_ms, timestamp_ms(event.timestamp))
-            self.metadata = replace(self.metadata, updated_ms=at)
+            return self._toggle(event, suspend=kind == "executionSuspended")
+        return True
+
+    def _first_of_its_kind(self, event: pb.HistoryEvent, kind: str) -> bool:
+        """A start or a termination: taken when none is here yet."""
+        if (kind, 0) in self.keys or (kind == "executionStarted" and self.state.started):
+            return False
+        self.keys.add((kind, 0))
+        if kind == "executionStarted":
+            self.metadata = _started_metadata(self.metadata, event)
+        return True
+
+    def _toggle(self, event: pb.HistoryEvent, *, suspend: bool) -> bool:
+        """A suspend or resume: taken when it changes something."""
+        if suspend == self.suspended:
+            return False
+        self.suspended = suspend
+        # The status changes now (SUSPENDED / RUNNING), not at the next turn.
+        at = max(self.metadata.updated_ms, timestamp_ms(event.timestamp))
+        self.metadata = replace(self.metadata, updated_ms=at)
         return True
 
 
