@@ -41,7 +41,7 @@ from sidecar.engine.naming import instance_id_problem
 from sidecar.engine.purge import purge_children
 from sidecar.engine.status import instance_response
 from sidecar.engine.workflow_requests import (
-    has_finished,
+    client_event_when_finished,
     instance_answer,
     is_recursive,
     is_same_start,
@@ -218,7 +218,7 @@ class WorkflowActor(WorkflowRunner):
             if self.state is None or not self.state.exists:
                 raise ActorCallError(f"NOT_FOUND: no such instance exists: {self.id!r}")
             if self.state.is_terminal:
-                raise has_finished(self.id)
+                return client_event_when_finished(self.id, self.state, event)
             self._check_size(event, f"{inbox_kind(event)} event")
             new = add_events(self.state, [event])
             if new is not self.state:

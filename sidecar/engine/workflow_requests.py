@@ -20,6 +20,7 @@ from sidecar.workflow.state import ParentInfo
 __all__ = [
     "WAIT_MAX_S",
     "WAIT_TESTS",
+    "client_event_when_finished",
     "event_request",
     "has_finished",
     "instance_answer",
@@ -66,6 +67,20 @@ def is_recursive(payload: bytes) -> bool:
 
 def has_finished(instance_id: str) -> ActorCallError:
     return ActorCallError(f"FAILED_PRECONDITION: instance {instance_id!r} has finished")
+
+
+def client_event_when_finished(
+    instance_id: str, state: WorkflowState, event: pb.HistoryEvent | None
+) -> bytes:
+    """The answer to a client's event for a finished instance. A terminate of an
+    instance already TERMINATED is answered OK: what it asks for holds, and it may be
+    the same terminate sent again (a router tries a call once more when the owner died
+    before answering, though it may have saved it). Anything else is refused: the
+    instance completed or failed on its own, or takes no more events."""
+    terminated = state.status == pb.ORCHESTRATION_STATUS_TERMINATED
+    if event is not None and terminated and event.HasField("executionTerminated"):
+        return b""
+    raise has_finished(instance_id)
 
 
 def is_same_start(state: WorkflowState | None, event: pb.HistoryEvent) -> bool:

@@ -23,8 +23,8 @@ from sidecar.engine.purge import delete_rows
 from sidecar.engine.status import instance_response
 from sidecar.engine.waits import StateWaits
 from sidecar.engine.workflow_requests import (
+    client_event_when_finished,
     event_request,
-    has_finished,
     instance_answer,
     is_recursive,
     wait_request,
@@ -141,17 +141,16 @@ class SavedWorkflow:
         answered from its metadata and custom status rows instead of loading a history
         that may hold tens of thousands of events (a finished instance's actor leaves
         after FINISHED_IDLE_S; a dashboard may ask again and again, a clean-up job purges
-        it). A status read reports what these rows hold, a client's event is refused, a
-        late outcome or timer is dropped, a purge deletes the rows. None when that is
+        it). A status read reports what these rows hold, a client's event is refused (but
+        a terminate of a terminated instance is answered OK), a late outcome or timer
+        is dropped, a purge deletes the rows. None when that is
         not enough: the instance is not finished, or a recursive purge may have children
         to visit; the whole state is then loaded and the method answers as usual."""
         finished = await self._read_finished()
         if finished is None:
             return None
-        if method == REMINDER_METHOD or (
-            method == "event" and not (event_request(payload) or {}).get("durable")
-        ):
-            return b""  # a finished instance takes no timer and no outcome
+        if method in ("event", REMINDER_METHOD):
+            return self._finished_event(finished.state, method, payload)
         match method:
             case "get":
                 return instance_answer(payload, finished.state)
@@ -159,8 +158,6 @@ class SavedWorkflow:
                 _test, with_io, _bound = wait_request(payload)  # a finished one passes both
                 r = instance_response(finished.state, with_io).SerializeToString()
                 return bytes(msgpack.packb({"passed": True, "r": r}))
-            case "event":
-                raise has_finished(self.id)
         if is_recursive(payload) and finished.has_children is not False:
             await self._ensure_loaded()
             return None
@@ -168,6 +165,16 @@ class SavedWorkflow:
             await self._forget()
         self.waits.changed(None)
         return b"1"
+
+    def _finished_event(self, state: WorkflowState, method: str, payload: bytes) -> bytes:
+        """A timer or a late outcome is dropped: a finished instance takes neither. A
+        client's event gets `client_event_when_finished`'s answer."""
+        request = event_request(payload) if method == "event" else None
+        if request is None or not request.get("durable"):
+            return b""
+        raw = request.get("e")
+        event = pb.HistoryEvent.FromString(raw) if isinstance(raw, bytes) else None
+        return client_event_when_finished(self.id, state, event)
 
     def _reissue(self) -> None:
         """Re-issue what the state has pending (its activities, timers, children...):

@@ -143,6 +143,9 @@ def test_recursive_terminate_and_purge(cluster: Any, uid: Any) -> None:
     c.terminate_workflow(root, output="stop", recursive=True)
     for iid in ids:
         wait_status(c, iid, WorkflowStatus.TERMINATED)
+    c.terminate_workflow(root, output="again")  # terminated already: answered OK, no change
+    state = c.get_workflow_state(root)
+    assert state is not None and state.serialized_output == '"stop"'
     c.purge_workflow(root, recursive=True)
     for iid in ids:
         assert c.get_workflow_state(iid) is None, iid
@@ -168,6 +171,9 @@ def test_list_ids_history_and_purge_only_terminal(cluster: Any, uid: Any) -> Non
     c = cluster.client()
     done = c.schedule_new_workflow("fan", input=3, instance_id=uid("listed"))
     completed(c, done)
+    with pytest.raises(grpc.RpcError) as err:
+        c.terminate_workflow(done)  # it completed on its own: too late to terminate
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     running = c.schedule_new_workflow("waits", input=None, instance_id=uid("listed-run"))
     c.wait_for_workflow_start(running, timeout_in_seconds=30)
     ids = set(c.iter_workflow_instance_ids(page_size=7))

@@ -113,6 +113,8 @@ async def test_seed_raise_event_terminate_and_purge(http: aiohttp.ClientSession)
     async with http.post(f"{path}/raiseEvent", json={"name": "release", "data": {"k": 1}}) as resp:
         assert resp.status == 202
     assert (await status_of(http, path, "COMPLETED"))["output"] == {"k": 1}
+    async with http.post(f"{path}/terminate") as resp:
+        assert resp.status == 409  # it completed on its own: too late to terminate
     async with http.delete(path) as resp:
         assert resp.status == 200
     async with http.get(path) as resp:
@@ -126,7 +128,14 @@ async def test_seed_raise_event_terminate_and_purge(http: aiohttp.ClientSession)
         assert resp.status == 202
     body = await status_of(http, f"/v1.0/workflows/waits/{other}", "TERMINATED")
     assert body["output"] == {"why": "ops"}
-    async with http.post(f"/v1.0/workflows/waits/{other}/terminate") as resp:
+    # Terminated already: a terminate again is answered as the first was, and changes
+    # nothing; a raise is refused.
+    async with http.post(f"/v1.0/workflows/waits/{other}/terminate", json="again") as resp:
+        assert resp.status == 202
+    assert (await status_of(http, f"/v1.0/workflows/waits/{other}", "TERMINATED"))["output"] == {
+        "why": "ops"
+    }
+    async with http.post(f"/v1.0/workflows/waits/{other}/raiseEvent", json={"name": "x"}) as resp:
         assert resp.status == 409
 
 

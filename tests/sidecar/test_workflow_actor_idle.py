@@ -22,7 +22,12 @@ from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.engine.workflow_runner import FINISHED_IDLE_S
 from sidecar.store.base import Versioned
 from sidecar.store.memory import MemoryStore
-from sidecar.workflow.events import execution_started_event, raised_event, task_completed_event
+from sidecar.workflow.events import (
+    execution_started_event,
+    raised_event,
+    task_completed_event,
+    terminated_event,
+)
 from sidecar.workflow.testing import complete_action, response
 
 ID = "wf-idle"
@@ -173,6 +178,49 @@ async def test_a_finished_instance_refuses_events_and_is_purged_without_its_hist
     raw = await later.invoke("get", msgpack.packb(True))
     assert isinstance(raw, bytes) and not pb.GetInstanceResponse.FromString(raw).exists
     assert await later.invoke("purge", b"") == b"0"
+    await later.on_deactivate()
+
+
+def _terminate(output: str | None = None) -> bytes:
+    event = terminated_event(output, 2)
+    return bytes(msgpack.packb({"e": event.SerializeToString(), "durable": True}))
+
+
+async def test_a_terminate_of_a_terminated_instance_is_answered_ok() -> None:
+    """The same terminate sent again (a router does when the owner died before
+    answering) or another one: what it asks for holds, and nothing changes. Other
+    events are still refused, loaded or from the summary rows alone."""
+    store = ReadLog()
+    started = await _started(store)
+    assert await started.actor.invoke("event", _terminate('"stop"')) == b""
+    started.apps.complete(started.turn.completionToken, response(ID))  # the next turn ends it
+    terminal = started.actor.waits.until(lambda s: s is not None and s.is_terminal,
+                                         started.actor.state, 10)  # fmt: skip
+    assert await asyncio.wait_for(terminal, 11)
+    assert await started.actor.invoke("event", _terminate('"again"')) == b""  # loaded
+    with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
+        await started.actor.invoke("event", _client_event())
+    await started.close()
+    store.reads.clear()
+    later = workflow_actor(store, AppConnections(), NullRouter(), ID)
+    assert await later.invoke("event", _terminate('"again"')) == b""  # the summary rows
+    with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
+        await later.invoke("event", _client_event())
+    assert not any(key.startswith("history-") for keys in store.reads for key in keys)
+    raw = await later.invoke("get", msgpack.packb(True))
+    assert isinstance(raw, bytes)
+    state = pb.GetInstanceResponse.FromString(raw).workflowState
+    assert state.workflowStatus == pb.ORCHESTRATION_STATUS_TERMINATED
+    assert state.output.value == '"stop"'
+    await later.on_deactivate()
+
+
+async def test_a_terminate_of_an_instance_that_completed_is_refused() -> None:
+    store = ReadLog()
+    await _finished(store)
+    later = workflow_actor(store, AppConnections(), NullRouter(), ID)
+    with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
+        await later.invoke("event", _terminate())
     await later.on_deactivate()
 
 
