@@ -141,11 +141,11 @@ class SavedWorkflow:
         answered from its metadata and custom status rows instead of loading a history
         that may hold tens of thousands of events (a finished instance's actor leaves
         after FINISHED_IDLE_S; a dashboard may ask again and again, a clean-up job purges
-        it). A status read reports what these rows hold, a client's event is refused (but
-        a terminate of a terminated instance is answered OK), a late outcome or timer
-        is dropped, a purge deletes the rows. None when that is
-        not enough: the instance is not finished, or a recursive purge may have children
-        to visit; the whole state is then loaded and the method answers as usual."""
+        it). A status read reports what these rows hold, a client's event is refused (a
+        terminate of a terminated instance is answered OK), a late outcome or timer is
+        dropped, a purge deletes the rows. None when that is not enough: the instance is
+        not finished, or a recursive purge may have children to visit; the whole state
+        is then loaded and the method answers as usual."""
         finished = await self._read_finished()
         if finished is None:
             return None
