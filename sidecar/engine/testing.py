@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
+import msgpack
+
 from sidecar.actors.base import ActorContext
 from sidecar.actors.router import ActorRouter
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.app import ActorServices
 from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.activity_sweep import ActivitySweep
@@ -16,7 +19,7 @@ from sidecar.engine.apps import AppConnections
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store.base import StateStore
 
-__all__ = ["WORKFLOW_TYPE", "activity_actor", "workflow_actor"]
+__all__ = ["WORKFLOW_TYPE", "activity_actor", "instance_of", "workflow_actor"]
 
 WORKFLOW_TYPE = "dapr.internal.default.app.workflow"
 ACTIVITY_TYPE = "dapr.internal.default.app.activity"
@@ -37,6 +40,13 @@ def workflow_actor(
     """The workflow actor of `instance_id`, app `app`, namespace `default`."""
     ctx = ActorContext(WORKFLOW_TYPE, instance_id, "s", _services(store, apps, router))
     return WorkflowActor(ctx)
+
+
+async def instance_of(actor: WorkflowActor) -> pb.GetInstanceResponse:
+    """What GetInstance (with inputs and outputs) answers for the actor's instance."""
+    raw = await actor.invoke("get", msgpack.packb(True))
+    assert isinstance(raw, bytes)
+    return pb.GetInstanceResponse.FromString(raw)
 
 
 def activity_actor(

@@ -17,7 +17,7 @@ import pytest
 from sidecar.actors.base import REMINDER_METHOD, ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
-from sidecar.engine.testing import workflow_actor
+from sidecar.engine.testing import instance_of, workflow_actor
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.engine.workflow_runner import FINISHED_IDLE_S
 from sidecar.store.base import Versioned
@@ -108,9 +108,7 @@ async def test_status_reads_of_a_finished_instance_do_not_read_its_history() -> 
     await _finished(store)
     store.reads.clear()
     later = workflow_actor(store, AppConnections(), NullRouter(), ID)
-    raw = await later.invoke("get", msgpack.packb(True))
-    assert isinstance(raw, bytes)
-    got = pb.GetInstanceResponse.FromString(raw)
+    got = await instance_of(later)
     assert got.workflowState.workflowStatus == pb.ORCHESTRATION_STATUS_COMPLETED
     assert got.workflowState.output.value == '"ok"' and got.workflowState.name == "flow"
     wait = msgpack.packb({"test": "completed", "io": False, "s": 1})
@@ -175,8 +173,7 @@ async def test_a_finished_instance_refuses_events_and_is_purged_without_its_hist
     assert store.reads[0] == ["metadata", "customStatus"]  # once, for every call
     assert not any(key.startswith("history-") for keys in store.reads for key in keys)
     assert await store.scan_prefix("") == []  # every row of the instance is gone
-    raw = await later.invoke("get", msgpack.packb(True))
-    assert isinstance(raw, bytes) and not pb.GetInstanceResponse.FromString(raw).exists
+    assert not (await instance_of(later)).exists
     assert await later.invoke("purge", b"") == b"0"
     await later.on_deactivate()
 
@@ -207,9 +204,7 @@ async def test_a_terminate_of_a_terminated_instance_is_answered_ok() -> None:
     with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
         await later.invoke("event", _client_event())
     assert not any(key.startswith("history-") for keys in store.reads for key in keys)
-    raw = await later.invoke("get", msgpack.packb(True))
-    assert isinstance(raw, bytes)
-    state = pb.GetInstanceResponse.FromString(raw).workflowState
+    state = (await instance_of(later)).workflowState
     assert state.workflowStatus == pb.ORCHESTRATION_STATUS_TERMINATED
     assert state.output.value == '"stop"'
     await later.on_deactivate()

@@ -19,7 +19,7 @@ from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.naming import activity_prefix, instance_prefix
 from sidecar.engine.purge import PURGE_BATCH
-from sidecar.engine.testing import workflow_actor
+from sidecar.engine.testing import instance_of, workflow_actor
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import Versioned
 from sidecar.store.base import NO_EXPECT
@@ -339,13 +339,12 @@ async def test_a_purge_cut_short_leaves_the_instance_whole_or_only_orphans(crash
     assert left and left < stored
     assert not any(key.startswith(activity) for key in left)
     later = _actor(store)  # the next activation, after the crash
-    raw = await later.invoke("get", msgpack.packb(True))
-    assert isinstance(raw, bytes)
+    found = await instance_of(later)
     if crash_at == 2:  # before the metadata's transaction: whole, and purged again
-        assert pb.GetInstanceResponse.FromString(raw).exists
+        assert found.exists
         assert await later.invoke("purge", b"") == b"1"
     else:  # after it: gone for every reader, its orphans swept by the next purge
-        assert not pb.GetInstanceResponse.FromString(raw).exists
+        assert not found.exists
         assert f"{own}customStatus" not in left
         assert await later.invoke("purge", b"") == b"0"
     assert await store.scan_prefix("") == []
@@ -363,13 +362,11 @@ async def test_an_activation_whose_purge_failed_midway_reads_the_rows_again() ->
     own = instance_prefix("app", first.type, ID)
     await store.transact({f"{own}history-{i:06d}": b"x" for i in range(50, 53)})
     later = _actor(store)
-    raw = await later.invoke("get", msgpack.packb(True))
-    assert isinstance(raw, bytes) and pb.GetInstanceResponse.FromString(raw).exists
+    assert (await instance_of(later)).exists
     store.crash_at = 2  # the metadata's transaction passes, the next one fails
     with pytest.raises(ConnectionError):
         await later.invoke("purge", b"")
-    raw = await later.invoke("get", msgpack.packb(True))
-    assert isinstance(raw, bytes) and not pb.GetInstanceResponse.FromString(raw).exists
+    assert not (await instance_of(later)).exists
     assert await later.invoke("purge", b"") == b"0"
     assert await store.scan_prefix("") == []
     await later.on_deactivate()

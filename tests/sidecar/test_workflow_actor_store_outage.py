@@ -14,7 +14,7 @@ import msgpack
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
-from sidecar.engine.testing import workflow_actor
+from sidecar.engine.testing import instance_of, workflow_actor
 from sidecar.store import NO_EXPECT, StoreUnavailableError, TransactionOutcomeUnknownError
 from sidecar.store.memory import MemoryStore
 from sidecar.workflow import WorkflowState
@@ -102,9 +102,7 @@ async def _outage(store: OutageStore, *, lose_reply: bool) -> None:
         await actor.on_deactivate()
     assert answers == 1  # the answer was kept through the failed saves
     again = workflow_actor(store, AppConnections(), NullRouter(), ID)
-    got = await again.invoke("get", msgpack.packb(True))
-    assert isinstance(got, bytes)
-    stored = pb.GetInstanceResponse.FromString(got).workflowState
+    stored = (await instance_of(again)).workflowState
     assert stored.workflowStatus == pb.ORCHESTRATION_STATUS_COMPLETED
     assert stored.output.value == '"done"'
     await again.on_deactivate()
