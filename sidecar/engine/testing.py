@@ -4,6 +4,7 @@ actor host would build it. The tests of the shell drive these directly."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -19,10 +20,24 @@ from sidecar.engine.apps import AppConnections
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store.base import StateStore
 
-__all__ = ["WORKFLOW_TYPE", "activity_actor", "instance_of", "workflow_actor"]
+__all__ = ["WORKFLOW_TYPE", "RecordingRouter", "activity_actor", "instance_of", "workflow_actor"]
 
 WORKFLOW_TYPE = "dapr.internal.default.app.workflow"
 ACTIVITY_TYPE = "dapr.internal.default.app.activity"
+
+
+class RecordingRouter:
+    """A router that takes every actor call, records it as (actor type, actor id,
+    method, the msgpack payload unpacked), sets `called` and answers b""."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, Any]] = []
+        self.called = asyncio.Event()
+
+    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+        self.calls.append((actor_type, actor_id, method, msgpack.unpackb(payload)))
+        self.called.set()
+        return b""
 
 
 def _services(

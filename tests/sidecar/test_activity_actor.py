@@ -16,7 +16,6 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
 import pytest
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
@@ -24,7 +23,7 @@ from sidecar.engine import activity_actor as activity_module
 from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.effects import encode_dispatch
-from sidecar.engine.testing import activity_actor
+from sidecar.engine.testing import RecordingRouter, activity_actor
 from sidecar.store import StoreUnavailableError
 from sidecar.store.base import StateStore
 from sidecar.store.gated import GatedStore
@@ -32,19 +31,6 @@ from sidecar.store.memory import MemoryConfig, MemoryStore
 from sidecar.workflow import ActivityStatus, DispatchActivity, decode_activity
 
 ACTOR_ID = "wf-1::1::1"
-
-
-class RecordingRouter:
-    """Takes every actor call (the workflow's inbox) and records it."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, str, dict[str, Any]]] = []
-        self.called = asyncio.Event()
-
-    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
-        self.calls.append((actor_type, actor_id, method, msgpack.unpackb(payload)))
-        self.called.set()
-        return b""
 
 
 def _dispatch(fresh: bool = True) -> bytes:

@@ -19,7 +19,7 @@ from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.naming import activity_prefix, instance_prefix
 from sidecar.engine.purge import PURGE_BATCH
-from sidecar.engine.testing import instance_of, workflow_actor
+from sidecar.engine.testing import RecordingRouter, instance_of, workflow_actor
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store import Versioned
 from sidecar.store.base import NO_EXPECT
@@ -137,18 +137,6 @@ async def test_the_same_start_sent_again_is_answered_as_the_first_was() -> None:
     await second.on_deactivate()
 
 
-class RecordingRouter:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict[str, object]]] = []
-        self.called = asyncio.Event()
-
-    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes,
-                   **kwargs: object) -> bytes:  # fmt: skip
-        self.calls.append((actor_id, method, msgpack.unpackb(payload)))
-        self.called.set()
-        return b""
-
-
 async def test_a_finished_childs_start_sent_again_tells_its_parent_again() -> None:
     """A parent that recovers re-sends the start of every child it has no outcome of;
     a child that finished meanwhile sends its outcome again instead of running again."""
@@ -165,14 +153,14 @@ async def test_a_finished_childs_start_sent_again_tells_its_parent_again() -> No
     notices = 1
     for _ in range(2):  # the first notice when it finished, then one per start re-sent
         async with asyncio.timeout(5):
-            while sum(1 for c in router.calls if c[:2] == ("parent", "event")) < notices:
+            while sum(1 for c in router.calls if c[1:3] == ("parent", "event")) < notices:
                 router.called.clear()
                 await router.called.wait()
         await actor.invoke("start", start)
         notices += 1
     assert actor.state is not None and actor.state.generation == 1
-    _, _, sent = next(c for c in router.calls if c[:2] == ("parent", "event"))
-    told = pb.HistoryEvent.FromString(sent["e"])  # type: ignore[arg-type]
+    _, _, _, sent = next(c for c in router.calls if c[1:3] == ("parent", "event"))
+    told = pb.HistoryEvent.FromString(sent["e"])
     assert told.HasField("childWorkflowInstanceFailed") and sent["exec"] == "p-exec"
     await actor.on_deactivate()
 
