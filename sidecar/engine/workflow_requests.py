@@ -14,8 +14,8 @@ from sidecar.actors.base import REMINDER_METHOD, ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.status import instance_response
 from sidecar.workflow import WorkflowState
-from sidecar.workflow.events import timestamp_ms
-from sidecar.workflow.state import ParentInfo
+from sidecar.workflow.events import is_client_stamped, timestamp_ms
+from sidecar.workflow.state import ParentInfo, holds_client_raise
 
 __all__ = [
     "WAIT_MAX_S",
@@ -27,6 +27,7 @@ __all__ = [
     "is_completed",
     "is_recursive",
     "is_same_start",
+    "needs_history",
     "now_ms",
     "summary_may_answer",
     "wait_request",
@@ -72,15 +73,27 @@ def has_finished(instance_id: str) -> ActorCallError:
 def client_event_when_finished(
     instance_id: str, state: WorkflowState, event: pb.HistoryEvent | None
 ) -> bytes:
-    """The answer to a client's event for a finished instance. A terminate of an
-    instance already TERMINATED is answered OK: what it asks for holds, and it may be
-    the same terminate sent again (a router tries a call once more when the owner died
-    before answering, though it may have saved it). Anything else is refused: the
-    instance completed or failed on its own, or takes no more events."""
-    terminated = state.status == pb.ORCHESTRATION_STATUS_TERMINATED
-    if event is not None and terminated and event.HasField("executionTerminated"):
-        return b""
+    """The answer to a client's event for a finished instance. Answered OK, changing
+    nothing, where it may be the same request sent again (a router tries a call once
+    more when the owner died before answering, though it may have saved it): a
+    terminate of an instance already TERMINATED (what it asks for holds), and a raised
+    event the instance holds already (it took effect before the instance finished;
+    `state` must then carry the history, see `needs_history`). Anything else is
+    refused: the instance completed or failed on its own, or takes no more events."""
+    if event is not None:
+        terminated = state.status == pb.ORCHESTRATION_STATUS_TERMINATED
+        if terminated and event.HasField("executionTerminated"):
+            return b""
+        if holds_client_raise(state, event):
+            return b""
     raise has_finished(instance_id)
+
+
+def needs_history(event: pb.HistoryEvent | None) -> bool:
+    """Whether `client_event_when_finished` needs the instance's history to answer
+    `event`: a client's raised event, which may be in it (the summary rows that answer
+    other calls on a finished instance do not carry the history)."""
+    return event is not None and event.HasField("eventRaised") and is_client_stamped(event)
 
 
 def is_same_start(state: WorkflowState | None, event: pb.HistoryEvent) -> bool:

@@ -27,6 +27,7 @@ from sidecar.engine.workflow_requests import (
     event_request,
     instance_answer,
     is_recursive,
+    needs_history,
     wait_request,
 )
 from sidecar.store import ConflictError, Versioned
@@ -144,13 +145,17 @@ class SavedWorkflow:
         it). A status read reports what these rows hold, a client's event is refused (a
         terminate of a terminated instance is answered OK), a late outcome or timer is
         dropped, a purge deletes the rows. None when that is not enough: the instance is
-        not finished, or a recursive purge may have children to visit; the whole state
-        is then loaded and the method answers as usual."""
+        not finished, a client's raised event may be a copy the history holds, or a
+        recursive purge may have children to visit; the whole state is then loaded and
+        the method answers as usual."""
         finished = await self._read_finished()
         if finished is None:
             return None
         if method in ("event", REMINDER_METHOD):
-            return self._finished_event(finished.state, method, payload)
+            answer = self._finished_event(finished.state, method, payload)
+            if answer is None:
+                await self._ensure_loaded()
+            return answer
         match method:
             case "get":
                 return instance_answer(payload, finished.state)
@@ -166,14 +171,17 @@ class SavedWorkflow:
         self.waits.changed(None)
         return b"1"
 
-    def _finished_event(self, state: WorkflowState, method: str, payload: bytes) -> bytes:
+    def _finished_event(self, state: WorkflowState, method: str, payload: bytes) -> bytes | None:
         """A timer or a late outcome is dropped: a finished instance takes neither. A
-        client's event gets `client_event_when_finished`'s answer."""
+        client's event gets `client_event_when_finished`'s answer; None when that needs
+        the history, which the summary rows do not carry."""
         request = event_request(payload) if method == "event" else None
         if request is None or not request.get("durable"):
             return b""
         raw = request.get("e")
         event = pb.HistoryEvent.FromString(raw) if isinstance(raw, bytes) else None
+        if needs_history(event):
+            return None
         return client_event_when_finished(self.id, state, event)
 
     def _reissue(self) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "WorkflowState",
     "add_events",
     "child_instances",
+    "holds_client_raise",
     "new_state",
 ]
 
@@ -306,6 +307,35 @@ def _same_task_execution(state: WorkflowState, event: pb.HistoryEvent, kind: str
     return not (execution and scheduled and execution != scheduled)
 
 
+def holds_client_raise(state: WorkflowState, event: pb.HistoryEvent) -> bool:
+    """Whether `event` is a client's raised event (`is_client_stamped`) that `state`
+    already holds, in its history or its inbox: the same request sent again."""
+    return (
+        event.HasField("eventRaised")
+        and is_client_stamped(event)
+        and _holds_raise(_latest_first(state), event)
+    )
+
+
+def _latest_first(state: WorkflowState) -> Iterable[pb.HistoryEvent]:
+    return chain(reversed(state.inbox), reversed(state.history))
+
+
+def _holds_raise(events: Iterable[pb.HistoryEvent], event: pb.HistoryEvent) -> bool:
+    """Whether `events` hold a raised event with `event`'s arrival stamp, name and data."""
+    seconds, nanos = event.timestamp.seconds, event.timestamp.nanos
+    for seen in events:
+        stamp = seen.timestamp
+        if (
+            stamp.nanos == nanos
+            and stamp.seconds == seconds
+            and seen.HasField("eventRaised")
+            and seen.eventRaised == event.eventRaised
+        ):
+            return True
+    return False
+
+
 @dataclass(slots=True)
 class _Intake:
     """The bookkeeping of one `add_events` call."""
@@ -326,18 +356,7 @@ class _Intake:
     def _raised_before(self, event: pb.HistoryEvent) -> bool:
         """The same client request's event is already here (in the history, the inbox or
         this call): this is a copy of the request sent again, not another one."""
-        seconds, nanos = event.timestamp.seconds, event.timestamp.nanos
-        state = self.state
-        for seen in chain(reversed(self.accepted), reversed(state.inbox), reversed(state.history)):
-            stamp = seen.timestamp
-            if (
-                stamp.nanos == nanos
-                and stamp.seconds == seconds
-                and seen.HasField("eventRaised")
-                and seen.eventRaised == event.eventRaised
-            ):
-                return True
-        return False
+        return _holds_raise(chain(reversed(self.accepted), _latest_first(self.state)), event)
 
     def _admit(self, event: pb.HistoryEvent, kind: str) -> bool:
         answered = _answered_id(event, kind)

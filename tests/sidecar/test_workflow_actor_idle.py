@@ -23,6 +23,7 @@ from sidecar.engine.workflow_runner import FINISHED_IDLE_S
 from sidecar.store.base import Versioned
 from sidecar.store.memory import MemoryStore
 from sidecar.workflow.events import (
+    client_raised_event,
     execution_started_event,
     raised_event,
     task_completed_event,
@@ -207,6 +208,48 @@ async def test_a_terminate_of_a_terminated_instance_is_answered_ok() -> None:
     state = (await instance_of(later)).workflowState
     assert state.workflowStatus == pb.ORCHESTRATION_STATUS_TERMINATED
     assert state.output.value == '"stop"'
+    await later.on_deactivate()
+
+
+def _raise(arrival_ns: int, data: str = '"yes"') -> bytes:
+    """A client's raised event as the API stamps it on arrival."""
+    event = client_raised_event("approval", data, arrival_ns)
+    return bytes(msgpack.packb({"e": event.SerializeToString(), "durable": True}))
+
+
+async def test_a_raise_the_finished_instance_took_is_answered_ok_when_sent_again() -> None:
+    """A router sends a raise again when the owner died before answering, though it may
+    have saved it; if the instance finished meanwhile (maybe because of that event),
+    the copy is answered OK, loaded or from a later activation (which reads the history
+    to find it). Another raise, or one the instance never read, is refused."""
+    store = ReadLog()
+    started = await _started(store)
+    taken, unread = 1_700_000_000_000_000_123, 1_700_000_000_000_000_456
+    assert await started.actor.invoke("event", _raise(taken)) == b""
+    started.apps.complete(started.turn.completionToken, response(ID))  # nothing yet
+    started.turn = await asyncio.wait_for(anext(started.stream), 10)  # the event's turn
+    new = started.turn.workflowRequest.newEvents
+    assert [e.eventRaised.name for e in new if e.HasField("eventRaised")] == ["approval"]
+    assert await started.actor.invoke("event", _raise(unread)) == b""  # while it runs
+    await started.complete()  # this turn ends it: the second event is never read
+    assert await started.actor.invoke("event", _raise(taken)) == b""  # loaded
+    # Refused: another event, one never taken, one the instance finished without reading
+    # (dropped with the inbox: the instance will never take it).
+    for refused in (_raise(taken, '"no"'), _raise(taken + 1), _raise(unread), _client_event()):
+        with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
+            await started.actor.invoke("event", refused)
+    await started.close()
+    store.reads.clear()
+    later = workflow_actor(store, AppConnections(), NullRouter(), ID)
+    with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
+        await later.invoke("event", _client_event())  # not a client's raise: no history read
+    assert not any(key.startswith("history-") for keys in store.reads for key in keys)
+    assert await later.invoke("event", _raise(taken)) == b""
+    assert any(key.startswith("history-") for keys in store.reads for key in keys)
+    with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
+        await later.invoke("event", _raise(taken + 1))
+    state = (await instance_of(later)).workflowState
+    assert state.workflowStatus == pb.ORCHESTRATION_STATUS_COMPLETED
     await later.on_deactivate()
 
 
