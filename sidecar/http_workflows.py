@@ -52,6 +52,7 @@ from sidecar.workflow.events import (
     client_raised_event,
     execution_started_event,
     resumed_event,
+    stamped,
     suspended_event,
     terminated_event,
     timestamp_ms,
@@ -199,14 +200,13 @@ class WorkflowApi:
         return response
 
     async def control(self, instance_id: str, op: str, body: str | None) -> None:
-        now = _now_ms()
         match op:
             case "terminate":
-                event = terminated_event(body, now)
+                event = terminated_event(body, _now_ms())
             case "pause" | "suspend":
-                event = suspended_event(None, now)
+                event = stamped(suspended_event(None, 0), arrival_ns())
             case "resume":
-                event = resumed_event(None, now)
+                event = stamped(resumed_event(None, 0), arrival_ns())
             case _:
                 raise HttpError(404, "ERR_ROUTE_NOT_FOUND", f"unknown operation {op!r}")
         await self._event(instance_id, event)

@@ -42,6 +42,7 @@ from sidecar.workflow.events import (
     client_raised_event,
     execution_started_event,
     resumed_event,
+    stamped,
     suspended_event,
     terminated_event,
     timestamp_problem,
@@ -228,14 +229,14 @@ class TaskHubService:
     async def SuspendInstance(
         self, request: pb.SuspendRequest, context: Context
     ) -> pb.SuspendResponse:
-        event = suspended_event(_opt(request, "reason"), _now_ms())
+        event = stamped(suspended_event(_opt(request, "reason"), 0), arrival_ns())
         await self._event(context, request.instanceId, event, _router(request))
         return pb.SuspendResponse()
 
     async def ResumeInstance(
         self, request: pb.ResumeRequest, context: Context
     ) -> pb.ResumeResponse:
-        event = resumed_event(_opt(request, "reason"), _now_ms())
+        event = stamped(resumed_event(_opt(request, "reason"), 0), arrival_ns())
         await self._event(context, request.instanceId, event, _router(request))
         return pb.ResumeResponse()
 

@@ -15,7 +15,7 @@ from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.status import instance_response
 from sidecar.workflow import WorkflowState
 from sidecar.workflow.events import is_client_stamped, timestamp_ms
-from sidecar.workflow.state import ParentInfo, holds_client_raise
+from sidecar.workflow.state import ParentInfo, holds_client_request
 
 __all__ = [
     "WAIT_MAX_S",
@@ -76,24 +76,25 @@ def client_event_when_finished(
     """The answer to a client's event for a finished instance. Answered OK, changing
     nothing, where it may be the same request sent again (a router tries a call once
     more when the owner died before answering, though it may have saved it): a
-    terminate of an instance already TERMINATED (what it asks for holds), and a raised
-    event the instance holds already (it took effect before the instance finished;
-    `state` must then carry the history, see `needs_history`). Anything else is
-    refused: the instance completed or failed on its own, or takes no more events."""
+    terminate of an instance already TERMINATED (what it asks for holds), and a raise,
+    suspend or resume the instance holds already (it took effect before the instance
+    finished; `state` must then carry the history, see `needs_history`). Anything else
+    is refused: the instance completed or failed on its own, or takes no more events."""
     if event is not None:
         terminated = state.status == pb.ORCHESTRATION_STATUS_TERMINATED
         if terminated and event.HasField("executionTerminated"):
             return b""
-        if holds_client_raise(state, event):
+        if holds_client_request(state, event):
             return b""
     raise has_finished(instance_id)
 
 
 def needs_history(event: pb.HistoryEvent | None) -> bool:
     """Whether `client_event_when_finished` needs the instance's history to answer
-    `event`: a client's raised event, which may be in it (the summary rows that answer
-    other calls on a finished instance do not carry the history)."""
-    return event is not None and event.HasField("eventRaised") and is_client_stamped(event)
+    `event`: a client's stamped request (a raise, a suspend, a resume), which may be in
+    it (the summary rows that answer other calls on a finished instance do not carry
+    the history)."""
+    return event is not None and is_client_stamped(event)
 
 
 def is_same_start(state: WorkflowState | None, event: pb.HistoryEvent) -> bool:

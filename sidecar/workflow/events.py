@@ -25,6 +25,7 @@ __all__ = [
     "is_client_stamped",
     "raised_event",
     "resumed_event",
+    "stamped",
     "suspended_event",
     "task_completed_event",
     "task_failed_event",
@@ -158,16 +159,21 @@ def raised_event(name: str, input: str | None, now_ms: int) -> pb.HistoryEvent:
 
 
 def client_raised_event(name: str, input: str | None, arrival_ns: int) -> pb.HistoryEvent:
-    """An external event a client raised, stamped with its request's arrival
-    (`sidecar.engine.arrivals`: unique, never a whole millisecond), which tells a copy
-    of the request sent again from another request (`is_client_stamped`)."""
-    event = raised_event(name, input, 0)
+    """An external event a client raised, stamped with its request's arrival."""
+    return stamped(raised_event(name, input, 0), arrival_ns)
+
+
+def stamped(event: pb.HistoryEvent, arrival_ns: int) -> pb.HistoryEvent:
+    """`event`, a client's request (a raise, a suspend, a resume), stamped with the
+    request's arrival (`sidecar.engine.arrivals`: unique, never a whole millisecond),
+    which tells a copy of the request sent again from another request
+    (`is_client_stamped`)."""
     event.timestamp.FromNanoseconds(arrival_ns)
     return event
 
 
 def is_client_stamped(event: pb.HistoryEvent) -> bool:
-    """Whether the event carries a request's arrival stamp (`client_raised_event`)."""
+    """Whether the event carries a request's arrival stamp (`stamped`)."""
     return event.timestamp.nanos % 1_000_000 != 0
 
 

@@ -21,7 +21,8 @@ a suspend while suspended and a resume while not suspended; an activity outcome 
 task execution id is not the scheduled task's (an earlier run of a purged and restarted
 instance id). Two raises of one name are two events: an EventRaised is dropped only as
 a copy of a client's request sent again (the same arrival stamp, name and data; see
-`sidecar.engine.arrivals`), which a router does when the owner died before answering.
+`sidecar.engine.arrivals`), which a router does when the owner died before answering;
+so is a copy of a suspend or resume, even when the state has flipped since.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ __all__ = [
     "WorkflowState",
     "add_events",
     "child_instances",
-    "holds_client_raise",
+    "holds_client_request",
     "new_state",
 ]
 
@@ -307,13 +308,19 @@ def _same_task_execution(state: WorkflowState, event: pb.HistoryEvent, kind: str
     return not (execution and scheduled and execution != scheduled)
 
 
-def holds_client_raise(state: WorkflowState, event: pb.HistoryEvent) -> bool:
-    """Whether `event` is a client's raised event (`is_client_stamped`) that `state`
-    already holds, in its history or its inbox: the same request sent again."""
+# Client requests the API stamps on arrival (`events.stamped`), so that a copy of one sent
+# again is told from another request of the same kind.
+_STAMPED_KINDS = ("eventRaised", "executionSuspended", "executionResumed")
+
+
+def holds_client_request(state: WorkflowState, event: pb.HistoryEvent) -> bool:
+    """Whether `event` is a client's stamped request (a raise, a suspend, a resume) that
+    `state` already holds, in its history or its inbox: the same request sent again."""
+    kind = event_kind(event)
     return (
-        event.HasField("eventRaised")
+        kind in _STAMPED_KINDS
         and is_client_stamped(event)
-        and _holds_raise(_latest_first(state), event)
+        and _holds_copy(_latest_first(state), event, kind)
     )
 
 
@@ -321,16 +328,17 @@ def _latest_first(state: WorkflowState) -> Iterable[pb.HistoryEvent]:
     return chain(reversed(state.inbox), reversed(state.history))
 
 
-def _holds_raise(events: Iterable[pb.HistoryEvent], event: pb.HistoryEvent) -> bool:
-    """Whether `events` hold a raised event with `event`'s arrival stamp, name and data."""
+def _holds_copy(events: Iterable[pb.HistoryEvent], event: pb.HistoryEvent, kind: str) -> bool:
+    """Whether `events` hold an event of `kind` with `event`'s arrival stamp and data."""
     seconds, nanos = event.timestamp.seconds, event.timestamp.nanos
+    body = getattr(event, kind)
     for seen in events:
         stamp = seen.timestamp
         if (
             stamp.nanos == nanos
             and stamp.seconds == seconds
-            and seen.HasField("eventRaised")
-            and seen.eventRaised == event.eventRaised
+            and seen.HasField(kind)
+            and getattr(seen, kind) == body
         ):
             return True
     return False
@@ -353,10 +361,12 @@ class _Intake:
             copy.CopyFrom(event)
             self.accepted.append(copy)
 
-    def _raised_before(self, event: pb.HistoryEvent) -> bool:
-        """The same client request's event is already here (in the history, the inbox or
-        this call): this is a copy of the request sent again, not another one."""
-        return _holds_raise(chain(reversed(self.accepted), _latest_first(self.state)), event)
+    def _sent_before(self, event: pb.HistoryEvent, kind: str) -> bool:
+        """A stamped client request whose event is already here (in the history, the inbox
+        or this call): a copy of the request sent again, not another one."""
+        if not is_client_stamped(event):
+            return False
+        return _holds_copy(chain(reversed(self.accepted), _latest_first(self.state)), event, kind)
 
     def _admit(self, event: pb.HistoryEvent, kind: str) -> bool:
         answered = _answered_id(event, kind)
@@ -371,8 +381,8 @@ class _Intake:
             return True
         if kind in _SINGLETONS:
             return self._first_of_its_kind(event, kind)
-        if kind == "eventRaised":
-            return not (is_client_stamped(event) and self._raised_before(event))
+        if kind in _STAMPED_KINDS and self._sent_before(event, kind):
+            return False
         if kind in ("executionSuspended", "executionResumed"):
             return self._toggle(event, suspend=kind == "executionSuspended")
         return True

@@ -26,6 +26,9 @@ from sidecar.workflow.events import (
     client_raised_event,
     execution_started_event,
     raised_event,
+    resumed_event,
+    stamped,
+    suspended_event,
     task_completed_event,
     terminated_event,
 )
@@ -152,9 +155,13 @@ async def test_a_finished_instance_asks_for_a_short_idle_time() -> None:
     await started.close()
 
 
-def _client_event() -> bytes:
-    event = raised_event("approval", None, 1)
+def _durable(event: pb.HistoryEvent) -> bytes:
+    """A client's request as the API sends it to the instance's actor."""
     return bytes(msgpack.packb({"e": event.SerializeToString(), "durable": True}))
+
+
+def _client_event() -> bytes:
+    return _durable(raised_event("approval", None, 1))
 
 
 async def test_a_finished_instance_refuses_events_and_is_purged_without_its_history() -> None:
@@ -180,8 +187,7 @@ async def test_a_finished_instance_refuses_events_and_is_purged_without_its_hist
 
 
 def _terminate(output: str | None = None) -> bytes:
-    event = terminated_event(output, 2)
-    return bytes(msgpack.packb({"e": event.SerializeToString(), "durable": True}))
+    return _durable(terminated_event(output, 2))
 
 
 async def test_a_terminate_of_a_terminated_instance_is_answered_ok() -> None:
@@ -213,8 +219,7 @@ async def test_a_terminate_of_a_terminated_instance_is_answered_ok() -> None:
 
 def _raise(arrival_ns: int, data: str = '"yes"') -> bytes:
     """A client's raised event as the API stamps it on arrival."""
-    event = client_raised_event("approval", data, arrival_ns)
-    return bytes(msgpack.packb({"e": event.SerializeToString(), "durable": True}))
+    return _durable(client_raised_event("approval", data, arrival_ns))
 
 
 async def test_a_raise_the_finished_instance_took_is_answered_ok_when_sent_again() -> None:
@@ -250,6 +255,29 @@ async def test_a_raise_the_finished_instance_took_is_answered_ok_when_sent_again
         await later.invoke("event", _raise(taken + 1))
     state = (await instance_of(later)).workflowState
     assert state.workflowStatus == pb.ORCHESTRATION_STATUS_COMPLETED
+    await later.on_deactivate()
+
+
+async def test_a_resume_sent_again_after_its_instance_finished_is_answered_ok() -> None:
+    """As a raise: the resume took effect, the instance ran on and finished, and then a
+    router sends the resume again. A resume it never had is refused."""
+    store = ReadLog()
+    started = await _started(store)
+    arrival = 1_700_000_000_000_000_789
+    suspend = _durable(stamped(suspended_event(None, 0), arrival))
+    resume = _durable(stamped(resumed_event(None, 0), arrival + 1))
+    assert await started.actor.invoke("event", suspend) == b""
+    assert await started.actor.invoke("event", resume) == b""
+    started.apps.complete(started.turn.completionToken, response(ID))
+    started.turn = await asyncio.wait_for(anext(started.stream), 10)  # suspend and resume
+    await started.complete()
+    assert await started.actor.invoke("event", resume) == b""  # loaded
+    await started.close()
+    later = workflow_actor(store, AppConnections(), NullRouter(), ID)
+    assert await later.invoke("event", resume) == b""  # from the history
+    assert await later.invoke("event", suspend) == b""
+    with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
+        await later.invoke("event", _durable(stamped(resumed_event(None, 0), arrival + 2)))
     await later.on_deactivate()
 
 

@@ -1,4 +1,5 @@
-"""A client's external event sent again is kept once; two requests are two events.
+"""A client's external event sent again is kept once; two requests are two events; a
+suspend or resume sent again changes nothing.
 
 A router tries a call once more when the owner died before answering, though the owner
 may have saved the event. The API stamps every request with its arrival
@@ -10,6 +11,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.arrivals import ArrivalClock
 from sidecar.workflow import (
     WorkflowState,
@@ -19,8 +21,10 @@ from sidecar.workflow import (
     new_state,
     plan_turn,
     raised_event,
+    resumed_event,
+    suspended_event,
 )
-from sidecar.workflow.events import client_raised_event, is_client_stamped
+from sidecar.workflow.events import client_raised_event, is_client_stamped, stamped
 from sidecar.workflow.testing import response
 
 T0 = 1_700_000_000_000
@@ -68,6 +72,19 @@ def test_events_the_engine_makes_are_never_taken_for_copies() -> None:
     sent = raised_event("go", '"x"', T0)
     assert not is_client_stamped(sent)
     assert _names(add_events(_running(), [sent, sent])) == ["go", "go"]
+
+
+def test_a_suspend_sent_again_after_a_resume_does_not_suspend_again() -> None:
+    """Two callers: one suspends (the owner saves it and dies before answering), the
+    other resumes; the router then sends the first suspend again. Without its stamp it
+    would suspend the instance a second time, and nothing would resume it."""
+    suspend = stamped(suspended_event("first", 0), ARRIVAL)
+    resume = stamped(resumed_event(None, 0), ARRIVAL + 1)
+    state = add_events(add_events(_running(), [suspend]), [resume])
+    assert state.status == pb.ORCHESTRATION_STATUS_RUNNING
+    assert add_events(state, [suspend]) is state
+    again = add_events(state, [stamped(suspended_event("first", 0), ARRIVAL + 2)])
+    assert again.status == pb.ORCHESTRATION_STATUS_SUSPENDED  # another request: taken
 
 
 @given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=50))
