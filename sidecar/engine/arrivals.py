@@ -5,7 +5,7 @@ nanosecond, strictly later than the stamp before it in this process, and never o
 whole millisecond (events the engine makes itself carry whole milliseconds). So two
 requests never share a stamp, and the same request sent again (a router tries a call
 once more when the owner died before answering, though it may have saved the event)
-carries the same one: the workflow keeps one copy (`sidecar.workflow.state`).
+carries the same one: the workflow keeps one copy (`sidecar.workflow.intake`).
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ Time (`now_ms`) and everything else come in as arguments; decisions go out as va
 shell: they load, call these functions, save, and carry out the effects.
 
 What lives where:
-- `state`: `WorkflowState` (history, inbox, generation, metadata, derived status),
-  `add_events`, the idempotent intake of events (duplicates and stale work dropped), and
+- `state`: `WorkflowState` (history, inbox, generation, metadata, derived status) and
   `child_instances` (what a recursive purge reaches).
+- `intake`: `add_events`, the idempotent intake of events (duplicates, copies of a
+  client's request and stale work dropped).
 - `turn`: `plan_turn` (the WorkflowRequest for the app), `apply_response` (the app's
   actions into history events and effects), `pending_work` (recovery from the store).
 - `finish`: completion, failure, `settle` (termination without the app, recursive
@@ -95,6 +96,7 @@ from sidecar.workflow.finish import (
     failed_answer,
     settle,
 )
+from sidecar.workflow.intake import add_events, inbox_kind
 from sidecar.workflow.limits import (
     PAYLOAD_ERROR_TYPE,
     fit_activity_response,
@@ -108,9 +110,7 @@ from sidecar.workflow.state import (
     OpenWork,
     ParentInfo,
     WorkflowState,
-    add_events,
     child_instances,
-    inbox_kind,
     new_state,
 )
 from sidecar.workflow.turn import (
