@@ -145,9 +145,9 @@ class SavedWorkflow:
         it). A status read reports what these rows hold, a client's event is refused (a
         terminate of a terminated instance is answered OK), a late outcome or timer is
         dropped, a purge deletes the rows. None when that is not enough: the instance is
-        not finished, a client's raised event may be a copy the history holds, or a
-        recursive purge may have children to visit; the whole state is then loaded and
-        the method answers as usual."""
+        not finished, a client's raise, suspend or resume may be a copy the history
+        holds, or a recursive purge may have children to visit; the whole state is then
+        loaded and the method answers as usual."""
         finished = await self._read_finished()
         if finished is None:
             return None

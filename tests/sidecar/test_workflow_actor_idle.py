@@ -3,7 +3,8 @@ instead of holding its whole history in memory for the sidecar's idle timeout; a
 running one leaves that to the host. A later activation answers status reads of a
 finished instance from its metadata row, refuses a client's event, drops a late timer
 or outcome and purges it without reading its history (unless a recursive purge has
-children to find there)."""
+children to find there, or a client's raise, suspend or resume may be a copy of one the
+history holds)."""
 
 from __future__ import annotations
 
