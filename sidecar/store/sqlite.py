@@ -83,9 +83,9 @@ class SqliteConfig:
     max_txn_bytes: int = 64 << 20
     # Group commit folds queued transactions into one commit up to this many writes.
     max_batch_ops: int = 10_000
-    # Under load (the last commit held several jobs and ended less than `linger_after_s`
-    # ago) the writer waits up to `linger_s` at a time for more jobs while it has fewer
-    # than `linger_until_jobs`.
+    # Under load (the last commit held several jobs that are not `background` and ended
+    # less than `linger_after_s` ago) the writer waits up to `linger_s` at a time for
+    # more jobs while it has fewer than `linger_until_jobs`.
     linger_s: float = 0.0005
     linger_after_s: float = 0.002
     linger_until_jobs: int = 16
@@ -177,20 +177,24 @@ class _Writer(threading.Thread):
 
     def _serve(self, conn: sqlite3.Connection) -> None:
         stopping = False
-        last_commit, last_jobs = 0.0, 0
+        last_commit, last_waited_on = 0.0, 0
         while not stopping:
             jobs = self.jobs.get()
             if jobs is None:
                 return
             batch = jobs
-            # Busy (the last commit held several jobs and ended moments ago): linger
-            # briefly for more, so that a stream of single writes shares commits. Idle, or
-            # one caller writing in turn (each commit one job): commit at once.
-            linger = last_jobs > 1 and time.monotonic() - last_commit < self.config.linger_after_s
+            # Busy (the last commit held several jobs someone waited on and ended moments
+            # ago): linger briefly for more, so that a stream of single writes shares
+            # commits. Idle, or one caller writing in turn (each commit one such job, and
+            # maybe background ones that rode along): commit at once.
+            linger = (
+                last_waited_on > 1 and time.monotonic() - last_commit < self.config.linger_after_s
+            )
             stopping = self._gather(batch, linger)
             self._commit(conn, batch)
             self.commits += 1
-            last_commit, last_jobs = time.monotonic(), len(batch)
+            last_commit = time.monotonic()
+            last_waited_on = sum(not job.background for job in batch)
             self._call(_deliver, batch)
 
     def _gather(self, batch: list[_Job], linger: bool) -> bool:

@@ -162,6 +162,28 @@ async def test_under_load_single_writes_share_commits(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_background_writes_riding_along_do_not_make_the_next_write_linger(
+    tmp_path: Path,
+) -> None:
+    """One caller writing in turn, its commits joined by background writes (a workflow's
+    checkpoint takes its activity's saved outcome along): the writer is not busy, and
+    the caller's next write is not held for company."""
+    config = SqliteConfig(
+        tmp_path / "state.db", linger_s=1.0, linger_after_s=60.0, background_linger_s=60.0
+    )
+    store = await SqliteStore.open(config)
+    try:
+        for i in range(3):
+            before = store.commits
+            held = asyncio.ensure_future(store.transact({f"outcome{i}": b"v"}, background=True))
+            await asyncio.sleep(0.01)  # the outcome waits for company
+            await asyncio.wait_for(store.transact({f"checkpoint{i}": b"v"}), 0.9)
+            await asyncio.wait_for(held, 0.9)
+            assert store.commits - before == 1  # together
+    finally:
+        await store.close()
+
+
 async def test_background_writes_wait_to_share_one_commit(tmp_path: Path) -> None:
     """Background writes (an activity's saved outcome) arriving 2 ms apart wait
     for each other and share one commit, up to `background_until_jobs`."""
