@@ -1,9 +1,10 @@
 """DESIGN.md 4.1 over several crashes in a row: three sidecars (each with its SDK app),
 workflows of every shape started in waves (fan-outs, durable timers, child workflows,
-waits for events), and after each wave a sidecar other than the client's is SIGKILLed,
-then started again once placement has dropped it. Every workflow ends with its right
-output: none lost, no timer early, the children's results and the caught failure in
-place, each waiting workflow given the event raised to it."""
+waits for events, a suspended one), and after each wave a sidecar other than the
+client's is SIGKILLed, then started again once placement has dropped it. Every workflow
+ends with its right output: none lost, no timer early, the children's results and the
+caught failure in place, each waiting workflow given the event raised to it, each
+suspended one still suspended after the kills and finishing once resumed."""
 
 from __future__ import annotations
 
@@ -32,8 +33,9 @@ def _wave(c: DaprWorkflowClient, uid: Any, i: int) -> dict[str, tuple[str, Any]]
     """Instance id -> (shape, what it was given)."""
     started: dict[str, tuple[str, Any]] = {}
     for shape, given in (("fan", 30), ("fan", 5), ("timed", TIMER_S), ("parent", {}),
-                         ("waits", None)):  # fmt: skip
-        iid = c.schedule_new_workflow(shape, input=given, instance_id=uid(f"chaos{i}-{shape}"))
+                         ("waits", None), ("held", None)):  # fmt: skip
+        workflow = "waits" if shape == "held" else shape
+        iid = c.schedule_new_workflow(workflow, input=given, instance_id=uid(f"chaos{i}-{shape}"))
         started[iid] = (shape, given)
     return started
 
@@ -50,7 +52,7 @@ def _check(c: DaprWorkflowClient, iid: str, shape: str, given: Any) -> None:
         named, derived = out["results"]
         assert named == {"id": f"{iid}-c1", "value": 2} and derived["value"] == 4, out
         assert out["caught"] and "failed" in out["caught"], out
-    else:
+    else:  # waits, held
         assert out == {"wave": iid}, iid
 
 
@@ -71,12 +73,19 @@ def test_sidecars_killed_one_after_another_lose_no_workflow(cluster: Any, uid: A
     started: dict[str, tuple[str, Any]] = {}
     for i in range(ROUNDS):
         wave = _wave(c, uid, i)
-        for iid in wave:
+        for iid, (shape, _) in wave.items():
             c.wait_for_workflow_start(iid, timeout_in_seconds=60)
+            if shape == "held":
+                c.pause_workflow(iid)
         started.update(wave)
         _kill_and_restart(cluster, 1 + i % 2)
     for iid, (shape, _) in started.items():
-        if shape == "waits":
+        if shape in ("waits", "held"):
             c.raise_workflow_event(iid, "release", data={"wave": iid})
+    for iid, (shape, _) in started.items():
+        if shape == "held":  # the event waits in its inbox until it is resumed
+            state = c.get_workflow_state(iid)
+            assert state is not None and state.runtime_status == WorkflowStatus.SUSPENDED, iid
+            c.resume_workflow(iid)
     for iid, (shape, given) in started.items():
         _check(c, iid, shape, given)
