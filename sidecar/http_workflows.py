@@ -25,8 +25,9 @@ JSON: `NaN` and `Infinity` are malformed. `Location` carries both percent-encode
 Answers: start 202 with `Location` (the status URL); others 202 (purge 200); GET 200
 with the instance's metadata. Errors are JSON `{"errorCode", "message"}`: 400 malformed
 (bad JSON, bad ids), 404 unknown instance, 409 duplicate start or wrong state (purge of a
-running instance, events to a finished one but a terminate of a terminated one, which is
-answered 202 and changes nothing; the seed form's start of any stored instance,
+running instance, events to a finished one but a terminate of a terminated one or a raise,
+suspend or resume its history holds already, a copy sent again, which are answered 202
+and change nothing; the seed form's start of any stored instance,
 finished or not, while Dapr's form reuses a finished instance's id, as the SDK does),
 413 over the payload limit, 401 without the token (see sidecar/auth.py), 503 not ready.
 """

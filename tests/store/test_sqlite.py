@@ -175,8 +175,8 @@ async def test_background_writes_riding_along_do_not_make_the_next_write_linger(
     try:
         for i in range(3):
             before = store.commits
+            # Handed over together: one commit of a checkpoint and an outcome riding along.
             held = asyncio.ensure_future(store.transact({f"outcome{i}": b"v"}, background=True))
-            await asyncio.sleep(0.01)  # the outcome waits for company
             await asyncio.wait_for(store.transact({f"checkpoint{i}": b"v"}), 0.9)
             await asyncio.wait_for(held, 0.9)
             assert store.commits - before == 1  # together
