@@ -14,8 +14,8 @@ from sidecar.actors.base import REMINDER_METHOD, ActorCallError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.status import instance_response
 from sidecar.workflow import WorkflowState
+from sidecar.workflow.copies import holds_client_request
 from sidecar.workflow.events import is_client_stamped, timestamp_ms
-from sidecar.workflow.intake import holds_client_request
 from sidecar.workflow.state import ParentInfo
 
 __all__ = [

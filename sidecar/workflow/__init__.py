@@ -9,6 +9,8 @@ What lives where:
   `child_instances` (what a recursive purge reaches).
 - `intake`: `add_events`, the idempotent intake of events (duplicates, copies of a
   client's request and stale work dropped).
+- `copies`: how a client's request sent again is known (arrival stamps, and the marks
+  a continue-as-new keeps of the requests its history took).
 - `turn`: `plan_turn` (the WorkflowRequest for the app), `apply_response` (the app's
   actions into history events and effects), `pending_work` (recovery from the store).
 - `finish`: completion, failure, `settle` (termination without the app, recursive

@@ -10,7 +10,9 @@
   ExecutionStarted (the new input) at the head of the inbox, then the SDK's carryover
   events, then the undelivered client events (raised events, suspend/resume); completions
   still in the inbox belong to the old generation and are dropped, as are any that
-  arrive later (their generation no longer matches).
+  arrive later (their generation no longer matches). The client requests the old
+  history took leave marks (`copies.marks_to_keep`), so that a late copy of one is
+  still known.
 
 A child whose start its actor refuses (`child_not_started`) fails its task in the
 parent with errorType "ChildWorkflowNotStarted".
@@ -24,6 +26,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.workflow.copies import marks_to_keep
 from sidecar.workflow.effects import (
     Completed,
     Effect,
@@ -241,4 +244,5 @@ def continue_as_new(
         started=False,
         suspended=suspended,
         stalled=False,
+        earlier_requests=marks_to_keep(state, now_ms),
     )

@@ -8,23 +8,24 @@ ChildWorkflowInstanceCompleted/Failed; a second ExecutionStarted or ExecutionTer
 a suspend while suspended and a resume while not suspended; an activity outcome whose
 task execution id is not the scheduled task's (an earlier run of a purged and restarted
 instance id). Two raises of one name are two events: an EventRaised is dropped only as
-a copy of a client's request sent again (the same arrival stamp, name and data; see
-`sidecar.engine.arrivals`), which a router does when the owner died before answering;
-so is a copy of a suspend or resume, even when the state has flipped since.
+a copy of a client's request sent again (the same arrival stamp, name and data, in
+this instance's inbox, history or earlier generations; see `sidecar.workflow.copies`),
+which a router does when the owner died before answering; so is a copy of a suspend or
+resume, even when the state has flipped since.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from itertools import chain
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.workflow.copies import STAMPED_KINDS, holds_copy
 from sidecar.workflow.errors import WorkflowError
 from sidecar.workflow.events import event_kind, is_client_stamped, timestamp_ms
 from sidecar.workflow.state import InboxKeys, Metadata, ParentInfo, WorkflowState
 
-__all__ = ["add_events", "holds_client_request", "inbox_kind"]
+__all__ = ["add_events", "inbox_kind"]
 
 
 def _answered_id(event: pb.HistoryEvent, kind: str) -> tuple[str, int] | None:
@@ -104,42 +105,6 @@ def _same_task_execution(state: WorkflowState, event: pb.HistoryEvent, kind: str
     return not (execution and scheduled and execution != scheduled)
 
 
-# Client requests the API stamps on arrival (`events.stamped`), so that a copy of one sent
-# again is told from another request of the same kind.
-_STAMPED_KINDS = ("eventRaised", "executionSuspended", "executionResumed")
-
-
-def holds_client_request(state: WorkflowState, event: pb.HistoryEvent) -> bool:
-    """Whether `event` is a client's stamped request (a raise, a suspend, a resume) that
-    `state` already holds, in its history or its inbox: the same request sent again."""
-    kind = event_kind(event)
-    return (
-        kind in _STAMPED_KINDS
-        and is_client_stamped(event)
-        and _holds_copy(_latest_first(state), event, kind)
-    )
-
-
-def _latest_first(state: WorkflowState) -> Iterable[pb.HistoryEvent]:
-    return chain(reversed(state.inbox), reversed(state.history))
-
-
-def _holds_copy(events: Iterable[pb.HistoryEvent], event: pb.HistoryEvent, kind: str) -> bool:
-    """Whether `events` hold an event of `kind` with `event`'s arrival stamp and data."""
-    seconds, nanos = event.timestamp.seconds, event.timestamp.nanos
-    body = getattr(event, kind)
-    for seen in events:
-        stamp = seen.timestamp
-        if (
-            stamp.nanos == nanos
-            and stamp.seconds == seconds
-            and seen.HasField(kind)
-            and getattr(seen, kind) == body
-        ):
-            return True
-    return False
-
-
 @dataclass(slots=True)
 class _Intake:
     """The bookkeeping of one `add_events` call."""
@@ -158,11 +123,12 @@ class _Intake:
             self.accepted.append(copy)
 
     def _sent_before(self, event: pb.HistoryEvent, kind: str) -> bool:
-        """A stamped client request whose event is already here (in the history, the inbox
-        or this call): a copy of the request sent again, not another one."""
+        """A stamped client request whose event is already here (in this call, the inbox,
+        the history or the marks of earlier generations): a copy of the request sent
+        again, not another one."""
         if not is_client_stamped(event):
             return False
-        return _holds_copy(chain(reversed(self.accepted), _latest_first(self.state)), event, kind)
+        return holds_copy(self.state, event, kind, also=reversed(self.accepted))
 
     def _admit(self, event: pb.HistoryEvent, kind: str) -> bool:
         answered = _answered_id(event, kind)
@@ -177,7 +143,7 @@ class _Intake:
             return True
         if kind in _SINGLETONS:
             return self._first_of_its_kind(event, kind)
-        if kind in _STAMPED_KINDS and self._sent_before(event, kind):
+        if kind in STAMPED_KINDS and self._sent_before(event, kind):
             return False
         if kind in ("executionSuspended", "executionResumed"):
             return self._toggle(event, suspend=kind == "executionSuspended")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.workflow.events import event_kind
@@ -28,6 +29,7 @@ __all__ = [
     "Metadata",
     "OpenWork",
     "ParentInfo",
+    "RequestMark",
     "WorkflowState",
     "child_instances",
     "new_state",
@@ -40,6 +42,16 @@ TERMINAL_STATUSES = frozenset(
         pb.ORCHESTRATION_STATUS_TERMINATED,
     }
 )
+
+
+class RequestMark(NamedTuple):
+    """A client's request an earlier generation took (`sidecar.workflow.copies`): its
+    arrival stamp, kind and a digest of its body."""
+
+    seconds: int
+    nanos: int
+    kind: str
+    digest: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +159,9 @@ class WorkflowState:
     started: bool = False  # the ExecutionStarted event is in the history
     suspended: bool = False
     stalled: bool = False
+    # Client requests the earlier generations took, whose events left with their
+    # histories: a copy of one sent again is still known (`sidecar.workflow.copies`).
+    earlier_requests: tuple[RequestMark, ...] = ()
     # Derived, not state: the dedup keys of `inbox` (see `InboxKeys`). Keeps `add_events`
     # from rescanning, or copying, a large inbox's keys for every completion of a fan-out.
     inbox_keys_cache: InboxKeys | None = field(default=None, compare=False, repr=False)

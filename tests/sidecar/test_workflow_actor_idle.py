@@ -9,6 +9,7 @@ history holds)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
@@ -256,6 +257,37 @@ async def test_a_raise_the_finished_instance_took_is_answered_ok_when_sent_again
         await later.invoke("event", _raise(taken + 1))
     state = (await instance_of(later)).workflowState
     assert state.workflowStatus == pb.ORCHESTRATION_STATUS_COMPLETED
+    await later.on_deactivate()
+
+
+async def test_a_raise_taken_before_a_continue_as_new_is_not_taken_again() -> None:
+    """A monitor continues as new on each event. The owner saved a raise and died; the
+    next owner ran the event's turn, which continued as new, before the router's copy
+    came. The copy must not reach the new generation, nor be refused once it finishes."""
+    store = ReadLog()
+    started = await _started(store)
+    taken = time.time_ns() // 1_000_000 * 1_000_000 + 321  # marks are kept 15 minutes
+    assert await started.actor.invoke("event", _raise(taken)) == b""
+    started.apps.complete(started.turn.completionToken, response(ID))  # nothing yet
+    started.turn = await asyncio.wait_for(anext(started.stream), 10)  # the event's turn
+    again = complete_action(1, pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW, '"next"')
+    started.apps.complete(started.turn.completionToken, response(ID, again))
+    started.turn = await asyncio.wait_for(anext(started.stream), 10)  # generation 2
+    assert started.actor.state is not None and started.actor.state.generation == 2
+    assert await started.actor.invoke("event", _raise(taken)) == b""  # the copy
+    other = taken + 1
+    assert await started.actor.invoke("event", _raise(other)) == b""  # another request
+    state = started.actor.state
+    assert state is not None
+    raised = [e.timestamp.nanos for e in state.inbox if e.HasField("eventRaised")]
+    assert raised == [other % 1_000_000_000]  # the copy was dropped, the other one kept
+    await started.complete()
+    assert await started.actor.invoke("event", _raise(taken)) == b""  # finished, loaded
+    await started.close()
+    later = workflow_actor(store, AppConnections(), NullRouter(), ID)
+    assert await later.invoke("event", _raise(taken)) == b""  # from the stored marks
+    with pytest.raises(ActorCallError, match=r"FAILED_PRECONDITION: .* has finished"):
+        await later.invoke("event", _raise(taken + 2))
     await later.on_deactivate()
 
 

@@ -4,9 +4,12 @@ suspend or resume sent again changes nothing.
 A router tries a call once more when the owner died before answering, though the owner
 may have saved the event. The API stamps every request with its arrival
 (`sidecar.engine.arrivals`: unique, never a whole millisecond), so the copy is known by
-its stamp, name and data, wherever the first one is by then (inbox or history)."""
+its stamp, name and data, wherever the first one is by then (inbox, history, or the
+marks a continue-as-new keeps of the history it empties)."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,8 +27,10 @@ from sidecar.workflow import (
     resumed_event,
     suspended_event,
 )
+from sidecar.workflow.checkpoint import METADATA_KEY, encode_metadata, history_key, load_state
+from sidecar.workflow.copies import MARK_WINDOW_MS, MAX_MARKS, holds_client_request
 from sidecar.workflow.events import client_raised_event, is_client_stamped, stamped
-from sidecar.workflow.testing import response
+from sidecar.workflow.testing import complete_action, response
 
 T0 = 1_700_000_000_000
 ID = "wf"
@@ -85,6 +90,65 @@ def test_a_suspend_sent_again_after_a_resume_does_not_suspend_again() -> None:
     assert add_events(state, [suspend]) is state
     again = add_events(state, [stamped(suspended_event("first", 0), ARRIVAL + 2)])
     assert again.status == pb.ORCHESTRATION_STATUS_SUSPENDED  # another request: taken
+
+
+def _take(state: WorkflowState, now_ms: int, *actions: pb.WorkflowAction) -> WorkflowState:
+    """One turn: the app is given the inbox and answers with `actions`."""
+    planned = plan_turn(state, now_ms)
+    assert planned is not None
+    return apply_response(state, planned, response(ID, *actions), now_ms).state
+
+
+def _continued(state: WorkflowState, now_ms: int) -> WorkflowState:
+    """A turn that takes the inbox (a tick if it is empty) and continues as new; then
+    the new generation's first turn (nothing asked of the app)."""
+    if not state.inbox:
+        state = add_events(state, [raised_event("tick", None, now_ms)])
+    action = complete_action(1, pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW, result='"next"')
+    continued = _take(state, now_ms, action)
+    assert continued.generation == state.generation + 1 and not continued.history[1:]
+    return _take(continued, now_ms)
+
+
+def test_a_copy_sent_after_a_continue_as_new_took_the_request_is_dropped() -> None:
+    """A monitor that continues as new on each event: the new owner takes the saved event
+    and continues as new before the router's copy arrives. The new generation's history
+    no longer holds the event; the marks do."""
+    go = client_raised_event("go", '"x"', ARRIVAL)
+    suspend = stamped(suspended_event("hold", 0), ARRIVAL + 1)
+    resume = stamped(resumed_event(None, 0), ARRIVAL + 2)
+    state = _continued(add_events(_running(), [go, suspend, resume]), T0 + 1)
+    assert _names(state) == []
+    for copy in (go, suspend, resume):
+        assert holds_client_request(state, copy)
+        assert add_events(state, [copy]) is state
+    assert state.status == pb.ORCHESTRATION_STATUS_RUNNING
+    # Other requests are taken: another arrival, other data.
+    other = add_events(state, [client_raised_event("go", '"x"', ARRIVAL + 3)])
+    assert _names(other) == ["go"]
+    assert _names(add_events(state, [client_raised_event("go", '"y"', ARRIVAL)])) == ["go"]
+    # Through a second continue-as-new, and through the store.
+    again = _continued(state, T0 + 2)
+    assert add_events(again, [go]) is again
+    rows = {history_key(i): e.SerializeToString() for i, e in enumerate(again.history)}
+    loaded = load_state({**rows, METADATA_KEY: encode_metadata(again)})
+    assert loaded == again and loaded.earlier_requests
+    bare = encode_metadata(replace(again, earlier_requests=()))  # a row without marks
+    assert load_state({**rows, METADATA_KEY: bare}) == replace(again, earlier_requests=())
+
+
+def test_marks_are_kept_for_a_window_and_up_to_a_count() -> None:
+    state = _running()
+    arrivals = [ARRIVAL + i * 1_000 for i in range(MAX_MARKS + 5)]
+    state = add_events(state, [client_raised_event("e", None, a) for a in arrivals])
+    kept = _continued(state, T0 + 1)
+    assert len(kept.earlier_requests) == MAX_MARKS
+    oldest, newest = client_raised_event("e", None, arrivals[0]), arrivals[-1]
+    assert not holds_client_request(kept, oldest)  # the newest are kept
+    assert holds_client_request(kept, client_raised_event("e", None, newest))
+    later = _continued(kept, T0 + MARK_WINDOW_MS + 1)  # every mark is older than the window
+    assert later.earlier_requests == ()
+    assert not holds_client_request(later, client_raised_event("e", None, newest))
 
 
 @given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=50))
