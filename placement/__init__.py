@@ -6,8 +6,12 @@
 - `dissemination`: the pure lock / update / unlock round machine (`Disseminator`).
 - `table`: a host's view of the table (`TableView`, `Table`), refusing stale orders.
 - `machine`: the Raft state machine around `membership`.
-- `server`: one node (`PlacementNode`): Raft, host streams, the leader's control loop
-  and the gRPC edge (the only place mapping errors to status codes).
+- `server`: one node (`PlacementNode`): Raft, host streams and the leader's control loop.
+- `events`: the events that control loop consumes.
+- `edge`: the node's gRPC service (`PlacementService`: `ReportHost`, `GetPlacementInfo`);
+  with the control loop's stream closes, the only place mapping errors to status codes.
+- `pending`: membership changes waiting to be proposed (`PendingChanges`), pure.
+- `orders`: orders held back through a quorum gap (`HeldOrders`).
 - `streams`: report validation and order encoding (full tables and deltas).
 - `client`: `PlacementClient`, the sidecars' library (follows the leader, applies
   rounds, bounded lookups while locked, `lookup`, `wait_for_version`).

@@ -1,5 +1,5 @@
-"""Errors of the placement package. The gRPC edge (placement/server.py) maps them to
-status codes; nothing else does."""
+"""Errors of the placement package. The gRPC edge (placement/edge.py, and the control
+loop's stream closes in placement/server.py) maps them to status codes; nothing else does."""
 
 from __future__ import annotations
 

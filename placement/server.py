@@ -5,7 +5,9 @@ proposals) and consumes one queue of small events: stream handlers, the Raft tic
 (through `call_soon_threadsafe`) and a ticker only put events on it. Membership changes
 are proposed in batches, one proposal in flight at a time (group commit); the round
 machine's effects are carried out here, each step fenced by the Raft term it was decided
-under. This module is also the gRPC edge: it alone maps placement errors to status codes.
+under. Around it: the events (`events`), the gRPC service that feeds it (`edge`), the
+changes waiting to be proposed (`pending`), the orders held through a quorum gap
+(`orders`) and their encoding (`streams`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -40,70 +41,37 @@ from placement.dissemination import (
     TableCommitted,
     Tick,
 )
+from placement.edge import PlacementService
 from placement.errors import InvalidHostError
+from placement.events import (
+    Event,
+    MembershipApplied,
+    ProposalDone,
+    RaftChanged,
+    ReportIn,
+    StreamClosed,
+    StreamOpened,
+    TickIn,
+)
 from placement.machine import MembershipMachine, command_for
 from placement.membership import HostRecord, Membership, RemoveReason
+from placement.orders import HeldOrders
+from placement.pending import PendingChanges
 from placement.streams import (
     HostStream,
-    delta_proto,
     encode_not_leader,
     encode_order,
-    table_proto,
+    encode_update,
     validate_report,
 )
 from raftkit.errors import RaftError
 from raftkit.listen import EXCLUSIVE_PORT, bind_grpc
-from raftkit.node import Fence, RaftNode, RaftStatus, Role
-from raftkit.outbox import OutboxWriter
+from raftkit.node import RaftNode, RaftStatus, Role
 from raftkit.service import KEEPALIVE_SERVER_OPTIONS
-from raftkit.wire import Malformed, first_request, lenient, refusal, unary_handler
 
 log = logging.getLogger(__name__)
 
-SERVICE = "actorflow.placement.v1.Placement"
 PROPOSAL_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class StreamOpened:
-    stream: HostStream
-    reply: asyncio.Future[tuple[grpc.StatusCode, str] | bytes | None]
-
-
-@dataclass(frozen=True, slots=True)
-class StreamClosed:
-    stream: HostStream
-
-
-@dataclass(frozen=True, slots=True)
-class ReportIn:
-    stream: HostStream
-    report: pb.HostReport
-
-
-@dataclass(frozen=True, slots=True)
-class MembershipApplied:
-    state: Membership
-
-
-@dataclass(frozen=True, slots=True)
-class RaftChanged:
-    status: RaftStatus
-
-
-@dataclass(frozen=True, slots=True)
-class TickIn:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class ProposalDone:
-    pass
-
-
-Event = (
-    StreamOpened | StreamClosed | ReportIn | MembershipApplied | RaftChanged | TickIn | ProposalDone
-)
 
 
 def _wall_ms() -> int:
@@ -131,13 +99,9 @@ class PlacementNode:
         self._by_version: dict[int, Membership] = {}
         self._term = 0  # term this node leads (or is becoming leader of); 0 when following
         self._leading = False  # leader command of `_term` applied: rounds may run
-        self._removal_due: dict[str, tuple[float, RemoveReason]] = {}
-        self._upserts: dict[str, HostRecord] = {}
-        self._removals: dict[str, RemoveReason] = {}
+        self._pending = PendingChanges()
         self._proposing = False
-        # Orders of `_term` not sent yet: they wait out a quorum gap, in order (`_send`).
-        self._held: deque[Send] = deque()
-        self._gap_since: float | None = None  # when the quorum gap that holds them began
+        self._held = HeldOrders(config.node_id)  # orders of `_term` not sent yet
         self._tasks: list[asyncio.Task[None]] = []
         self._server: grpc.aio.Server | None = None
         self.rounds: deque[RoundCompleted] = deque(maxlen=1000)
@@ -150,7 +114,13 @@ class PlacementNode:
         self.raft.add_listener(self._from_tick_thread_status)
         await asyncio.to_thread(self.raft.start)
         server = grpc.aio.server(options=[*KEEPALIVE_SERVER_OPTIONS, EXCLUSIVE_PORT])
-        server.add_generic_rpc_handlers((self._handlers(),))
+        service = PlacementService(
+            self.config,
+            post=self._events.put_nowait,
+            status=self.raft.status,
+            membership=lambda: self._membership,
+        )
+        server.add_generic_rpc_handlers((service.handler(),))
         port = bind_grpc(server, self.config.api_address, "placement API", self.config.tls)
         await server.start()
         self._server = server
@@ -284,10 +254,7 @@ class PlacementNode:
         )
         self._term, self._leading = 0, False
         self._held.clear()
-        self._gap_since = None
-        self._upserts.clear()
-        self._removals.clear()
-        self._removal_due.clear()
+        self._pending.clear()
         self._feed(LeadershipLost(), time.monotonic())
         for stream in list(self._streams.values()):
             stream.close(grpc.StatusCode.UNAVAILABLE, "not the leader any more")
@@ -323,8 +290,7 @@ class PlacementNode:
             return (grpc.StatusCode.ALREADY_EXISTS, f"host {stream.name!r} is already connected")
         self._streams[stream.name] = stream
         stream.last_seen = now
-        self._removal_due.pop(stream.name, None)
-        self._removals.pop(stream.name, None)
+        self._pending.reconnected(stream.name)
         self._want(stream.record)
         self._feed(HostConnected(stream.name), now)
         return None
@@ -333,7 +299,7 @@ class PlacementNode:
         if self._streams.get(stream.name) is not stream:
             return
         del self._streams[stream.name]
-        self._upserts.pop(stream.name, None)
+        self._pending.disconnected(stream.name)
         self._feed(HostDisconnected(stream.name), now)
         if stream.left:
             self._remove_later(stream.name, 0.0, RemoveReason.LEFT)
@@ -378,54 +344,18 @@ class PlacementNode:
         self._release_held()
 
     def _release_held(self) -> None:
-        """Send the held orders, oldest first, while this node leads their term with a
-        recent quorum. In a quorum gap (still the leader of the term, but no follower
-        answered within the quorum window: on a busy machine, a follower late by a few
-        hundred ms) they wait, the hosts' streams kept, and the tick sends them once the
-        quorum is back; if the gap lasts, Raft ends the term (`leader_fallback_timeout`)
-        and the leadership is given up as for any other change of role or term.
-        Dropping every stream at the first gap made every sidecar reconnect, and lock its
-        table if that took over a second (bench/RESULTS.md, placement)."""
-        while self._held:
-            send = self._held[0]
-            fence = self.raft.fence(send.term)
-            if fence is Fence.LOST:
-                self._lose_leadership(f"not the leader of term {send.term} any more")
-                return
-            if fence is Fence.GAP:
-                if self._gap_since is None:
-                    self._gap_since = time.monotonic()
-                    log.warning("placement node %s: no recent quorum in term %d; orders wait",
-                                self.config.node_id, send.term)  # fmt: skip
-                return  # a quorum gap: the tick tries again
-            if self._gap_since is not None:
-                log.warning("placement node %s: quorum back after %d ms; %d orders go out",
-                            self.config.node_id, (time.monotonic() - self._gap_since) * 1000,
-                            len(self._held))  # fmt: skip
-                self._gap_since = None
-            self._held.popleft()
-            self._deliver(send)
+        lost = self._held.release(self.raft.fence, self._deliver)
+        if lost is not None:
+            self._lose_leadership(f"not the leader of term {lost} any more")
 
     def _deliver(self, send: Send) -> None:
         streams = [s for s in map(self._streams.get, send.hosts) if s is not None]
         if send.operation is not Operation.UPDATE:
             self._queue(streams, encode_order(send.operation, send.version, send.term))
             return
-        state = self._by_version.get(send.version)
-        if state is None:
-            raise AssertionError(f"no membership recorded for round version {send.version}")
-        # Encode once per distinct base: hosts holding a recent table get a delta.
-        by_base: dict[int, list[HostStream]] = {}
-        for stream in streams:
-            by_base.setdefault(stream.held_version, []).append(stream)
-        for base_version, group in by_base.items():
-            base = self._by_version.get(base_version)
-            if base is not None and 0 < base_version < send.version:
-                delta = delta_proto(base, state, self.config.virtual_nodes)
-                data = encode_order(send.operation, send.version, send.term, delta=delta)
-            else:
-                table = table_proto(state, send.term, self.config.virtual_nodes)
-                data = encode_order(send.operation, send.version, send.term, table=table)
+        for group, data in encode_update(
+            send, self._by_version, streams, self.config.virtual_nodes
+        ):
             self._queue(group, data)
 
     def _queue(self, streams: list[HostStream], data: bytes) -> None:
@@ -443,37 +373,21 @@ class PlacementNode:
                 if now - stream.last_seen > timeout and stream.closing is None:
                     stream.close(grpc.StatusCode.DEADLINE_EXCEEDED, f"no heartbeat in {timeout}s")
                     self._remove_later(stream.name, 0.0, RemoveReason.EXPIRED)
-            for name, (due, reason) in list(self._removal_due.items()):
-                if due <= now and name not in self._streams:
-                    del self._removal_due[name]
-                    if name in self._membership.hosts:
-                        self._removals[name] = reason
+            self._pending.expire(now, self._streams, self._membership.hosts)
         self._feed(Tick(), now)
 
     def _remove_later(self, name: str, delay_s: float, reason: RemoveReason) -> None:
-        due = time.monotonic() + delay_s
-        current = self._removal_due.get(name)
-        if current is None or due < current[0]:
-            self._removal_due[name] = (due, reason)
+        self._pending.remove_later(name, time.monotonic() + delay_s, reason)
 
     def _want(self, record: HostRecord) -> None:
-        current = self._membership.hosts.get(record.name)
-        if current is None or not current.same_table_entry(record):
-            self._upserts[record.name] = record
+        self._pending.want(record, self._membership.hosts)
 
     def _flush_proposals(self) -> None:
         if self._proposing or not self._leading:
             return
-        now = _wall_ms()
-        if self._upserts:
-            records, self._upserts = list(self._upserts.values()), {}
-            self._propose(ms.upsert_command(records, now))
-        elif self._removals:
-            reason = next(iter(self._removals.values()))
-            names = [n for n, r in self._removals.items() if r is reason]
-            for n in names:
-                del self._removals[n]
-            self._propose(ms.remove_command(names, reason, now))
+        raw = self._pending.next_command(_wall_ms())
+        if raw is not None:
+            self._propose(raw)
 
     def _propose(self, raw: dict[str, Any]) -> None:
         self._proposing = True
@@ -487,85 +401,3 @@ class PlacementNode:
                 self._events.put_nowait(ProposalDone())
 
         asyncio.get_running_loop().create_task(propose())
-
-    # ---- gRPC
-
-    def _handlers(self) -> grpc.GenericRpcHandler:
-        return grpc.method_handlers_generic_handler(
-            SERVICE,
-            {
-                "ReportHost": grpc.stream_stream_rpc_method_handler(
-                    self._report_host,
-                    request_deserializer=lenient(pb.HostReport),
-                    response_serializer=None,  # orders are pre-encoded bytes
-                ),
-                "GetPlacementInfo": unary_handler(
-                    "GetPlacementInfo", self._info, pb.GetPlacementInfoRequest, pb.PlacementInfo
-                ),
-            },
-        )
-
-    async def _report_host(
-        self, requests: AsyncIterator[pb.HostReport], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> None:
-        first = await first_request(requests, context, "ReportHost", pb.HostReport)
-        if first is None:
-            return
-        try:
-            record = validate_report(
-                first, self.config.max_actor_types, self.config.max_name_length
-            )
-        except InvalidHostError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        stream = HostStream(record)
-        stream.handler = asyncio.current_task()
-        reply: asyncio.Future[tuple[grpc.StatusCode, str] | bytes | None]
-        reply = asyncio.get_running_loop().create_future()
-        self._events.put_nowait(StreamOpened(stream, reply))
-        writer: OutboxWriter | None = None
-        try:
-            # From here the control loop may close the stream (cancelling this task)
-            # at any await, the verdict's included: every way out goes through finally.
-            verdict = await reply
-            if isinstance(verdict, bytes):
-                await context.write(verdict)  # not registered: nothing cancels it
-                return
-            if verdict is not None:
-                await context.abort(*verdict)
-            writer = OutboxWriter(context, stream.outbox)
-            await self._read_reports(stream, requests)
-        except asyncio.CancelledError:
-            if stream.closing is None:
-                raise
-        finally:
-            stream.handler = None  # leaving: a close from now on only sets the status
-            self._events.put_nowait(StreamClosed(stream))
-            if writer is not None:
-                await writer.stop()
-        if stream.closing is not None and stream.closing[0] is not grpc.StatusCode.OK:
-            await context.abort(*stream.closing)
-
-    async def _read_reports(self, stream: HostStream, requests: AsyncIterator[Any]) -> None:
-        """Hand the stream's reports to the control loop until it ends; one that did not
-        parse closes it (INVALID_ARGUMENT)."""
-        async for report in requests:
-            if isinstance(report, Malformed):
-                message = refusal("ReportHost", pb.HostReport, report)
-                stream.close(grpc.StatusCode.INVALID_ARGUMENT, message)
-                return
-            self._events.put_nowait(ReportIn(stream, report))
-
-    async def _info(
-        self, request: pb.GetPlacementInfoRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> pb.PlacementInfo:
-        status = self.raft.status()
-        state = self._membership
-        return pb.PlacementInfo(
-            node_id=self.config.node_id,
-            is_leader=status.role is Role.LEADER,
-            leader_address=self.config.api_address_of(status.leader) or "",
-            term=status.term,
-            table_version=state.version,
-            hosts=table_proto(state, status.term, self.config.virtual_nodes).hosts,
-            has_quorum=status.has_quorum,
-        )

@@ -1,13 +1,14 @@
 """Host streams on the placement leader: validation of reports and order encoding.
 
 Every order is serialised once and the same bytes are queued to every host of a step
-(`encode_order`); the stream handler writes them unchanged (its response serializer is
-the identity).
+(`encode_order`; an UPDATE once per table version the hosts hold, `encode_update`); the
+stream handler writes them unchanged (its response serializer is the identity).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -15,7 +16,7 @@ from google.protobuf import unknown_fields
 from google.protobuf.message import Message
 
 from placement.api.v1 import placement_pb2 as pb
-from placement.dissemination import Operation
+from placement.dissemination import Operation, Send
 from placement.errors import InvalidHostError
 from placement.membership import HostRecord, Membership
 from placement.names import is_valid_name
@@ -129,6 +130,33 @@ def encode_order(
     if delta is not None:
         order.delta.CopyFrom(delta)
     return order.SerializeToString()
+
+
+def encode_update(
+    send: Send,
+    versions: Mapping[int, Membership],
+    streams: Iterable[HostStream],
+    virtual_nodes: int,
+) -> list[tuple[list[HostStream], bytes]]:
+    """The UPDATE order of `send` for `streams`, encoded once per table version they hold:
+    a delta from it when `versions` still has it, else the full table."""
+    state = versions.get(send.version)
+    if state is None:
+        raise AssertionError(f"no membership recorded for round version {send.version}")
+    by_base: dict[int, list[HostStream]] = {}
+    for stream in streams:
+        by_base.setdefault(stream.held_version, []).append(stream)
+    orders = []
+    for base_version, group in by_base.items():
+        base = versions.get(base_version)
+        if base is not None and 0 < base_version < send.version:
+            delta = delta_proto(base, state, virtual_nodes)
+            data = encode_order(send.operation, send.version, send.term, delta=delta)
+        else:
+            table = table_proto(state, send.term, virtual_nodes)
+            data = encode_order(send.operation, send.version, send.term, table=table)
+        orders.append((group, data))
+    return orders
 
 
 def encode_not_leader(leader_api_address: str | None) -> bytes:
