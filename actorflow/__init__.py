@@ -3,6 +3,9 @@
 - `cli`: the `actorflow` console script and its subcommands.
 - `protogen`: regenerates (or checks) the gRPC code generated from `proto/`.
 - `smoke`: the wire smoke check of the real Dapr SDK against a no-engine TaskHub server.
+- `up`: the `actorflow up` command (a whole cluster on loopback, in the foreground);
+  `cluster` holds its `Cluster` of processes, `up_options` its options and fixed names,
+  `scale` the `actorflow scale` client of its control socket.
 
 The services live in their own top-level packages: `placement`, `reminders`, `sidecar`.
 """

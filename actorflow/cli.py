@@ -53,9 +53,9 @@ def _up(argv: list[str]) -> int:
 
 
 def _scale(argv: list[str]) -> int:
-    from actorflow import up
+    from actorflow import scale
 
-    return up.scale_main(argv)
+    return scale.scale_main(argv)
 
 
 def _status(argv: list[str]) -> int:
