@@ -5,8 +5,11 @@
 - `machine`: the pure replicated table (`ReminderTable`): create / delete / progress /
   lead commands, generations, change list per command.
 - `replica`: the `raftkit.StateMachine` around it (lock, change feed to asyncio).
-- `firing`: the leader's firing loop (`Dispatcher`): due queue, subscribers, in-flight
-  firings, retries with backoff, progress recorded through Raft in batches, term fencing.
+- `firing`: the leader's firing loop (`Dispatcher`): the loop, leadership and term fencing,
+  the due queue kept up to date from the change feed.
+- `delivery`: `Delivery`, the dispatcher's state and base class: subscribers, in-flight
+  firings, retries with backoff, progress recorded through Raft in batches.
+- `firing_events`: what the loop is fed: `Clock`, `Subscriber`, the events on its queue.
 - `server`: one node (`RemindersNode`): Raft, group-committed registration, gRPC edge
   (the only place mapping errors to status codes).
 - `convert`: request validation and protobuf conversion.
