@@ -4,10 +4,19 @@ Kept separate so that `reminders` never imports `placement`.
 
 - `config`: `RaftConfig`, the validated node configuration, and its `SyncObjConf`.
 - `node`: `RaftNode` (start/close, term, leadership, quorum, term fencing, asyncio
-  `propose` and `wait_for`) around a service's pure `StateMachine`.
+  `propose` and `wait_for`) around a service's pure `StateMachine`; it re-exports the
+  names below from `machine` and `status`.
+- `machine`: the contract a service implements, `StateMachine`, and `Entry`.
+- `status`: `Role`, `Fence`, `RaftStatus`, read out of pysyncobj's fields.
+- `outcome`: how a proposal's future is settled (apply's refusal markers, pysyncobj's
+  failure reasons mapped to `RaftError`s).
+- `watch`: `StatusFeed`, the node's status listeners and asyncio waiters.
 - `codec`: msgpack encodings of commands (`Command`), snapshots and full dumps.
 - `journal`: `DurableJournal`, a Raft log that is fsynced (group commit) before any
-  acknowledgement; how it hooks into pysyncobj is in its docstring.
+  acknowledgement; how it hooks into pysyncobj is in its docstring. Beside it:
+  `journal_file` (the log file's layout, recovery scan, rewrite), `journal_meta` (term,
+  vote and commit index, `JournalMeta`) and `journal_hook` (`injected_journal`, which
+  makes pysyncobj use it).
 - `transport`: pysyncobj's TCP transport holding acknowledgements until the journal is
   synced, with optional HMAC frame authentication (`auth`).
 - `replicated_log`: the pysyncobj `SyncObj` subclass (one msgpack entry point, msgpack

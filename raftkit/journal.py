@@ -9,9 +9,10 @@ How it hooks into pysyncobj 0.3.17 (read alongside `pysyncobj/syncobj.py`):
 
 - Choosing the journal. `SyncObj.__init__` calls `createJournal(conf.journalFile)`, a
   name looked up in `pysyncobj.syncobj`; there is no parameter for a journal object.
-  `injected_journal(journal)` replaces that name (once, idempotently) with a wrapper that
-  returns the journal staged by the current thread and otherwise defers to pysyncobj's
-  own factory, so other SyncObjs in the process are unaffected.
+  `injected_journal(journal)` (`raftkit.journal_hook`) replaces that name (once,
+  idempotently) with a wrapper that returns the journal staged by the current thread and
+  otherwise defers to pysyncobj's own factory, so other SyncObjs in the process are
+  unaffected.
 - Appending. `add` only buffers the record (no syscall); `sync` writes every buffered
   record with one `pwrite` and makes them durable with one `fdatasync`: group commit, one
   sync for everything appended since the previous one.
@@ -63,10 +64,7 @@ Remaining limits:
 
 Single-threaded by design: pysyncobj calls the journal only from its tick thread.
 
-File layout: header `RAFTKITJ` + u32 format version + u32 reserved; then records
-`u32 length, u32 crc32, u64 index, u64 term, command bytes` (little endian; the CRC
-covers length, index, term and command). Meta: msgpack `{"v", "term", "voted_for",
-"commit"}` in `<journal>.meta`, replaced atomically.
+File layouts: the log's in `raftkit.journal_file`, the meta file's in `raftkit.journal_meta`.
 """
 
 from __future__ import annotations
@@ -75,51 +73,33 @@ import collections
 import contextlib
 import logging
 import os
-import struct
-import threading
 import time
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from raftkit.codec import LogEntry, pack, unpack
-from raftkit.errors import CodecError, JournalError
+from raftkit.codec import LogEntry
+from raftkit.errors import JournalError
+from raftkit.journal_file import HEADER, RECORD, fsync_directory, open_log, record, write_log
+from raftkit.journal_hook import injected_journal
+from raftkit.journal_meta import JournalMeta
 
-__all__ = ["DurableJournal", "fsync_directory", "injected_journal"]
+# `fsync_directory` and `injected_journal` live elsewhere and are re-exported: callers
+# see one journal module.
+__all__ = ["DurableJournal", "SyncFn", "fsync_directory", "injected_journal"]
 
 logger = logging.getLogger(__name__)
 
-_MAGIC = b"RAFTKITJ"
-_FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8sII")
-_RECORD = struct.Struct("<IIQQ")  # length, crc, index, term
 # A sync this slow is logged: it holds the node's tick thread (on a leader, its
 # heartbeats too), and one longer than the election timeout can cost the leadership.
 SLOW_SYNC_S = 0.2
 _monotonic = time.monotonic  # tests replace it
-_CRC_PART = struct.Struct("<IQQ")  # length, index, term
-_META_VERSION = 1
 
 SyncFn = Callable[[int], None]
 
 
-def fsync_directory(path: Path) -> None:
-    """Make renames and creations inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _default_sync(fd: int) -> None:
     os.fdatasync(fd)
-
-
-def _record(command: bytes, index: int, term: int) -> bytes:
-    crc = zlib.crc32(command, zlib.crc32(_CRC_PART.pack(len(command), index, term)))
-    return _RECORD.pack(len(command), crc, index, term) + command
 
 
 class DurableJournal:
@@ -140,13 +120,12 @@ class DurableJournal:
         before the `JournalError` is raised: a process can then exit and be restarted
         from what is on disk, instead of living on with a node that refuses all work."""
         self._path = Path(path)
-        self._meta_path = self._path.with_name(self._path.name + ".meta")
         self._sync_fn: SyncFn = sync_fn or _default_sync
         self._on_fail = on_fail
         self._entries: list[LogEntry] = []
         self._offsets: list[int] = []  # file offset of each entry's record
         self._pending = bytearray()  # records appended but not yet written
-        self._written_end = _HEADER.size  # bytes of the file holding records
+        self._written_end = HEADER.size  # bytes of the file holding records
         self._dirty = False  # something appended or written since the last sync
         self._failed: BaseException | None = None
         self._synced_index = 0
@@ -157,8 +136,7 @@ class DurableJournal:
         self.appended_count = 0
         self.readded_count = 0
         self.reattached_count = 0
-        self._meta = self._load_meta()
-        self._stored_commit = int(self._meta["commit"])
+        self._meta = JournalMeta(self._path.with_name(self._path.name + ".meta"))
         self._fd = self._open_and_recover()
 
     # -- raftkit API -------------------------------------------------------------------
@@ -236,7 +214,7 @@ class DurableJournal:
             self._cut(self._suffix[0][1])  # a real conflict: Raft drops the rest
             self._suffix.clear()
         self._offsets.append(self._written_end + len(self._pending))
-        self._pending += _record(data, idx, term)
+        self._pending += record(data, idx, term)
         self._entries.append(entry)
         self._dirty = True
         self.appended_count += 1
@@ -244,7 +222,7 @@ class DurableJournal:
     def clear(self) -> None:
         self._check_usable()
         self._suffix.clear()
-        self._cut(_HEADER.size)
+        self._cut(HEADER.size)
         self._entries.clear()
         self._offsets.clear()
         self._synced_index = 0
@@ -275,12 +253,7 @@ class DurableJournal:
         kept = self._entries[max(entryTo, 0) :]
         tmp = self._path.with_name(self._path.name + ".compact.tmp")
         try:
-            with open(tmp, "wb") as f:
-                f.write(_HEADER.pack(_MAGIC, _FORMAT_VERSION, 0))
-                for command, idx, term in kept:
-                    f.write(_record(command, idx, term))
-                f.flush()
-                os.fsync(f.fileno())
+            write_log(tmp, kept)
             os.close(self._fd)
             os.replace(tmp, self._path)
             fsync_directory(self._path.parent)
@@ -290,10 +263,10 @@ class DurableJournal:
         self._entries = []
         self._offsets = []
         self._pending.clear()
-        self._written_end = _HEADER.size
+        self._written_end = HEADER.size
         for entry in kept:
             self._offsets.append(self._written_end)
-            self._written_end += _RECORD.size + len(entry[0])
+            self._written_end += RECORD.size + len(entry[0])
             self._entries.append(entry)
         self.sync_count += 1
         self._dirty = False
@@ -319,26 +292,24 @@ class DurableJournal:
         self.sync()
 
     def setRaftCommitIndex(self, raftCommitIndex: int) -> None:
-        self._meta["commit"] = raftCommitIndex
+        self._meta.commit = raftCommitIndex
 
     def getRaftCommitIndex(self) -> int:
-        return int(self._meta["commit"])
+        return self._meta.commit
 
     def setCurrentTerm(self, term: int, votedForNodeId: Any) -> None:
         self._check_usable()
-        self._meta["term"] = term
-        self._meta["voted_for"] = None if votedForNodeId is None else str(votedForNodeId)
+        self._meta.vote(term, None if votedForNodeId is None else str(votedForNodeId))
         self._store_meta()
 
     def getCurrentTerm(self) -> int:
-        return int(self._meta["term"])
+        return self._meta.term
 
     def getVotedForNodeId(self) -> str | None:
-        voted: str | None = self._meta["voted_for"]
-        return voted
+        return self._meta.voted_for
 
     def onOneSecondTimer(self) -> None:
-        if self._failed is None and self._commit_to_store() != self._stored_commit:
+        if self._failed is None and self._meta.needs_store(self._synced_index):
             with contextlib.suppress(JournalError):
                 self._store_meta()
 
@@ -391,127 +362,28 @@ class DurableJournal:
         except OSError as exc:
             self._fail(exc)
 
-    def _commit_to_store(self) -> int:
-        # Never claim to have committed an entry this node might not have on disk.
-        return min(int(self._meta["commit"]), max(self._synced_index, 1))
-
     def _store_meta(self) -> None:
-        meta = dict(self._meta)
-        meta["commit"] = self._commit_to_store()
-        tmp = self._meta_path.with_name(self._meta_path.name + ".tmp")
         try:
-            with open(tmp, "wb") as f:
-                f.write(pack(meta))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._meta_path)
-            fsync_directory(self._meta_path.parent)
+            self._meta.store(self._synced_index)
         except OSError as exc:
             self._fail(exc)
-        self._stored_commit = meta["commit"]
-
-    def _load_meta(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"v": _META_VERSION, "term": 0, "voted_for": None, "commit": 1}
-        try:
-            raw = self._meta_path.read_bytes()
-        except FileNotFoundError:
-            return meta
-        try:
-            stored = unpack(raw)
-        except CodecError as exc:
-            raise JournalError(f"unreadable journal meta {self._meta_path}: {exc}") from None
-        if not isinstance(stored, dict) or stored.get("v") != _META_VERSION:
-            raise JournalError(f"unknown journal meta format in {self._meta_path}")
-        meta.update(stored)
-        return meta
 
     def _open_and_recover(self) -> int:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        created = not self._path.exists()
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            # A crash while the header was first written leaves a shorter file.
-            if created or os.fstat(fd).st_size < _HEADER.size:
-                os.pwrite(fd, _HEADER.pack(_MAGIC, _FORMAT_VERSION, 0), 0)
-                os.fsync(fd)
-                fsync_directory(self._path.parent)
-                return fd
-            with open(fd, "rb", closefd=False) as f:
-                data = f.read()
-            self._scan(data)
-            if self._written_end < len(data):
+        fd, scanned, size = open_log(self._path)
+        self._entries, self._offsets = scanned.entries, scanned.offsets
+        self._written_end = scanned.end
+        if self._written_end < size:
+            try:
                 logger.warning(
                     "journal %s: dropping %d bytes of torn tail after index %d",
                     self._path,
-                    len(data) - self._written_end,
+                    size - self._written_end,
                     self._entries[-1][1] if self._entries else 0,
                 )
                 os.ftruncate(fd, self._written_end)
                 os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            raise
+            except BaseException:
+                os.close(fd)
+                raise
         self._synced_index = self._entries[-1][1] if self._entries else 0
         return fd
-
-    def _scan(self, data: bytes) -> None:
-        if len(data) < _HEADER.size:
-            raise JournalError(f"journal {self._path} is too short for its header")
-        magic, version, _ = _HEADER.unpack_from(data, 0)
-        if magic != _MAGIC or version != _FORMAT_VERSION:
-            raise JournalError(f"{self._path} is not a raftkit journal (format {version})")
-        offset = _HEADER.size
-        while offset + _RECORD.size <= len(data):
-            length, crc, idx, term = _RECORD.unpack_from(data, offset)
-            end = offset + _RECORD.size + length
-            if end > len(data):
-                break
-            command = data[offset + _RECORD.size : end]
-            if zlib.crc32(command, zlib.crc32(_CRC_PART.pack(length, idx, term))) != crc:
-                break
-            if self._entries and (idx != self._entries[-1][1] + 1 or term < self._entries[-1][2]):
-                break
-            self._offsets.append(offset)
-            self._entries.append((command, idx, term))
-            offset = end
-        self._written_end = offset
-
-
-_staged = threading.local()
-_hook_lock = threading.Lock()
-
-
-def _install_hook() -> None:
-    import pysyncobj.syncobj as syncobj_module
-
-    with _hook_lock:
-        current = syncobj_module.createJournal
-        if getattr(current, "_raftkit_hook", False):
-            return
-        original = current
-
-        def create_journal(journal_file: Any = None) -> Any:
-            journal = getattr(_staged, "journal", None)
-            if journal is not None:
-                _staged.journal = None
-                return journal
-            return original(journal_file)
-
-        create_journal._raftkit_hook = True  # type: ignore[attr-defined]
-        syncobj_module.createJournal = create_journal
-
-
-@contextlib.contextmanager
-def injected_journal(journal: DurableJournal) -> Iterator[None]:
-    """Make the next SyncObj built by this thread use `journal`."""
-    _install_hook()
-    _staged.journal = journal
-    try:
-        yield
-    except BaseException:
-        _staged.journal = None
-        raise
-    leftover = getattr(_staged, "journal", None)
-    _staged.journal = None
-    if leftover is not None:
-        raise JournalError("pysyncobj did not pick up the staged journal")

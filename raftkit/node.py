@@ -39,32 +39,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 from raftkit.auth import HmacSealer
 from raftkit.codec import Command, decode_command, encode_command
 from raftkit.config import MAX_COMMAND_BYTES, RaftConfig, Security
 from raftkit.errors import (
     CodecError,
-    CommandRejectedError,
     CommandTooLargeError,
     LeadershipLostError,
     NotLeaderError,
-    QueueFullError,
     RaftError,
     RaftTimeoutError,
-    UnknownOutcomeError,
 )
 from raftkit.journal import DurableJournal, SyncFn
+from raftkit.machine import Entry, StateMachine
+from raftkit.outcome import Fenced, Rejected, fail_threadsafe, settle
 from raftkit.replicated_log import ReplicatedLog
+from raftkit.status import Fence, RaftStatus, Role, heard_from_majority, leader_of, read_status
+from raftkit.watch import StatusFeed
 
+# The values and the contract live in `raftkit.machine` and `raftkit.status`; they are
+# re-exported here, where services have always imported them from.
 __all__ = [
     "JOURNAL_FAILED_EXIT",
     "Entry",
@@ -95,71 +94,6 @@ def exit_on_journal_failure(exc: BaseException) -> None:
     os._exit(JOURNAL_FAILED_EXIT)
 
 
-# pysyncobj.FAIL_REASON values
-_SUCCESS, _QUEUE_FULL, _MISSING_LEADER, _DISCARDED = 0, 1, 2, 3
-_NOT_LEADER, _LEADER_CHANGED, _REQUEST_DENIED, _UNKNOWN_OUTCOME = 4, 5, 6, 7
-
-
-class Role(enum.Enum):
-    FOLLOWER = 0
-    CANDIDATE = 1
-    LEADER = 2
-
-
-class Fence(enum.Enum):
-    """Where leader-only actions on behalf of a term stand (`RaftNode.fence`)."""
-
-    HOLDS = "holds"  # this node leads the term and heard from a majority recently: act
-    GAP = "gap"  # it still leads the term, without a recent quorum: wait, keep the rest
-    LOST = "lost"  # another role or term: the term's leadership is over here
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """Where a command sits in the log: the same on every replica."""
-
-    index: int
-    term: int
-
-
-@dataclass(frozen=True, slots=True)
-class RaftStatus:
-    self_address: str
-    role: Role
-    term: int
-    leader: str | None
-    has_quorum: bool
-    commit_index: int
-    last_applied: int
-    ready: bool
-
-
-class StateMachine(Protocol):
-    def apply(self, command: Command, entry: Entry) -> object:
-        """Apply one committed command. Pure and deterministic; runs on the tick thread.
-        Raising makes every replica reject the command alike (so do it before mutating)."""
-        ...
-
-    def snapshot(self) -> bytes:
-        """The whole state as msgpack bytes (see `raftkit.codec.encode_snapshot`)."""
-        ...
-
-    def restore(self, data: bytes) -> None:
-        """Replace the whole state with a `snapshot()` result."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class _Rejected:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Fenced:
-    fence_term: int
-    entry_term: int
-
-
 class RaftNode:
     def __init__(
         self,
@@ -182,11 +116,9 @@ class RaftNode:
         self._log: ReplicatedLog | None = None
         self._journal: DurableJournal | None = None
         self._quorum_window_s = min(config.leader_fallback_timeout_s, config.election_timeout_min_s)
-        self._lock = threading.Lock()
-        self._listeners: list[Callable[[RaftStatus], None]] = []
-        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._lock = threading.Lock()  # guards _inflight
         self._inflight: set[asyncio.Future[object]] = set()
-        self._last_status: RaftStatus | None = None
+        self._feed = StatusFeed()
         self._started = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -238,7 +170,7 @@ class RaftNode:
         with self._lock:
             inflight = list(self._inflight)
         for fut in inflight:
-            _settle_threadsafe(fut, error=RaftError("raft node closed"))
+            fail_threadsafe(fut, error=RaftError("raft node closed"))
 
     # -- reading state (any thread) ----------------------------------------------------
 
@@ -272,11 +204,11 @@ class RaftNode:
 
     @property
     def leader_address(self) -> str | None:
-        return _leader_address(self._require())
+        return leader_of(self._require())
 
     @property
     def has_quorum(self) -> bool:
-        return self._has_quorum(self._require())
+        return heard_from_majority(self._require(), self._quorum_window_s)
 
     @property
     def last_applied(self) -> int:
@@ -292,28 +224,7 @@ class RaftNode:
         return self._require().isReady()
 
     def status(self) -> RaftStatus:
-        return self._status(self._require())
-
-    def _status(self, log: ReplicatedLog) -> RaftStatus:
-        return RaftStatus(
-            self_address=self._config.self_address,
-            role=Role(log._SyncObj__raftState),
-            term=log.raftCurrentTerm,
-            leader=_leader_address(log),
-            has_quorum=self._has_quorum(log),
-            commit_index=log.raftCommitIndex,
-            last_applied=log.raftLastApplied,
-            ready=log.isReady(),
-        )
-
-    def _has_quorum(self, log: ReplicatedLog) -> bool:
-        if not log._isLeader():
-            return False
-        partners = log.otherNodes
-        deadline = time.monotonic() - self._quorum_window_s
-        heard = dict(log._SyncObj__lastResponseTime)  # copy: the tick thread mutates it
-        fresh = sum(1 for node in partners if heard.get(node, float("-inf")) > deadline)
-        return (fresh + 1) * 2 > len(partners) + 1
+        return read_status(self._require(), self._config.self_address, self._quorum_window_s)
 
     # -- fencing -----------------------------------------------------------------------
 
@@ -332,7 +243,7 @@ class RaftNode:
         log = self._require()
         if not log._isLeader() or log.raftCurrentTerm != term:
             return Fence.LOST
-        return Fence.HOLDS if self._has_quorum(log) else Fence.GAP
+        return Fence.HOLDS if heard_from_majority(log, self._quorum_window_s) else Fence.GAP
 
     def ensure_leader(self, term: int) -> None:
         """Raise LeadershipLostError unless still leader of `term` with a recent quorum.
@@ -363,7 +274,7 @@ class RaftNode:
 
         def on_result(result: object, error: int | None) -> None:  # tick thread
             with contextlib.suppress(RuntimeError):  # loop closed: nobody is waiting
-                loop.call_soon_threadsafe(self._settle, fut, result, error)
+                loop.call_soon_threadsafe(settle, fut, result, error, self._hint)
 
         try:
             log.submit(payload, on_result)
@@ -377,35 +288,9 @@ class RaftNode:
             with self._lock:
                 self._inflight.discard(fut)
 
-    def _settle(self, fut: asyncio.Future[object], result: object, error: int | None) -> None:
-        if fut.done():
-            return
-        if error == _SUCCESS:
-            match result:
-                case _Rejected(reason):
-                    fut.set_exception(CommandRejectedError(reason))
-                case _Fenced(fence_term, entry_term):
-                    fut.set_exception(LeadershipLostError(fence_term, entry_term, self._hint()))
-                case _:
-                    fut.set_result(result)
-            return
-        fut.set_exception(self._failure(error))
-
-    def _failure(self, error: int | None) -> RaftError:
-        hint = self._hint()
-        if error in (_MISSING_LEADER, _NOT_LEADER):
-            return NotLeaderError(hint)
-        if error == _DISCARDED:
-            return NotLeaderError(hint, "a new leader discarded the command; not applied")
-        if error in (_LEADER_CHANGED, _UNKNOWN_OUTCOME):
-            return UnknownOutcomeError(f"leader changed with the command in flight ({error})")
-        if error == _QUEUE_FULL:
-            return QueueFullError("pysyncobj command queue full")
-        return RaftError(f"pysyncobj refused the command (reason {error})")
-
     def _hint(self) -> str | None:
         log = self._log
-        return _leader_address(log) if log is not None else None
+        return leader_of(log) if log is not None else None
 
     # -- applying (tick thread) --------------------------------------------------------
 
@@ -414,9 +299,9 @@ class RaftNode:
             command = decode_command(payload)
         except CodecError as exc:
             logger.error("raft entry %d: undecodable command: %s", index, exc)
-            return _Rejected(str(exc))
+            return Rejected(str(exc))
         if command.fence_term is not None and command.fence_term != term:
-            return _Fenced(command.fence_term, term)
+            return Fenced(command.fence_term, term)
         try:
             return self._machine.apply(command, Entry(index, term))
         except Exception as exc:
@@ -426,81 +311,29 @@ class RaftNode:
                 command.kind,
                 extra={"raft_index": index, "raft_term": term},
             )
-            return _Rejected(f"{type(exc).__name__}: {exc}")
+            return Rejected(f"{type(exc).__name__}: {exc}")
 
     # -- watching ----------------------------------------------------------------------
 
     def add_listener(self, callback: Callable[[RaftStatus], None]) -> Callable[[], None]:
         """Call `callback(status)` on the tick thread whenever the status changes (role,
         term, leader, quorum, commit or apply progress). Returns an unsubscribe function."""
-        with self._lock:
-            self._listeners.append(callback)
-
-        def remove() -> None:
-            with self._lock, contextlib.suppress(ValueError):
-                self._listeners.remove(callback)
-
-        return remove
+        return self._feed.add_listener(callback)
 
     async def wait_for(
         self, predicate: Callable[[RaftStatus], bool], *, timeout: float
     ) -> RaftStatus:
         """Wait until `predicate(status)` holds; re-checked on every status change."""
-        waiter = (asyncio.get_running_loop(), asyncio.Event())
-        with self._lock:
-            self._waiters.add(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    waiter[1].clear()
-                    status = self.status()
-                    if predicate(status):
-                        return status
-                    await waiter[1].wait()
-        except TimeoutError:
-            raise RaftTimeoutError(f"condition not reached within {timeout}s") from None
-        finally:
-            with self._lock:
-                self._waiters.discard(waiter)
+        return await self._feed.wait_for(self.status, predicate, timeout=timeout)
 
     def _on_tick(self) -> None:
         log = self._log
         if log is None:
             return
-        status = self._status(log)
-        if status == self._last_status:
-            return
-        self._last_status = status
-        with self._lock:
-            listeners = list(self._listeners)
-            waiters = list(self._waiters)
-        for callback in listeners:
-            try:
-                callback(status)
-            except Exception:
-                logger.exception("raft status listener failed")
-        for loop, event in waiters:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(event.set)
+        self._feed.publish(read_status(log, self._config.self_address, self._quorum_window_s))
 
     def _require(self) -> ReplicatedLog:
         log = self._log
         if log is None:
             raise RaftError("raft node not started (or closed)")
         return log
-
-
-def _leader_address(log: ReplicatedLog) -> str | None:
-    leader = log._getLeader()
-    if leader is None:
-        return None
-    return str(getattr(leader, "address", None) or leader.id)
-
-
-def _settle_threadsafe(fut: asyncio.Future[object], *, error: BaseException) -> None:
-    def settle() -> None:
-        if not fut.done():
-            fut.set_exception(error)
-
-    with contextlib.suppress(RuntimeError):
-        fut.get_loop().call_soon_threadsafe(settle)
