@@ -4,7 +4,8 @@
   the printed table and `--json/--plot/-q`; `plots`: PNG charts.
 - Scenarios: `placement_bench` (+ `placement_sim`, the simulated hosts),
   `reminders_bench`, `actors_bench`, `checkpoint_bench`, `sdk_ceiling`, `workflow_bench`
-  (fanout, chain, latency), `scale_bench`, `locust_bench` (+ `locustfile`).
+  (fanout, chain, latency), `scale_bench` (+ `scale_pairs`, the sidecar/app pairs, and
+  `scale_workload`, the workflows and their checks), `locust_bench` (+ `locustfile`).
 - `bench_app`: the Dapr SDK app the workflow benches run; `ring_lookup`: ring speed.
 - Results: `RESULTS.md` and `charts/`.
 """

@@ -25,320 +25,53 @@ least once) are counted and reported. Exit status 1 when a workflow is lost or w
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
-import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from actorflow.testing import UpCluster, free_port_block
 from bench.report import add_common_args, emit, now_iso, result, status_printer
+from bench.scale_pairs import APP, NAP_S, Pairs, port_blocks, running_pairs
+from bench.scale_workload import (
+    WAIT_CHUNK_S,
+    Workload,
+    activity_metrics,
+    check_histories,
+    check_outputs,
+    expected_output,
+    nap_runs,
+)
 
-APP = Path(__file__).resolve().parent / "bench_app.py"
-NAP_S = 0.2
+# The names below were all defined here before the pairs and the workload moved out;
+# `bench.scale_bench` stays the one import path for them (tests, scripts in RESULTS.md).
+__all__ = [
+    "APP",
+    "NAP_S",
+    "TARGET_SPEEDUP_4",
+    "WAIT_CHUNK_S",
+    "Pairs",
+    "Workload",
+    "activity_metrics",
+    "build_parser",
+    "check_histories",
+    "check_outputs",
+    "expected_output",
+    "live",
+    "live_scaler",
+    "main",
+    "nap_runs",
+    "port_blocks",
+    "print_table",
+    "run_size",
+    "running_pairs",
+    "scale",
+]
+
 TARGET_SPEEDUP_4 = 3.2
-WAIT_CHUNK_S = 10
-
-
-def port_blocks(count: int) -> tuple[int, int]:
-    """Two disjoint blocks of `count` free ports (gRPC, HTTP)."""
-    while True:
-        grpc, http = free_port_block(count), free_port_block(count)
-        if grpc + count <= http or http + count <= grpc:
-            return grpc, http
-
-
-class Pairs:
-    """An `actorflow up` cluster with one SDK app (bench_app.py) beside each sidecar, and
-    one `DaprWorkflowClient` per live sidecar. Thread-safe: workload threads pick clients
-    while the live scaler adds and removes pairs."""
-
-    def __init__(self, root: Path, sidecars: int, spare: int) -> None:
-        self.root = root
-        self.nap_log = root / "naps.log"
-        grpc, http = port_blocks(sidecars + spare)
-        self.up = UpCluster(
-            root / "af",
-            [f"--sidecars={sidecars}", f"--base-grpc-port={grpc}", f"--base-http-port={http}"],
-        )
-        self.apps: dict[str, subprocess.Popen[bytes]] = {}
-        self.app_names: dict[int, str] = {}  # pid -> "app@sidecar-N", kept after it stops
-        self.clients: dict[str, Any] = {}  # sidecar name -> client, live sidecars only
-        self.stopping = threading.Event()
-        self.threads = (os.cpu_count() or 1) + 4  # the SDK's default activity thread pool
-        self._lock = threading.Lock()
-
-    # ---- apps and clients
-
-    def _start_app(self, sidecar: dict[str, Any]) -> None:
-        env = {**os.environ, "DAPR_GRPC_ENDPOINT": sidecar["grpc"], "PYTHONUNBUFFERED": "1",
-               "BENCH_NAP_LOG": str(self.nap_log)}  # fmt: skip
-        env.pop("DAPR_GRPC_PORT", None)
-        log = (self.root / f"app-{sidecar['name']}.log").open("ab")
-        app = subprocess.Popen([sys.executable, str(APP)], stdout=log, stderr=log, env=env)
-        self.apps[sidecar["name"]] = app
-        self.app_names[app.pid] = f"app@{sidecar['name']}"
-
-    def _wait_app_ready(self, name: str, timeout_s: float = 60.0) -> None:
-        log = self.root / f"app-{name}.log"
-        deadline = time.monotonic() + timeout_s
-        while "APP READY" not in log.read_text(errors="replace"):
-            if self.apps[name].poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"app beside {name} not ready: {log.read_text()[-2000:]}")
-            self.stopping.wait(0.1)  # polling another process's output file, bounded
-
-    def _connect(self, sidecar: dict[str, Any]) -> None:
-        from dapr.ext.workflow import DaprWorkflowClient
-        from dapr.ext.workflow.logger import LoggerOptions
-
-        host, port = sidecar["grpc"].rsplit(":", 1)
-        client = DaprWorkflowClient(host, port, LoggerOptions(log_level=logging.WARNING))
-        with self._lock:
-            self.clients[sidecar["name"]] = client
-
-    def client(self, i: int) -> Any:
-        with self._lock:
-            names = list(self.clients)
-            return self.clients[names[i % len(names)]]
-
-    def names(self) -> list[str]:
-        with self._lock:
-            return list(self.clients)
-
-    # ---- the cluster
-
-    def start(self) -> None:
-        info = self.up.start()
-        for sidecar in info["sidecars"]:
-            self._start_app(sidecar)
-        for sidecar in info["sidecars"]:
-            self._wait_app_ready(sidecar["name"])
-            self._connect(sidecar)
-
-    def add(self) -> str:
-        reply = asyncio.run(self.up.scale("--add"))
-        if not reply.get("ok"):
-            raise RuntimeError(f"actorflow scale --add: {reply}")
-        name = str(reply["added"])
-        sidecar = next(s for s in self.up.cluster()["sidecars"] if s["name"] == name)
-        self._start_app(sidecar)
-        self._wait_app_ready(name)
-        self._connect(sidecar)
-        return name
-
-    def remove(self, name: str) -> None:
-        """Clients first (their waits move to other sidecars), then the sidecar (a
-        graceful leave), then its app."""
-        with self._lock:
-            client = self.clients.pop(name)
-        client.close()
-        reply = asyncio.run(self.up.scale("--remove", name))
-        if not reply.get("ok"):
-            raise RuntimeError(f"actorflow scale --remove {name}: {reply}")
-        self._stop_app(name)
-
-    def _stop_app(self, name: str) -> None:
-        app = self.apps.pop(name)
-        if app.poll() is None:
-            app.send_signal(signal.SIGTERM)
-        try:
-            app.wait(15)
-        except subprocess.TimeoutExpired:
-            app.kill()
-            app.wait(10)
-
-    def stop(self) -> None:
-        self.stopping.set()
-        with self._lock:
-            clients = list(self.clients.values())
-            self.clients.clear()
-        for client in clients:
-            client.close()
-        for name in list(self.apps):
-            self._stop_app(name)
-        self.up.stop()
-
-    # ---- progress, from the apps' nap log
-
-    def naps_done(self) -> int:
-        try:
-            return self.nap_log.read_bytes().count(b"\n")
-        except FileNotFoundError:
-            return 0
-
-    def wait_naps(self, count: int, deadline: float) -> None:
-        while self.naps_done() < count and time.monotonic() < deadline:
-            self.stopping.wait(0.2)  # polling the apps' shared output file, bounded
-
-
-@contextmanager
-def running_pairs(root: Path, sidecars: int, spare: int) -> Iterator[Pairs]:
-    root.mkdir(parents=True)
-    pairs = Pairs(root, sidecars, spare)
-    try:
-        pairs.start()
-        yield pairs
-    finally:
-        pairs.stop()
-
-
-def expected_output(iid: str, steps: int) -> list[list[Any]]:
-    return [[iid, step] for step in range(steps)]
-
-
-class Workload:
-    """W `naps` workflows started at once over the pairs' clients, and awaited."""
-
-    def __init__(self, pairs: Pairs, workflows: int, steps: int, tag: str) -> None:
-        self.pairs = pairs
-        self.steps = steps
-        self.ids = [f"naps-{tag}-{i:05d}" for i in range(workflows)]
-        self.states: dict[str, Any] = {}
-        self.finished_at: dict[str, float] = {}
-        self.started_at = 0.0
-        self._lock = threading.Lock()
-
-    @property
-    def done(self) -> int:
-        with self._lock:
-            return len(self.states)
-
-    def schedule(self, i: int) -> None:
-        iid = self.ids[i]
-        for attempt in range(20):
-            try:
-                self.pairs.client(i + attempt).schedule_new_workflow(
-                    "naps", input=self.steps, instance_id=iid
-                )
-                return
-            except Exception as exc:  # a sidecar going away: try another
-                if attempt == 19:
-                    raise RuntimeError(f"could not start {iid}: {exc!r}") from exc
-                self.pairs.stopping.wait(0.2)
-
-    def await_one(self, i: int, deadline: float) -> None:
-        """Wait for one instance, moving to another sidecar when its own goes away."""
-        iid = self.ids[i]
-        attempt = i
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                state = self.pairs.client(attempt).wait_for_workflow_completion(
-                    iid, timeout_in_seconds=max(1, int(min(WAIT_CHUNK_S, remaining)))
-                )
-            except TimeoutError:
-                continue
-            except Exception:  # the channel closed or the sidecar left: another one
-                attempt += 1
-                self.pairs.stopping.wait(0.1)
-                continue
-            if state is None:  # not found (yet): no hot loop
-                self.pairs.stopping.wait(0.1)
-                continue
-            with self._lock:
-                self.states[iid] = state
-                self.finished_at[iid] = time.perf_counter()
-            return
-
-    def run(
-        self,
-        timeout_s: float,
-        status: Callable[[str], None],
-        beside: Callable[[], None] | None = None,
-    ) -> float:
-        """Start everything, wait for all (or the timeout); returns the wall time."""
-        deadline = time.monotonic() + timeout_s
-        n = len(self.ids)
-        with ThreadPoolExecutor(max_workers=n + 2, thread_name_prefix="scale") as pool:
-            self.started_at = time.perf_counter()
-            list(pool.map(self.schedule, range(n)))
-            futures: list[Future[None]] = [
-                pool.submit(self.await_one, i, deadline) for i in range(n)
-            ]
-            if beside is not None:
-                futures.append(pool.submit(beside))
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=5.0, return_when=FIRST_EXCEPTION)
-                for f in finished:
-                    f.result()  # a bug in the bench itself: raise it
-                if pending:
-                    elapsed = time.perf_counter() - self.started_at
-                    naps = self.pairs.naps_done()
-                    status(f"{self.done}/{n} workflows completed, {naps} naps run, {elapsed:.0f} s")
-        if not self.finished_at:
-            return timeout_s
-        return max(self.finished_at.values()) - self.started_at
-
-
-def nap_runs(log: Path) -> dict[tuple[str, int], list[int]]:
-    """(instance id, step) -> the pids of the apps that ran it, in order."""
-    runs: dict[tuple[str, int], list[int]] = {}
-    if log.exists():
-        for line in log.read_text().splitlines():
-            fields = line.split("\t")
-            if len(fields) == 3:
-                iid, step = json.loads(fields[1])
-                runs.setdefault((str(iid), int(step)), []).append(int(fields[2]))
-    return runs
-
-
-def check_outputs(work: Workload) -> tuple[list[str], list[str]]:
-    """(lost: not COMPLETED, wrong: COMPLETED with another output)."""
-    lost, wrong = [], []
-    for iid in work.ids:
-        state = work.states.get(iid)
-        if state is None or state.runtime_status.name != "COMPLETED":
-            lost.append(iid)
-        elif json.loads(state.serialized_output or "null") != expected_output(iid, work.steps):
-            wrong.append(iid)
-    return lost, wrong
-
-
-def check_histories(work: Workload) -> list[str]:
-    """Instances whose history is not one ExecutionCompleted and one TaskCompleted per step."""
-    anomalies = []
-    for i, iid in enumerate(work.ids):
-        events = work.pairs.client(i).get_workflow_history(iid)
-        kinds = Counter(e.event_type.name for e in events)
-        got = (kinds["EXECUTION_COMPLETED"], kinds["TASK_SCHEDULED"], kinds["TASK_COMPLETED"])
-        if got != (1, work.steps, work.steps):
-            anomalies.append(f"{iid}: completed/scheduled/task-completed = {got}")
-    return anomalies
-
-
-def activity_metrics(work: Workload) -> dict[str, Any]:
-    """Executions of the workload's naps from the apps' shared log; each duplicated nap
-    is attributed to `first app -> rerun app` (apps named by their sidecar)."""
-    ids = set(work.ids)
-    runs = {k: pids for k, pids in nap_runs(work.pairs.nap_log).items() if k[0] in ids}
-    expected = {(iid, step) for iid in work.ids for step in range(work.steps)}
-    app = work.pairs.app_names
-    moves = Counter(
-        f"{app.get(pids[0], pids[0])} -> {app.get(p, p)}"
-        for pids in runs.values()
-        for p in pids[1:]
-    )
-    return {
-        "activity_executions": sum(len(pids) for pids in runs.values()),
-        "duplicate_activities": sum(len(pids) - 1 for pids in runs.values()),
-        "duplicates_by_app": dict(moves),
-        "activities_by_app": dict(
-            sorted(Counter(app.get(p, str(p)) for pids in runs.values() for p in pids).items())
-        ),
-        "missing_activity_records": len(expected - set(runs)),
-    }
 
 
 # ---- the scenarios
