@@ -10,8 +10,12 @@
 - `delivery`: `Delivery`, the dispatcher's state and base class: subscribers, in-flight
   firings, retries with backoff, progress recorded through Raft in batches.
 - `firing_events`: what the loop is fed: `Clock`, `Subscriber`, the events on its queue.
-- `server`: one node (`RemindersNode`): Raft, group-committed registration, gRPC edge
-  (the only place mapping errors to status codes).
+- `server`: one node (`RemindersNode`): wires Raft, the firing loop and the gRPC server,
+  and starts and stops them.
+- `batcher`: group-committed registration (`CreateBatcher`): concurrent creates folded
+  into few `create` Raft commands, each under the size limit.
+- `edge`: the gRPC service (`RemindersService`): leader-only reads, the trigger stream,
+  and the only place mapping errors to status codes.
 - `convert`: request validation and protobuf conversion.
 - `client`: `RemindersClient` (API, follows the leader, folds concurrent creates) and
   `TriggerSubscriber` (a sidecar's trigger stream; refuses batches of an older term).
