@@ -24,8 +24,16 @@ What lives where:
 - `base`: the protocol, `Versioned`, `StoreLimits`, errors, pure helpers.
 - `memory`: `MemoryStore`, for tests.
 - `sqlite`: `SqliteStore`, the default (WAL, synchronous=FULL, group commit on one writer
-  thread, one file shared by every sidecar of the machine).
+  thread, one file shared by every sidecar of the machine), and its reads. Beside it:
+  `sqlite_config` (`SqliteConfig`, opening a connection), `sqlite_writer` (the writer
+  thread) and `sqlite_sql` (schema, statements, multi-row puts and deletes); `sqlite`
+  re-exports what is imported from it.
 - `etcd`: `EtcdStore` (many endpoints with failover, optional TLS, fenced retries).
+  Beside it: `etcd_config` (`EtcdConfig`, `EtcdTls`, `etcd_limits`), `etcd_rpc` (one
+  channel per endpoint, reading RPC errors) and `etcd_messages` (Txn requests, conflicts,
+  prefix ranges; pure); `etcd` re-exports what is imported from it.
+- `write_groups`: `WriteGroups`, which merges writes without `expect` into shared Txns.
+- `gated`: `GatedStore`, a memory store for tests whose transactions can be held.
 - `factory`: `open_store("memory://" | "sqlite:///path.db" | "etcd://h1:2379,h2:2379?...")`.
 - `testing`: `EtcdCluster`, real etcd members on loopback for tests and the bench.
 """

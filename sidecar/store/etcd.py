@@ -35,6 +35,10 @@ leave go as one, at most four such Txns out at a time.
 Limits: etcd refuses a Txn with more than `--max-txn-ops` (default 128) operations or a
 request over `--max-request-bytes` (default 1.5 MiB). `EtcdConfig` must state the
 server's values; a bigger transaction raises `TransactionTooLargeError` before sending.
+
+Modules: `etcd_config` (`EtcdConfig`, `EtcdTls`, `etcd_limits`), `etcd_rpc` (channels,
+method paths, reading RPC errors), `etcd_messages` (Txn requests and conflicts, pure);
+this one holds `EtcdStore` itself: failover, retries and the contract.
 """
 
 from __future__ import annotations
@@ -43,8 +47,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 import grpc
@@ -53,8 +55,6 @@ import grpc.aio
 from sidecar.api.etcd.v3 import kv_pb2 as pb
 from sidecar.store.base import (
     NO_EXPECT,
-    ConflictError,
-    StoreConfigError,
     StoreError,
     StoreLimits,
     StoreUnavailableError,
@@ -63,152 +63,35 @@ from sidecar.store.base import (
     Versioned,
     check_transaction,
 )
+from sidecar.store.etcd_config import EtcdConfig, EtcdTls, etcd_limits
+from sidecar.store.etcd_messages import _conflict, _txn_request, prefix_range_end
+from sidecar.store.etcd_rpc import (
+    _NO_SPACE,
+    _NO_SPACE_HINT,
+    _RETRYABLE,
+    _channel_options,
+    _describe,
+    _Endpoint,
+    _NotConnected,
+    _too_large,
+)
 from sidecar.store.write_groups import WriteGroups
 
-__all__ = ["EtcdConfig", "EtcdStore", "EtcdTls", "etcd_limits", "prefix_range_end"]
+# Names defined beside this module are re-exported: callers import the config, and tests
+# `_txn_request`, from here.
+__all__ = [
+    "EtcdConfig",
+    "EtcdStore",
+    "EtcdTls",
+    "_txn_request",
+    "etcd_limits",
+    "prefix_range_end",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
-_TOO_LARGE = ("too many operations in txn request", "request is too large", "larger than max")
-_NO_SPACE = "database space exceeded"
-_NO_SPACE_HINT = (
-    "etcd is out of space (its --quota-backend-bytes): compact its history, defragment "
-    "every member and disarm the NOSPACE alarm (deploy/README.md, 'etcd out of space')"
-)
 _SCAN_PAGE = 1000
-# What framing each put or delete of a Txn adds to its key and value, at most (tags and
-# length varints of the op in `success`, its RequestOp and its Put/DeleteRangeRequest:
-# 6-15 bytes measured; 20 bounds values up to 256 MiB). Counted per write into
-# `StoreLimits.max_bytes`; the margin below is for the request's own fields and the
-# compares of the expected versions.
-_OP_BYTES = 20
-_BYTES_MARGIN = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class EtcdTls:
-    ca_file: Path
-    cert_file: Path | None = None
-    key_file: Path | None = None
-    server_name: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise StoreConfigError("etcd TLS: give both cert and key for mutual TLS, or neither")
-
-    def credentials(self) -> grpc.ChannelCredentials:
-        return grpc.ssl_channel_credentials(
-            root_certificates=self.ca_file.read_bytes(),
-            private_key=self.key_file.read_bytes() if self.key_file else None,
-            certificate_chain=self.cert_file.read_bytes() if self.cert_file else None,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class EtcdConfig:
-    endpoints: tuple[str, ...]
-    tls: EtcdTls | None = None
-    timeout_s: float = 10.0  # one store call, failover included
-    attempt_timeout_s: float = 3.0  # one RPC on one endpoint
-    connect_timeout_s: float = 1.0
-    max_txn_ops: int = 128  # = the server's --max-txn-ops
-    max_request_bytes: int = 1_572_864  # = the server's --max-request-bytes
-
-    def __post_init__(self) -> None:
-        if not self.endpoints or any(":" not in e for e in self.endpoints):
-            raise StoreConfigError(f"etcd endpoints must be host:port, got {self.endpoints}")
-        if min(self.timeout_s, self.attempt_timeout_s, self.connect_timeout_s) <= 0:
-            raise StoreConfigError("etcd timeouts must be positive")
-        if self.max_request_bytes <= _BYTES_MARGIN:
-            raise StoreConfigError(f"max_request_bytes must exceed {_BYTES_MARGIN}")
-
-
-def etcd_limits(config: EtcdConfig) -> StoreLimits:
-    """What one transaction may carry on the etcd cluster `config` names."""
-    return StoreLimits(config.max_txn_ops, config.max_request_bytes - _BYTES_MARGIN, _OP_BYTES)
-
-
-def prefix_range_end(prefix: bytes) -> bytes:
-    """etcd's range_end for "every key starting with prefix" (b"\\0" = to the end)."""
-    end = bytearray(prefix)
-    while end:
-        if end[-1] < 0xFF:
-            end[-1] += 1
-            return bytes(end)
-        end.pop()
-    return b"\0"
-
-
-@dataclass(eq=False)
-class _Endpoint:
-    address: str
-    channel: grpc.aio.Channel
-    range: grpc.aio.UnaryUnaryMultiCallable[pb.RangeRequest, pb.RangeResponse] = field(init=False)
-    txn: grpc.aio.UnaryUnaryMultiCallable[pb.TxnRequest, pb.TxnResponse] = field(init=False)
-    status: grpc.aio.UnaryUnaryMultiCallable[pb.StatusRequest, pb.StatusResponse] = field(
-        init=False
-    )
-
-    def __post_init__(self) -> None:
-        ch = self.channel
-        self.range = ch.unary_unary(
-            "/etcdserverpb.KV/Range",
-            request_serializer=pb.RangeRequest.SerializeToString,
-            response_deserializer=pb.RangeResponse.FromString,
-        )
-        self.txn = ch.unary_unary(
-            "/etcdserverpb.KV/Txn",
-            request_serializer=pb.TxnRequest.SerializeToString,
-            response_deserializer=pb.TxnResponse.FromString,
-        )
-        self.status = ch.unary_unary(
-            "/etcdserverpb.Maintenance/Status",
-            request_serializer=pb.StatusRequest.SerializeToString,
-            response_deserializer=pb.StatusResponse.FromString,
-        )
-
-    async def connected(self, timeout_s: float) -> bool:
-        """READY within the timeout; False means nothing sent to this endpoint can have
-        arrived."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        state = self.channel.get_state(try_to_connect=True)
-        while state is not grpc.ChannelConnectivity.READY:
-            remaining = deadline - loop.time()
-            if state is grpc.ChannelConnectivity.TRANSIENT_FAILURE or remaining <= 0:
-                return False
-            try:
-                await asyncio.wait_for(self.channel.wait_for_state_change(state), remaining)
-            except TimeoutError:
-                return False
-            state = self.channel.get_state(try_to_connect=True)
-        return True
-
-
-def _channel_options() -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_receive_message_length", 256 << 20),
-        ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 1000),
-        # etcd's default keepalive policy sends GOAWAY to pings more often than 5 s.
-        ("grpc.keepalive_time_ms", 10_000),
-        ("grpc.keepalive_timeout_ms", 5_000),
-    ]
-
-
-def _too_large(exc: grpc.aio.AioRpcError) -> bool:
-    return any(marker in (exc.details() or "") for marker in _TOO_LARGE)
-
-
-def _describe(exc: grpc.aio.AioRpcError) -> str:
-    return f"{exc.code().name}: {exc.details()}"
-
-
-class _NotConnected(Exception):
-    pass
 
 
 class EtcdStore:
@@ -451,35 +334,3 @@ class EtcdStore:
         self._closed = True
         for endpoint in self._endpoints:
             await endpoint.channel.close()
-
-
-def _txn_request(writes: Mapping[str, bytes | None], expect: Mapping[str, int]) -> pb.TxnRequest:
-    request = pb.TxnRequest()
-    for key, version in expect.items():
-        encoded = key.encode()
-        request.compare.add(
-            result=pb.Compare.EQUAL, target=pb.Compare.MOD, key=encoded, mod_revision=version
-        )
-        request.failure.add().request_range.CopyFrom(pb.RangeRequest(key=encoded, keys_only=True))
-    success = request.success
-    for key, value in writes.items():
-        if value is None:
-            success.add().request_delete_range.key = key.encode()
-        else:
-            put = success.add().request_put
-            put.key = key.encode()
-            put.value = value
-    return request
-
-
-def _conflict(expect: Mapping[str, int], response: pb.TxnResponse) -> ConflictError:
-    actual = {
-        kv.key.decode(): kv.mod_revision
-        for op in response.responses
-        for kv in op.response_range.kvs
-    }
-    for key, expected in expect.items():
-        if actual.get(key, 0) != expected:
-            return ConflictError(key, expected, actual.get(key, 0))
-    # Every compare held in the failure snapshot: cannot happen in one etcd revision.
-    raise StoreError(f"etcd txn failed but every expected version held: {dict(expect)}")
