@@ -61,6 +61,7 @@ from sidecar.workflow import (
     pending_work,
     rerun_from,
 )
+from sidecar.workflow.copies import marks_to_keep
 from sidecar.workflow.events import timer_fired_event
 from sidecar.workflow.finish import continued_execution_id
 from sidecar.workflow.state import new_state
@@ -141,7 +142,7 @@ class WorkflowActor(WorkflowRunner):
             if self._answered_as_stored(d, event):
                 return b""
             generation = self.state.generation + 1 if self.state is not None else 1
-            state = self._started(event, generation)
+            state = self._started(event, generation, before=self.state)
             await self._save(state)
             self.metrics.started += 1
             self._arm_start(state)
@@ -194,11 +195,18 @@ class WorkflowActor(WorkflowRunner):
                 f"holds at most {self._payload_limit} bytes per input or event"
             )
 
-    def _started(self, event: pb.HistoryEvent, generation: int) -> WorkflowState:
-        """A new execution (`generation`) of this instance, holding its start `event`."""
+    def _started(
+        self, event: pb.HistoryEvent, generation: int, before: WorkflowState | None = None
+    ) -> WorkflowState:
+        """A new execution (`generation`) of this instance, holding its start `event`;
+        with the marks of the client requests `before` (the finished execution, loaded
+        whole) took, so that a late copy of one is not taken by the new execution."""
         started = event.executionStarted
         started.workflowInstance.executionId.value = continued_execution_id(self.id, generation)
-        return add_events(new_state(self.id, generation), [event])
+        state = new_state(self.id, generation)
+        if before is not None:
+            state = replace(state, earlier_requests=marks_to_keep(before, now_ms()))
+        return add_events(state, [event])
 
     async def _event(self, payload: bytes) -> bytes:
         d: dict[str, Any] = msgpack.unpackb(payload)

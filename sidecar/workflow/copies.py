@@ -5,7 +5,8 @@ may have saved it. The APIs stamp a raise, a suspend and a resume with the reque
 arrival (`events.stamped`: unique, never a whole millisecond), so a copy is the event
 with the same stamp, kind and body. It is looked for where the first one may be by
 then: the inbox (not taken yet), the history (taken), or, once a continue-as-new has
-emptied the history, the marks the earlier generations left (`RequestMark`).
+emptied the history (or a finished instance's id was started again), the marks the
+earlier generations left (`RequestMark`).
 
 Marks are kept for the requests of the last `MARK_WINDOW_MS` (the copy comes within
 one call's deadline of its first) and at most `MAX_MARKS` of them, the newest: an
@@ -87,9 +88,10 @@ def request_mark(event: pb.HistoryEvent, kind: str) -> RequestMark:
 
 
 def marks_to_keep(state: WorkflowState, now_ms: int) -> tuple[RequestMark, ...]:
-    """The marks the next generation of `state` keeps (a continue-as-new): those `state`
-    kept and those of the client requests in its history, within the window, newest
-    last. Requests still in the inbox are not marked: they go on as events."""
+    """The marks the next generation of `state` keeps (a continue-as-new, or a new start
+    of a finished instance's id): those `state` kept and those of the client requests
+    in its history, within the window, newest last. Requests still in the inbox are not
+    marked: a continue-as-new carries them on as events."""
     taken = [
         request_mark(event, kind)
         for event in state.history

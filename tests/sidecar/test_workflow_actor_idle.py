@@ -291,6 +291,33 @@ async def test_a_raise_taken_before_a_continue_as_new_is_not_taken_again() -> No
     await later.on_deactivate()
 
 
+async def test_a_raise_a_finished_execution_took_is_not_taken_by_the_next_one() -> None:
+    """The copy of a raise the first execution took comes after the instance id was
+    started again: the new execution does not take it."""
+    store = ReadLog()
+    started = await _started(store)
+    taken = time.time_ns() // 1_000_000 * 1_000_000 + 654
+    assert await started.actor.invoke("event", _raise(taken)) == b""
+    started.apps.complete(started.turn.completionToken, response(ID))  # nothing yet
+    started.turn = await asyncio.wait_for(anext(started.stream), 10)  # the event's turn
+    await started.complete()
+    await started.close()
+    apps = AppConnections()
+    later = workflow_actor(store, apps, NullRouter(), ID)
+    start = execution_started_event(
+        name="flow", instance_id=ID, execution_id="", input=None, now_ms=5, parent=None
+    )
+    await later.invoke("start", bytes(msgpack.packb({"e": start.SerializeToString()})))
+    assert later.state is not None and later.state.generation == 2
+    assert await later.invoke("event", _raise(taken)) == b""  # the copy: dropped
+    assert await later.invoke("event", _raise(taken + 1)) == b""  # another raise: taken
+    state = later.state
+    assert state is not None
+    raised = [e.timestamp.nanos for e in state.inbox if e.HasField("eventRaised")]
+    assert raised == [(taken + 1) % 1_000_000_000]
+    await later.on_deactivate()
+
+
 async def test_a_resume_sent_again_after_its_instance_finished_is_answered_ok() -> None:
     """As a raise: the resume took effect, the instance ran on and finished, and then a
     router sends the resume again. A resume it never had is refused."""
