@@ -255,6 +255,9 @@ class DurableJournal:
         try:
             write_log(tmp, kept)
             os.close(self._fd)
+            # Closed: should what follows fail, `close` must not close the number again
+            # (by then it may be another file's).
+            self._fd = -1
             os.replace(tmp, self._path)
             fsync_directory(self._path.parent)
             self._fd = os.open(self._path, os.O_RDWR)

@@ -200,6 +200,33 @@ def test_the_failure_is_told_once_before_the_error(tmp_path: Path) -> None:
     assert len(told) == 1
 
 
+def test_a_compaction_failing_after_the_close_never_closes_the_file_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rename fails once the old file is closed: the journal refuses all work, and
+    its close must not close that descriptor number again, which another file may hold
+    by then."""
+    journal, _ = _journal(tmp_path / "raft.journal")
+    for entry in _entries(1, 10):
+        journal.add(*entry)
+    journal.sync()
+
+    def no_rename(src: object, dst: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", no_rename)
+        with pytest.raises(JournalError):
+            journal.deleteEntriesTo(5)
+    assert journal.failed is not None
+    other = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT, 0o600)  # the lowest free number
+    try:
+        journal.close()
+        os.fstat(other)  # still open
+    finally:
+        os.close(other)
+
+
 def test_not_a_journal_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "raft.journal"
     path.write_bytes(b"PYSYNCOBJ" + b"\0" * 64)
