@@ -17,6 +17,7 @@
 - `edge`: the gRPC service (`RemindersService`): leader-only reads, the trigger stream,
   and the only place mapping errors to status codes.
 - `convert`: request validation and protobuf conversion.
+- `names`: the service name and leader metadata key both ends use on the wire.
 - `client`: `RemindersClient` (API, follows the leader, folds concurrent creates) and
   `TriggerSubscriber` (a sidecar's trigger stream; refuses batches of an older term).
 - `config`, `cli` (`python -m reminders`), `testing` (`LocalCluster` of real processes).

@@ -34,6 +34,7 @@ from raftkit.service import KEEPALIVE_CLIENT_OPTIONS
 from raftkit.tls import TlsFiles
 from raftkit.tls import channel as tls_channel
 from reminders.api.v1 import reminders_pb2 as pb
+from reminders.names import LEADER_METADATA_KEY, SERVICE
 
 __all__ = [
     "RECONNECT_MAX_S",
@@ -45,15 +46,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SERVICE = "actorflow.reminders.v1.Reminders"
-
 # A subscriber's longest pause between attempts while no leader answers. After a leader
 # SIGKILL the new leader was ready to fire 1.2-1.3 s later; with pauses growing to 1 s
 # the subscriber came back at 1.55 or 2.55 s (its attempts at 0.05, 0.15, 0.35, 0.75,
 # 1.55, 2.55 s after the kill), and firing resumed only then. An attempt is one stream
 # to one node, answered at once: five a second per sidecar is no load.
 RECONNECT_MAX_S = 0.25
-LEADER_METADATA_KEY = "actorflow-leader"
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 64 * 1024 * 1024),
     ("grpc.max_send_message_length", 64 * 1024 * 1024),

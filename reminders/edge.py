@@ -48,12 +48,11 @@ from reminders.firing_events import (
     SubscriberClosed,
     SubscriberOpened,
 )
+from reminders.names import LEADER_METADATA_KEY, SERVICE
 from reminders.replica import Replica
 
 __all__ = ["LEADER_METADATA_KEY", "SERVICE", "RemindersService"]
 
-SERVICE = "actorflow.reminders.v1.Reminders"
-LEADER_METADATA_KEY = "actorflow-leader"
 T = TypeVar("T")
 
 

@@ -25,8 +25,8 @@ from raftkit.codec import Command
 from raftkit.errors import LeadershipLostError
 from raftkit.node import Entry, Fence
 from reminders.api.v1 import reminders_pb2 as pb
-from reminders.client import SERVICE
 from reminders.machine import Key, create_item
+from reminders.names import SERVICE
 from reminders.replica import Replica
 from reminders.schedule import plan
 

@@ -12,7 +12,8 @@ import grpc
 import pytest
 
 from reminders.api.v1 import reminders_pb2 as pb
-from reminders.client import RECONNECT_MAX_S, SERVICE, RemindersClient, TriggerSubscriber
+from reminders.client import RECONNECT_MAX_S, RemindersClient, TriggerSubscriber
+from reminders.names import SERVICE
 
 
 @pytest.fixture
