@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from sidecar.api.etcd.v3 import kv_pb2 as pb
 from sidecar.store.base import StoreError, StoreUnavailableError
 from sidecar.store.etcd import EtcdConfig, EtcdStore, EtcdTls
 
@@ -249,29 +250,51 @@ async def fill_to_quota(store: EtcdStore, max_writes: int = 1000) -> StoreUnavai
     raise RuntimeError(f"etcd took {max_writes} writes of 512 KiB without running out of space")
 
 
-async def reclaim_space(endpoints: Sequence[str]) -> None:
+async def reclaim_space(endpoints: Sequence[str], timeout_s: float = 30.0) -> None:
     """What an operator does when etcd reports "database space exceeded" (`etcdctl
-    compact`, `defrag`, `alarm disarm`), on plaintext members: compact the history up to
-    the current revision, defragment every member, disarm every member's NOSPACE alarm.
-    The three requests are written by hand (the store's proto has no Maintenance
-    messages beyond Status): CompactionRequest{revision, physical}, DefragmentRequest{},
-    AlarmRequest{action=DEACTIVATE, memberID, alarm=NOSPACE}."""
-    members = []
-    for endpoint in endpoints:
-        store = await EtcdStore.open(EtcdConfig(endpoints=(endpoint,)))
-        try:
-            members.append((endpoint, (await store.status()).header))
-        finally:
-            await store.close()
+    compaction --physical`, `defrag`, `alarm disarm`), on plaintext members: compact the
+    history up to the current revision, defragment every member until its file is as
+    small as the first one's, disarm every member's NOSPACE alarm. The requests are
+    written by hand (the store's proto has no Maintenance messages beyond Status):
+    CompactionRequest{revision, physical}, DefragmentRequest{}, AlarmRequest{action=
+    DEACTIVATE, memberID, alarm=NOSPACE}.
+
+    The compaction is physical on the member that takes it before it answers; the
+    others apply it a little later. A member defragmented before then keeps its file
+    over the quota and raises the alarm again at the next write it applies: so each is
+    defragmented again, within `timeout_s`, until its file is no larger than about
+    what the first member's shrank to."""
+    members = [(endpoint, (await _status(endpoint)).header) for endpoint in endpoints]
     revision = max(header.revision for _, header in members)
-    for i, (endpoint, header) in enumerate(members):
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    bound: int | None = None
+    for i, (endpoint, _) in enumerate(members):
         async with grpc.aio.insecure_channel(endpoint) as channel:
             if i == 0:  # compaction is replicated: once, on any member
                 compact = b"\x08" + _varint(revision) + b"\x10\x01"
                 await _raw_call(channel, "/etcdserverpb.KV/Compact", compact)
-            await _raw_call(channel, "/etcdserverpb.Maintenance/Defragment", b"")
+            while True:
+                await _raw_call(channel, "/etcdserverpb.Maintenance/Defragment", b"")
+                size = (await _status(endpoint)).dbSize
+                if bound is None:
+                    bound = 2 * size + 2**20
+                if size <= bound:
+                    break
+                if asyncio.get_running_loop().time() > deadline:
+                    raise RuntimeError(f"etcd member {endpoint} still holds {size} bytes")
+                await asyncio.sleep(0.1)  # its compaction is on its way: bounded by deadline
+    for endpoint, header in members:
+        async with grpc.aio.insecure_channel(endpoint) as channel:
             alarm = b"\x08\x02\x10" + _varint(header.member_id) + b"\x18\x01"
             await _raw_call(channel, "/etcdserverpb.Maintenance/Alarm", alarm)
+
+
+async def _status(endpoint: str) -> pb.StatusResponse:
+    store = await EtcdStore.open(EtcdConfig(endpoints=(endpoint,)))
+    try:
+        return await store.status()
+    finally:
+        await store.close()
 
 
 async def _raw_call(channel: grpc.aio.Channel, path: str, request: bytes) -> bytes:
