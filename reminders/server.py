@@ -4,7 +4,8 @@ stopped together (`RemindersNode`).
 The node only wires its parts and runs their lifecycle; the rest lives in:
 - `reminders.batcher`: group-committed registration (`CreateBatcher`);
 - `reminders.edge`: the gRPC service, leader-only reads, the trigger stream, and the only
-  mapping of errors to gRPC status codes (`SERVICE`, `LEADER_METADATA_KEY`).
+  mapping of errors to gRPC status codes;
+- `reminders.names`: `SERVICE` and `LEADER_METADATA_KEY`.
 Those names are re-exported here, where they were defined before the split.
 """
 
