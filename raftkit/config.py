@@ -12,8 +12,11 @@ Choices (DESIGN.md section 6):
   instead of waiting for the next heartbeat (~100 ms).
 - `leaderFallbackTimeout` 1 s (pysyncobj: 30 s): an isolated leader steps down quickly.
   `RaftNode.has_quorum` and the term fence are the real guards for leader-only actions.
-- Heartbeat 50 ms, election timeout 0.4-0.8 s: loopback and LAN; tolerant of GC and
-  scheduling pauses on a small, busy machine.
+- Heartbeat 100 ms (pysyncobj's own default), election timeout 0.4-0.8 s: loopback and
+  LAN; tolerant of GC and scheduling pauses on a small, busy machine. Commands do not
+  wait for a heartbeat (above), so the heartbeat only keeps leadership and carries the
+  commit index to followers; at 50 ms an idle node took about 2.5% of a core, at 100 ms
+  1.8% (bench/RESULTS.md, machine, 2026-11-28 22:15-22:55).
 - `connectionRetryTime` 0.5 s (pysyncobj: 5 s): a restarted peer is reconnected quickly.
 - `commandsWaitLeader=False`: without a leader a proposal fails at once with
   `NotLeaderError` instead of sitting in a queue and committing long after its caller
@@ -98,7 +101,7 @@ class RaftConfig:
     security: Security = Security.FERNET
     allow_insecure: bool = False
     durable_journal: bool = True
-    heartbeat_interval_s: float = 0.05
+    heartbeat_interval_s: float = 0.1
     election_timeout_min_s: float = 0.4
     election_timeout_max_s: float = 0.8
     leader_fallback_timeout_s: float = 1.0

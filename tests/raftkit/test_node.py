@@ -377,14 +377,14 @@ async def test_after_a_quiet_spell_the_first_election_after_the_leader_dies_succ
     apart from the others' by more than half a second, so whichever leads, one follower
     stands first and the other gets its request long before its own timeout: no split
     vote by chance."""
-    timeouts = [(0.3, 0.35), (0.9, 0.95), (1.5, 1.55)]
+    timeouts = [(0.35, 0.4), (0.95, 1.0), (1.55, 1.6)]
     cluster = InProcCluster(
         tmp_path,
         per_node=[
             {"election_timeout_min_s": low, "election_timeout_max_s": high}
             for low, high in timeouts
         ],
-        connection_timeout_s=1.6,
+        connection_timeout_s=1.65,
     )
     cluster.start()
     try:
