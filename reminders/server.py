@@ -60,13 +60,12 @@ class RemindersNode:
             dispatcher=self.dispatcher,
             batcher=self.batcher,
         )
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.port = 0
 
     async def start(self) -> int:
-        loop = self._loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         post = self.dispatcher.post
 
         def on_changes(seq: int, changes: list[Change] | None) -> None:  # tick thread
