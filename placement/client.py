@@ -69,14 +69,18 @@ def host_to_proto(host: TableHost) -> pb.Host:
         namespace=host.namespace,
         actor_types=list(host.actor_types),
         api_level=host.api_level,
+        incarnation=host.incarnation,
+    )
+
+
+def _table_host(h: pb.Host) -> TableHost:
+    return TableHost(
+        h.name, h.address, h.app_id, h.namespace, tuple(h.actor_types), h.api_level, h.incarnation
     )
 
 
 def table_from_proto(table: pb.PlacementTable) -> Table:
-    hosts = [
-        TableHost(h.name, h.address, h.app_id, h.namespace, tuple(h.actor_types), h.api_level)
-        for h in table.hosts
-    ]
+    hosts = [_table_host(h) for h in table.hosts]
     return Table.build(table.version, table.term, hosts, table.virtual_nodes or DEFAULT_VNODES)
 
 
@@ -90,9 +94,7 @@ def table_from_delta(base: Table | None, order: pb.PlacementOrder) -> Table | No
     for name in delta.removed:
         hosts.pop(name, None)
     for h in delta.upserts:
-        hosts[h.name] = TableHost(
-            h.name, h.address, h.app_id, h.namespace, tuple(h.actor_types), h.api_level
-        )
+        hosts[h.name] = _table_host(h)
     vnodes = delta.virtual_nodes or DEFAULT_VNODES
     return Table.build(order.version, order.term, list(hosts.values()), vnodes)
 

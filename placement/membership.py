@@ -14,7 +14,8 @@ Commands are plain mappings (encoded with msgpack by the shell):
   dropped stream or no acknowledgement;
 - `{"op": "leader", "now_ms": int, "term": int}`: a new leader took over in `term`.
 
-A host is `{"name", "address", "app_id", "namespace", "actor_types", "api_level"}`.
+A host is `{"name", "address", "app_id", "namespace", "actor_types", "api_level",
+"incarnation"}` (`incarnation` may be missing: entries written before it existed).
 """
 
 from __future__ import annotations
@@ -46,16 +47,22 @@ class HostRecord:
     namespace: str
     actor_types: tuple[str, ...]
     api_level: int
+    # The sidecar process's own id, new at each start (see `same_table_entry`).
+    incarnation: str = ""
     joined_ms: int = 0
 
     def same_table_entry(self, other: HostRecord) -> bool:
-        """Whether replacing self by other leaves the placement table unchanged."""
+        """Whether replacing self by other leaves the placement table unchanged. A new
+        incarnation changes it even when nothing else does: the host was restarted and
+        lost the actors it held, so the round that records it tells every sidecar to
+        re-issue what those actors were doing (the ring itself stays the same)."""
         return (
             self.address == other.address
             and self.app_id == other.app_id
             and self.namespace == other.namespace
             and self.actor_types == other.actor_types
             and self.api_level == other.api_level
+            and self.incarnation == other.incarnation
         )
 
     def to_wire(self) -> dict[str, Any]:
@@ -66,6 +73,7 @@ class HostRecord:
             "namespace": self.namespace,
             "actor_types": list(self.actor_types),
             "api_level": self.api_level,
+            "incarnation": self.incarnation,
             "joined_ms": self.joined_ms,
         }
 
@@ -82,6 +90,7 @@ class HostRecord:
                 namespace=str(raw["namespace"]),
                 actor_types=tuple(sorted({str(t) for t in types})),
                 api_level=int(raw["api_level"]),
+                incarnation=str(raw.get("incarnation", "")),
                 joined_ms=int(raw.get("joined_ms", 0) if joined_ms is None else joined_ms),
             )
         except (KeyError, TypeError, ValueError) as exc:

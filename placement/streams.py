@@ -62,6 +62,8 @@ def validate_report(report: pb.HostReport, max_types: int, max_name: int) -> Hos
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise InvalidHostError("address", f"must be host:port, got {h.address[:80]!r}")
     _check_actor_types(list(h.actor_types), max_types, max_name)
+    if h.incarnation and not is_valid_name(h.incarnation, max_name):
+        raise InvalidHostError("incarnation", f"invalid value {h.incarnation[:80]!r}")
     return HostRecord(
         name=h.name,
         address=h.address,
@@ -69,6 +71,7 @@ def validate_report(report: pb.HostReport, max_types: int, max_name: int) -> Hos
         namespace=h.namespace or "default",
         actor_types=tuple(sorted(h.actor_types)),
         api_level=h.api_level,
+        incarnation=h.incarnation,
     )
 
 
@@ -91,6 +94,7 @@ def _host_proto(h: HostRecord) -> pb.Host:
         namespace=h.namespace,
         actor_types=list(h.actor_types),
         api_level=h.api_level,
+        incarnation=h.incarnation,
     )
 
 

@@ -24,6 +24,7 @@ class TableHost:
     namespace: str
     actor_types: tuple[str, ...]
     api_level: int
+    incarnation: str = ""  # new at each start of the sidecar process
 
 
 @dataclass(frozen=True, slots=True)

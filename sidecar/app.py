@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -120,9 +121,13 @@ class Sidecar:
         cfg = self.config
         self.store = await open_store(cfg.store_url)
         self._turn_log = open_turn_log(cfg.turn_log)
+        # A new incarnation each start: coming back within placement's drop grace, this
+        # sidecar still changes its table entry, and every sidecar then re-issues the work
+        # of the actors it held before (`placement.membership.HostRecord.same_table_entry`).
         me = TableHost(
-            cfg.name, cfg.name, cfg.app_id, cfg.namespace, tuple(sorted(self.factories)), API_LEVEL
-        )
+            cfg.name, cfg.name, cfg.app_id, cfg.namespace, tuple(sorted(self.factories)),
+            API_LEVEL, secrets.token_hex(8),
+        )  # fmt: skip
         self.placement = PlacementClient(
             ClientConfig(tuple(cfg.placement), tls=cfg.tls),
             me,

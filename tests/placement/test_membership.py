@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from placement.errors import InvalidCommandError
@@ -73,3 +75,16 @@ def test_apply_is_deterministic_and_round_trips() -> None:
     assert s1 == s2
     assert Membership.from_wire(s1.to_wire()) == s1
     assert [h.name for h in s1.sorted_hosts()] == ["b", "c"]
+
+
+def test_a_new_incarnation_changes_the_entry_and_an_old_entry_reads_without_one() -> None:
+    s1 = apply(Membership(), upsert_command([replace(host("a"), incarnation="i1")], 10))
+    assert apply(s1, upsert_command([replace(host("a"), incarnation="i1")], 20)) is s1
+    # The same sidecar restarted (back within the drop grace): the table changes, so a
+    # round tells every sidecar; the ring is the same and the host keeps its join time.
+    s2 = apply(s1, upsert_command([replace(host("a"), incarnation="i2")], 30))
+    assert s2.version == s1.version + 1
+    assert (s2.hosts["a"].incarnation, s2.hosts["a"].joined_ms) == ("i2", 10)
+    written_before = {k: v for k, v in host("b").to_wire().items() if k != "incarnation"}
+    assert HostRecord.from_wire(written_before).incarnation == ""
+    assert Membership.from_wire(s2.to_wire()) == s2

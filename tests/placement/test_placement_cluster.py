@@ -227,6 +227,9 @@ async def test_bad_input_is_refused_and_the_node_keeps_serving(
     err = await _first_error(leader.api, _status(actor_types=[]))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "actor_types" in str(err.details())
 
+    err = await _first_error(leader.api, _status(incarnation="not one"))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "incarnation" in str(err.details())
+
     garbled: list[list[pb.HostReport | bytes]] = [
         [b"\xff\xff\xff\xff"],
         [_status(name="garbage-after"), b"\xff\xff"],

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 from placement.api.v1 import placement_pb2 as pb
 from placement.client import table_from_delta, table_from_proto
 from placement.dissemination import Operation
@@ -78,3 +80,17 @@ def test_delta_on_the_wrong_base_is_not_applied() -> None:
     other = table_from_proto(table_proto(Membership({"a": rec("a")}, version=3), 1, 100))
     assert table_from_delta(other, order) is None
     assert table_from_delta(None, order) is None
+
+
+def test_a_host_restarted_reaches_every_table_as_a_change() -> None:
+    """A new incarnation alone makes a delta upsert, and both kinds of update carry it."""
+    base = Membership({n: replace(rec(n), incarnation="one") for n in ("a", "b")}, version=4)
+    new = Membership({**base.hosts, "b": replace(rec("b"), incarnation="two")}, version=5)
+    order = pb.PlacementOrder(operation=pb.OPERATION_UPDATE, version=5, term=1)
+    order.delta.CopyFrom(delta_proto(base, new, 100))
+    assert [h.name for h in order.delta.upserts] == ["b"] and not order.delta.removed
+    held = table_from_proto(table_proto(base, 1, 100))
+    from_delta = table_from_delta(held, order)
+    full = table_from_proto(table_proto(new, 1, 100))
+    assert from_delta is not None and from_delta.hosts == full.hosts
+    assert {h.name: h.incarnation for h in full.hosts} == {"a": "one", "b": "two"}

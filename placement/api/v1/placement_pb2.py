@@ -24,35 +24,35 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n placement/api/v1/placement.proto\x12\x16\x61\x63torflow.placement.v1\"p\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x13\n\x0b\x61\x63tor_types\x18\x05 \x03(\t\x12\x11\n\tapi_level\x18\x06 \x01(\r\"\xa5\x01\n\nHostReport\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1c.actorflow.placement.v1.HostH\x00\x12/\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32 .actorflow.placement.v1.RoundAckH\x00\x12.\n\x05leave\x18\x03 \x01(\x0b\x32\x1d.actorflow.placement.v1.LeaveH\x00\x42\x06\n\x04kind\"\x07\n\x05Leave\"_\n\x08RoundAck\x12\x34\n\toperation\x18\x01 \x01(\x0e\x32!.actorflow.placement.v1.Operation\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\"\x86\x01\n\x0ePlacementTable\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12+\n\x05hosts\x18\x03 \x03(\x0b\x32\x1c.actorflow.placement.v1.Host\x12\x15\n\rvirtual_nodes\x18\x04 \x01(\r\x12\x11\n\tapi_level\x18\x05 \x01(\r\"\x8c\x01\n\nTableDelta\x12\x14\n\x0c\x62\x61se_version\x18\x01 \x01(\x04\x12-\n\x07upserts\x18\x02 \x03(\x0b\x32\x1c.actorflow.placement.v1.Host\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12\x15\n\rvirtual_nodes\x18\x04 \x01(\r\x12\x11\n\tapi_level\x18\x05 \x01(\r\"\x86\x02\n\x0ePlacementOrder\x12\x34\n\toperation\x18\x01 \x01(\x0e\x32!.actorflow.placement.v1.Operation\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x35\n\x05table\x18\x04 \x01(\x0b\x32&.actorflow.placement.v1.PlacementTable\x12\x35\n\nnot_leader\x18\x05 \x01(\x0b\x32!.actorflow.placement.v1.NotLeader\x12\x31\n\x05\x64\x65lta\x18\x06 \x01(\x0b\x32\".actorflow.placement.v1.TableDelta\"#\n\tNotLeader\x12\x16\n\x0eleader_address\x18\x01 \x01(\t\"\x19\n\x17GetPlacementInfoRequest\"\xb1\x01\n\rPlacementInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tis_leader\x18\x02 \x01(\x08\x12\x16\n\x0eleader_address\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x15\n\rtable_version\x18\x05 \x01(\x04\x12+\n\x05hosts\x18\x06 \x03(\x0b\x32\x1c.actorflow.placement.v1.Host\x12\x12\n\nhas_quorum\x18\x07 \x01(\x08*f\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x12\n\x0eOPERATION_LOCK\x10\x01\x12\x14\n\x10OPERATION_UPDATE\x10\x02\x12\x14\n\x10OPERATION_UNLOCK\x10\x03\x32\xd5\x01\n\tPlacement\x12\\\n\nReportHost\x12\".actorflow.placement.v1.HostReport\x1a&.actorflow.placement.v1.PlacementOrder(\x01\x30\x01\x12j\n\x10GetPlacementInfo\x12/.actorflow.placement.v1.GetPlacementInfoRequest\x1a%.actorflow.placement.v1.PlacementInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n placement/api/v1/placement.proto\x12\x16\x61\x63torflow.placement.v1\"\x85\x01\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x0e\n\x06\x61pp_id\x18\x03 \x01(\t\x12\x11\n\tnamespace\x18\x04 \x01(\t\x12\x13\n\x0b\x61\x63tor_types\x18\x05 \x03(\t\x12\x11\n\tapi_level\x18\x06 \x01(\r\x12\x13\n\x0bincarnation\x18\x07 \x01(\t\"\xa5\x01\n\nHostReport\x12.\n\x06status\x18\x01 \x01(\x0b\x32\x1c.actorflow.placement.v1.HostH\x00\x12/\n\x03\x61\x63k\x18\x02 \x01(\x0b\x32 .actorflow.placement.v1.RoundAckH\x00\x12.\n\x05leave\x18\x03 \x01(\x0b\x32\x1d.actorflow.placement.v1.LeaveH\x00\x42\x06\n\x04kind\"\x07\n\x05Leave\"_\n\x08RoundAck\x12\x34\n\toperation\x18\x01 \x01(\x0e\x32!.actorflow.placement.v1.Operation\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\"\x86\x01\n\x0ePlacementTable\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\x0c\n\x04term\x18\x02 \x01(\x04\x12+\n\x05hosts\x18\x03 \x03(\x0b\x32\x1c.actorflow.placement.v1.Host\x12\x15\n\rvirtual_nodes\x18\x04 \x01(\r\x12\x11\n\tapi_level\x18\x05 \x01(\r\"\x8c\x01\n\nTableDelta\x12\x14\n\x0c\x62\x61se_version\x18\x01 \x01(\x04\x12-\n\x07upserts\x18\x02 \x03(\x0b\x32\x1c.actorflow.placement.v1.Host\x12\x0f\n\x07removed\x18\x03 \x03(\t\x12\x15\n\rvirtual_nodes\x18\x04 \x01(\r\x12\x11\n\tapi_level\x18\x05 \x01(\r\"\x86\x02\n\x0ePlacementOrder\x12\x34\n\toperation\x18\x01 \x01(\x0e\x32!.actorflow.placement.v1.Operation\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0c\n\x04term\x18\x03 \x01(\x04\x12\x35\n\x05table\x18\x04 \x01(\x0b\x32&.actorflow.placement.v1.PlacementTable\x12\x35\n\nnot_leader\x18\x05 \x01(\x0b\x32!.actorflow.placement.v1.NotLeader\x12\x31\n\x05\x64\x65lta\x18\x06 \x01(\x0b\x32\".actorflow.placement.v1.TableDelta\"#\n\tNotLeader\x12\x16\n\x0eleader_address\x18\x01 \x01(\t\"\x19\n\x17GetPlacementInfoRequest\"\xb1\x01\n\rPlacementInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x11\n\tis_leader\x18\x02 \x01(\x08\x12\x16\n\x0eleader_address\x18\x03 \x01(\t\x12\x0c\n\x04term\x18\x04 \x01(\x04\x12\x15\n\rtable_version\x18\x05 \x01(\x04\x12+\n\x05hosts\x18\x06 \x03(\x0b\x32\x1c.actorflow.placement.v1.Host\x12\x12\n\nhas_quorum\x18\x07 \x01(\x08*f\n\tOperation\x12\x19\n\x15OPERATION_UNSPECIFIED\x10\x00\x12\x12\n\x0eOPERATION_LOCK\x10\x01\x12\x14\n\x10OPERATION_UPDATE\x10\x02\x12\x14\n\x10OPERATION_UNLOCK\x10\x03\x32\xd5\x01\n\tPlacement\x12\\\n\nReportHost\x12\".actorflow.placement.v1.HostReport\x1a&.actorflow.placement.v1.PlacementOrder(\x01\x30\x01\x12j\n\x10GetPlacementInfo\x12/.actorflow.placement.v1.GetPlacementInfoRequest\x1a%.actorflow.placement.v1.PlacementInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'placement.api.v1.placement_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OPERATION']._serialized_start=1237
-  _globals['_OPERATION']._serialized_end=1339
-  _globals['_HOST']._serialized_start=60
-  _globals['_HOST']._serialized_end=172
-  _globals['_HOSTREPORT']._serialized_start=175
-  _globals['_HOSTREPORT']._serialized_end=340
-  _globals['_LEAVE']._serialized_start=342
-  _globals['_LEAVE']._serialized_end=349
-  _globals['_ROUNDACK']._serialized_start=351
-  _globals['_ROUNDACK']._serialized_end=446
-  _globals['_PLACEMENTTABLE']._serialized_start=449
-  _globals['_PLACEMENTTABLE']._serialized_end=583
-  _globals['_TABLEDELTA']._serialized_start=586
-  _globals['_TABLEDELTA']._serialized_end=726
-  _globals['_PLACEMENTORDER']._serialized_start=729
-  _globals['_PLACEMENTORDER']._serialized_end=991
-  _globals['_NOTLEADER']._serialized_start=993
-  _globals['_NOTLEADER']._serialized_end=1028
-  _globals['_GETPLACEMENTINFOREQUEST']._serialized_start=1030
-  _globals['_GETPLACEMENTINFOREQUEST']._serialized_end=1055
-  _globals['_PLACEMENTINFO']._serialized_start=1058
-  _globals['_PLACEMENTINFO']._serialized_end=1235
-  _globals['_PLACEMENT']._serialized_start=1342
-  _globals['_PLACEMENT']._serialized_end=1555
+  _globals['_OPERATION']._serialized_start=1259
+  _globals['_OPERATION']._serialized_end=1361
+  _globals['_HOST']._serialized_start=61
+  _globals['_HOST']._serialized_end=194
+  _globals['_HOSTREPORT']._serialized_start=197
+  _globals['_HOSTREPORT']._serialized_end=362
+  _globals['_LEAVE']._serialized_start=364
+  _globals['_LEAVE']._serialized_end=371
+  _globals['_ROUNDACK']._serialized_start=373
+  _globals['_ROUNDACK']._serialized_end=468
+  _globals['_PLACEMENTTABLE']._serialized_start=471
+  _globals['_PLACEMENTTABLE']._serialized_end=605
+  _globals['_TABLEDELTA']._serialized_start=608
+  _globals['_TABLEDELTA']._serialized_end=748
+  _globals['_PLACEMENTORDER']._serialized_start=751
+  _globals['_PLACEMENTORDER']._serialized_end=1013
+  _globals['_NOTLEADER']._serialized_start=1015
+  _globals['_NOTLEADER']._serialized_end=1050
+  _globals['_GETPLACEMENTINFOREQUEST']._serialized_start=1052
+  _globals['_GETPLACEMENTINFOREQUEST']._serialized_end=1077
+  _globals['_PLACEMENTINFO']._serialized_start=1080
+  _globals['_PLACEMENTINFO']._serialized_end=1257
+  _globals['_PLACEMENT']._serialized_start=1364
+  _globals['_PLACEMENT']._serialized_end=1577
 # @@protoc_insertion_point(module_scope)

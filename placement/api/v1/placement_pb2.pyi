@@ -19,20 +19,22 @@ OPERATION_UPDATE: Operation
 OPERATION_UNLOCK: Operation
 
 class Host(_message.Message):
-    __slots__ = ("name", "address", "app_id", "namespace", "actor_types", "api_level")
+    __slots__ = ("name", "address", "app_id", "namespace", "actor_types", "api_level", "incarnation")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     APP_ID_FIELD_NUMBER: _ClassVar[int]
     NAMESPACE_FIELD_NUMBER: _ClassVar[int]
     ACTOR_TYPES_FIELD_NUMBER: _ClassVar[int]
     API_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     name: str
     address: str
     app_id: str
     namespace: str
     actor_types: _containers.RepeatedScalarFieldContainer[str]
     api_level: int
-    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., app_id: _Optional[str] = ..., namespace: _Optional[str] = ..., actor_types: _Optional[_Iterable[str]] = ..., api_level: _Optional[int] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., app_id: _Optional[str] = ..., namespace: _Optional[str] = ..., actor_types: _Optional[_Iterable[str]] = ..., api_level: _Optional[int] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class HostReport(_message.Message):
     __slots__ = ("status", "ack", "leave")
