@@ -121,13 +121,19 @@ class Sidecar:
         cfg = self.config
         self.store = await open_store(cfg.store_url)
         self._turn_log = open_turn_log(cfg.turn_log)
-        # A new incarnation each start: coming back within placement's drop grace, this
-        # sidecar still changes its table entry, and every sidecar then re-issues the work
-        # of the actors it held before (`placement.membership.HostRecord.same_table_entry`).
+        # A new incarnation at each start: back within placement's drop grace, this
+        # sidecar still changes its table entry, and the round that records it makes
+        # every sidecar re-issue the pending work of the running workflows it owns (the
+        # actors this one held before are gone: `HostRecord.same_table_entry`).
         me = TableHost(
-            cfg.name, cfg.name, cfg.app_id, cfg.namespace, tuple(sorted(self.factories)),
-            API_LEVEL, secrets.token_hex(8),
-        )  # fmt: skip
+            name=cfg.name,
+            address=cfg.name,
+            app_id=cfg.app_id,
+            namespace=cfg.namespace,
+            actor_types=tuple(sorted(self.factories)),
+            api_level=API_LEVEL,
+            incarnation=secrets.token_hex(8),
+        )
         self.placement = PlacementClient(
             ClientConfig(tuple(cfg.placement), tls=cfg.tls),
             me,
