@@ -66,16 +66,18 @@ class HostRecord:
         )
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        wire: dict[str, Any] = {
             "name": self.name,
             "address": self.address,
             "app_id": self.app_id,
             "namespace": self.namespace,
             "actor_types": list(self.actor_types),
             "api_level": self.api_level,
-            "incarnation": self.incarnation,
             "joined_ms": self.joined_ms,
         }
+        if self.incarnation:  # absent from hosts that do not report one, as before it
+            wire["incarnation"] = self.incarnation
+        return wire
 
     @classmethod
     def from_wire(cls, raw: Mapping[str, Any], joined_ms: int | None = None) -> HostRecord:

@@ -85,6 +85,6 @@ def test_a_new_incarnation_changes_the_entry_and_an_old_entry_reads_without_one(
     s2 = apply(s1, upsert_command([replace(host("a"), incarnation="i2")], 30))
     assert s2.version == s1.version + 1
     assert (s2.hosts["a"].incarnation, s2.hosts["a"].joined_ms) == ("i2", 10)
-    written_before = {k: v for k, v in host("b").to_wire().items() if k != "incarnation"}
-    assert HostRecord.from_wire(written_before).incarnation == ""
+    assert "incarnation" not in host("b").to_wire()  # the wire form from before it
+    assert HostRecord.from_wire(host("b").to_wire()).incarnation == ""
     assert Membership.from_wire(s2.to_wire()) == s2
