@@ -73,14 +73,14 @@ def host_to_proto(host: TableHost) -> pb.Host:
     )
 
 
-def _table_host(h: pb.Host) -> TableHost:
+def host_from_proto(h: pb.Host) -> TableHost:
     return TableHost(
         h.name, h.address, h.app_id, h.namespace, tuple(h.actor_types), h.api_level, h.incarnation
     )
 
 
 def table_from_proto(table: pb.PlacementTable) -> Table:
-    hosts = [_table_host(h) for h in table.hosts]
+    hosts = [host_from_proto(h) for h in table.hosts]
     return Table.build(table.version, table.term, hosts, table.virtual_nodes or DEFAULT_VNODES)
 
 
@@ -94,7 +94,7 @@ def table_from_delta(base: Table | None, order: pb.PlacementOrder) -> Table | No
     for name in delta.removed:
         hosts.pop(name, None)
     for h in delta.upserts:
-        hosts[h.name] = _table_host(h)
+        hosts[h.name] = host_from_proto(h)
     vnodes = delta.virtual_nodes or DEFAULT_VNODES
     return Table.build(order.version, order.term, list(hosts.values()), vnodes)
 

@@ -19,7 +19,8 @@ from dapr.ext.workflow import WorkflowStatus
 from actorflow import status
 from placement.api.v1 import placement_pb2 as ppb
 from placement.api.v1 import placement_pb2_grpc as ppb_grpc
-from placement.table import Table, TableHost
+from placement.client import host_from_proto
+from placement.table import Table
 from sidecar.engine.naming import activity_type, workflow_type
 
 pytestmark = pytest.mark.slow
@@ -36,10 +37,7 @@ def _table(cluster: Any) -> Table:
         info = ppb_grpc.PlacementStub(channel).GetPlacementInfo(
             ppb.GetPlacementInfoRequest(), timeout=10
         )
-    hosts = [
-        TableHost(h.name, h.address, h.app_id, h.namespace, tuple(h.actor_types), h.api_level)
-        for h in info.hosts
-    ]
+    hosts = [host_from_proto(h) for h in info.hosts]
     return Table.build(info.table_version, info.term, hosts)
 
 
