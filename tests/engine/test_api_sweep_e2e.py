@@ -18,9 +18,8 @@ import aiohttp
 import grpc
 import pytest
 from dapr.ext.workflow import WorkflowStatus
-from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
 
+from actorflow.fuzzing import fill
 from sidecar.taskhub_wire import taskhub_methods, taskhub_stub
 
 pytestmark = pytest.mark.slow
@@ -28,67 +27,6 @@ pytestmark = pytest.mark.slow
 CLUSTER = {"sidecars": 1}
 PER_RPC = 40
 HTTP_REQUESTS = 600
-STRINGS = ["", "a", "fan", "waits", "dapr", "a||b", "a::1", "x" * 300, "é", "\x00", " ", "{}",
-           "null", "%", "sweep-1"]  # fmt: skip
-INTS = [0, 1, -1, 2**31 - 1, -(2**31)]
-WELL_KNOWN = "google.protobuf."
-
-
-_F = FieldDescriptor
-_CHOICES: dict[int, list[Any]] = {
-    _F.TYPE_STRING: STRINGS,
-    _F.TYPE_BOOL: [True, False],
-    _F.TYPE_BYTES: [b"", b"\xff", b"x" * 100],
-    _F.TYPE_DOUBLE: [0.0, -1.0, 1e300],
-    _F.TYPE_FLOAT: [0.0, -1.0, 1e30],
-    _F.TYPE_UINT32: [0, 1, 2**32 - 1],
-    _F.TYPE_FIXED32: [0, 1, 2**32 - 1],
-    _F.TYPE_UINT64: [0, 1, 2**64 - 1],
-    _F.TYPE_FIXED64: [0, 1, 2**64 - 1],
-}
-
-
-def _scalar(field: Any, rnd: random.Random) -> Any:
-    if field.enum_type is not None:
-        return rnd.choice([v.number for v in field.enum_type.values] + [99])
-    return rnd.choice(_CHOICES.get(field.type, INTS))
-
-
-def _fill(msg: Message, rnd: random.Random, depth: int = 0) -> Message:
-    """Sets a random choice of `msg`'s fields to edge values, nested messages too."""
-    for field in msg.DESCRIPTOR.fields:
-        if rnd.random() >= 0.4:
-            _fill_field(msg, field, rnd, depth)
-    return msg
-
-
-def _fill_field(msg: Message, field: Any, rnd: random.Random, depth: int) -> None:
-    value = getattr(msg, field.name)
-    kind = field.message_type
-    if kind is None:
-        if field.is_repeated:
-            value.extend(_scalar(field, rnd) for _ in range(rnd.randint(0, 2)))
-        else:
-            setattr(msg, field.name, _scalar(field, rnd))
-    elif kind.GetOptions().map_entry:
-        for _ in range(rnd.randint(0, 2)):
-            value[rnd.choice(STRINGS)] = rnd.choice(STRINGS)
-    elif field.is_repeated:
-        for _ in range(rnd.randint(0, 2) if depth < 2 else 0):
-            _fill(value.add(), rnd, depth + 1)
-    elif kind.full_name.startswith(WELL_KNOWN):
-        _fill_well_known(value, kind.full_name, rnd)
-    elif depth < 2:
-        _fill(value, rnd, depth + 1)
-
-
-def _fill_well_known(value: Any, name: str, rnd: random.Random) -> None:
-    if name == WELL_KNOWN + "Timestamp":  # years past 9999 and before 1 among them
-        value.seconds = rnd.choice([0, -1, 2**40, -(2**40), 1_700_000_000])
-    elif name == WELL_KNOWN + "StringValue":
-        value.value = rnd.choice(STRINGS)
-    else:
-        value.SetInParent()
 
 
 def test_random_grpc_requests_are_answered_with_a_clear_status(cluster: Any) -> None:
@@ -104,7 +42,7 @@ def test_random_grpc_requests_are_answered_with_a_clear_status(cluster: Any) -> 
             # caller's deadline (it may be started later): a short one here.
             timeout_s = 0.5 if name.startswith("WaitFor") else 10
             for _ in range(PER_RPC):
-                request = _fill(method.request_type(), rnd)
+                request = fill(method.request_type(), rnd)
                 try:
                     call(request, timeout=timeout_s)
                     codes[name, "OK"] += 1
