@@ -46,6 +46,7 @@ from sidecar.workflow import (
     payload_limit,
     store_key,
 )
+from sidecar.workflow.activity import response_problem
 from sidecar.workflow.limits import undeliverable_activity
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,10 @@ class ActivityActor:
         except WorkItemTooLargeError as exc:
             log.error("activity %s cannot be sent to the app: %s", self.id, exc)
             return undeliverable_activity(request, str(exc))
+        assert self.state is not None
+        problem = response_problem(self.state.request, response)
+        if problem is not None:  # `complete` records a failure of the task instead
+            log.warning("activity %s: the app's answer is refused: %s", self.id, problem)
         return fit_activity_response(response, self._payload_limit)
 
     async def _run(self) -> None:

@@ -256,7 +256,7 @@ class WorkflowRunner(SavedWorkflow):
             self._fold()
             assert self.state is not None
             try:
-                result = apply_response(self.state, turn, response, now_ms())
+                result = apply_response(self.state, turn, response, now_ms(), own_app=self.app_id)
             except StaleTurnError:
                 raise
             except InvalidResponseError as exc:

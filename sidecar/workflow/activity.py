@@ -21,11 +21,12 @@ from dataclasses import dataclass, replace
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.workflow.effects import DispatchActivity, NotifyWorkflow
 from sidecar.workflow.errors import InvalidResponseError
-from sidecar.workflow.events import task_completed_event, task_failed_event
+from sidecar.workflow.events import failure_details, task_completed_event, task_failed_event
 from sidecar.workflow.rows import pack_row, unpack_row
 
 __all__ = [
     "ACTIVITY_STATE_KEY",
+    "INVALID_ACTIVITY_RESPONSE_ERROR_TYPE",
     "ActivityState",
     "ActivityStatus",
     "accept_dispatch",
@@ -35,9 +36,12 @@ __all__ = [
     "is_other_scheduling",
     "new_activity",
     "recover",
+    "refused_response",
+    "response_problem",
 ]
 
 ACTIVITY_STATE_KEY = "activityState"
+INVALID_ACTIVITY_RESPONSE_ERROR_TYPE = "InvalidActivityResponse"
 _FORMAT = 1
 
 
@@ -93,20 +97,41 @@ def is_other_scheduling(current: ActivityState, dispatch: DispatchActivity) -> b
     return old.execution_id != dispatch.execution_id
 
 
+def response_problem(request: DispatchActivity, response: pb.ActivityResponse) -> str | None:
+    """Why `response` cannot be the outcome of `request` (None when it can): it names
+    another task, or another instance (an empty instance id names none)."""
+    if response.taskId != request.task_id or (
+        response.instanceId and response.instanceId != request.instance_id
+    ):
+        return (
+            f"activity response for {response.instanceId!r}#{response.taskId} "
+            f"given to {request.instance_id!r}#{request.task_id}"
+        )
+    return None
+
+
+def refused_response(request: DispatchActivity, problem: str) -> pb.ActivityResponse:
+    """The outcome recorded instead of an answer that names another task: a
+    non-retriable failure the workflow sees as a TaskFailed, so that it goes on."""
+    failed = pb.ActivityResponse(instanceId=request.instance_id, taskId=request.task_id)
+    message = f"the app's answer to activity {request.name!r} cannot be applied: {problem}"
+    failed.failureDetails.CopyFrom(failure_details(INVALID_ACTIVITY_RESPONSE_ERROR_TYPE, message))
+    failed.failureDetails.isNonRetriable = True
+    return failed
+
+
 def complete(
     state: ActivityState, response: pb.ActivityResponse, now_ms: int
 ) -> tuple[ActivityState, NotifyWorkflow | None]:
-    """Record the app's answer. A duplicate answer changes nothing and yields None."""
-    req = state.request
-    if response.taskId != req.task_id or (
-        response.instanceId and response.instanceId != req.instance_id
-    ):
-        raise InvalidResponseError(
-            f"activity response for {response.instanceId!r}#{response.taskId} "
-            f"given to {req.instance_id!r}#{req.task_id}"
-        )
+    """Record the app's answer. A duplicate answer changes nothing and yields None. An
+    answer that names another task or instance (an app's bug: it would hand one task's
+    result to another) is recorded as a `refused_response` failure, not dropped: the
+    app has let go of the work item, and the workflow would otherwise wait for ever."""
     if state.status is ActivityStatus.DONE:
         return state, None
+    problem = response_problem(state.request, response)
+    if problem is not None:
+        response = refused_response(state.request, problem)
     failure = None
     if response.HasField("failureDetails"):
         failure = response.failureDetails.SerializeToString()

@@ -200,9 +200,23 @@ class _Actions:
     completion: pb.CompleteWorkflowAction | None = None
 
 
-def _read_actions(response: pb.WorkflowResponse, now_ms: int) -> _Actions:
+def _check_source(action: pb.WorkflowAction, own_app: str | None) -> None:
+    """An action's `router.sourceAppID` is where its outcome goes back to (a child's
+    parent, say): any app but the workflow's own would send it where no one waits."""
+    source = action.router.sourceAppID
+    if own_app is not None and source and source != own_app:
+        raise InvalidResponseError(
+            f"action {action.id}: router.sourceAppID {source[:80]!r} is not this "
+            f"workflow's app {own_app!r}"
+        )
+
+
+def _read_actions(
+    response: pb.WorkflowResponse, now_ms: int, own_app: str | None = None
+) -> _Actions:
     read = _Actions(events=[], scheduled=[], effects=[])
     for action in response.actions:
+        _check_source(action, own_app)
         kind = action.WhichOneof("workflowActionType")
         if is_recorded(kind):
             event = record_action(action, now_ms)
@@ -223,15 +237,21 @@ def _read_actions(response: pb.WorkflowResponse, now_ms: int) -> _Actions:
 
 
 def apply_response(
-    state: WorkflowState, turn: AppTurn, response: pb.WorkflowResponse, now_ms: int
+    state: WorkflowState,
+    turn: AppTurn,
+    response: pb.WorkflowResponse,
+    now_ms: int,
+    *,
+    own_app: str | None = None,
 ) -> TurnResult:
     """Apply the app's answer to `turn`. `state` may hold events added since the turn
     was planned (they stay in the inbox); if the instance was terminated meanwhile, the
-    answer is moot and nothing changes."""
+    answer is moot and nothing changes. `own_app`, the app id of the sidecar that hosts
+    the workflow, is the only source app an action may name (None: not checked)."""
     if state.is_terminal:
         return TurnResult(state)
     _check_turn(state, turn, response)
-    read = _read_actions(response, now_ms)
+    read = _read_actions(response, now_ms, own_app)
     recorded = _recorded(state, _turn_events(turn, response), read.events, response, now_ms)
     effects: list[Effect] = []
     for event in read.scheduled:

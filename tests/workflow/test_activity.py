@@ -10,7 +10,6 @@ from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.workflow import (
     ActivityStatus,
     DispatchActivity,
-    InvalidResponseError,
     NotifyWorkflow,
     accept_dispatch,
     add_events,
@@ -22,6 +21,7 @@ from sidecar.workflow import (
     new_state,
     recover,
 )
+from sidecar.workflow.activity import INVALID_ACTIVITY_RESPONSE_ERROR_TYPE
 from sidecar.workflow.errors import CorruptStateError
 
 T0 = 1_700_000_000_000
@@ -68,9 +68,28 @@ def test_failure_details_are_kept() -> None:
     assert recover(done) == notify
 
 
-def test_wrong_response_is_refused() -> None:
-    with pytest.raises(InvalidResponseError):
-        complete(new_activity(DISPATCH), pb.ActivityResponse(instanceId="wf", taskId=6), T0)
+@pytest.mark.parametrize(
+    "wrong",
+    [pb.ActivityResponse(instanceId="wf", taskId=6), pb.ActivityResponse(instanceId="x", taskId=5)],
+)
+def test_an_answer_naming_another_task_fails_the_task(wrong: pb.ActivityResponse) -> None:
+    """Not dropped (the app has let go of its work item: the workflow would wait for
+    ever), nor taken as this task's result: a non-retriable failure that says why."""
+    wrong.result.value = '"not yours"'
+    done, notify = complete(new_activity(DISPATCH), wrong, T0)
+    assert done.status is ActivityStatus.DONE and done.result is None
+    assert notify is not None and notify.event.taskFailed.taskScheduledId == 5
+    failure = notify.event.taskFailed.failureDetails
+    assert failure.errorType == INVALID_ACTIVITY_RESPONSE_ERROR_TYPE and failure.isNonRetriable
+    assert "given to 'wf'#5" in failure.errorMessage and "'act'" in failure.errorMessage
+    assert recover(done) == notify
+    again, none = complete(done, ok(), T0 + 1)  # the right answer, too late
+    assert again is done and none is None
+
+
+def test_an_answer_that_names_no_instance_is_taken() -> None:
+    _, notify = complete(new_activity(DISPATCH), pb.ActivityResponse(taskId=5), T0)
+    assert notify is not None and notify.event.HasField("taskCompleted")
 
 
 def test_state_round_trips_and_recovers() -> None:

@@ -201,6 +201,34 @@ def test_children_are_started_with_parent_info() -> None:
     assert child_started.parentInstance.taskScheduledId == 1
 
 
+@pytest.mark.parametrize("source", ["", "app"])
+def test_actions_from_the_workflows_own_app_are_taken(source: str) -> None:
+    state = started()
+    planned = plan_turn(state, T0)
+    assert planned is not None
+    action = schedule_task_action(1, "act")
+    action.router.sourceAppID = source
+    action.router.targetAppID = "billing"
+    result = apply_response(state, planned, response(ID, action), T0, own_app="app")
+    (dispatch,) = result.effects
+    assert isinstance(dispatch, DispatchActivity) and dispatch.target_app_id == "billing"
+
+
+def test_an_action_naming_another_source_app_is_refused() -> None:
+    """The source app is where the outcome goes back to (a child's completion, say):
+    another app's would never reach this workflow, which would wait for ever."""
+    state = started()
+    planned = plan_turn(state, T0)
+    assert planned is not None
+    action = pb.WorkflowAction(id=1)
+    action.createChildWorkflow.instanceId = "kid-1"
+    action.router.sourceAppID = "null"
+    with pytest.raises(InvalidResponseError, match="sourceAppID 'null' is not this workflow's app"):
+        apply_response(state, planned, response(ID, action), T0, own_app="app")
+    # Without `own_app`, not checked (the core alone does not know its app).
+    assert apply_response(state, planned, response(ID, action), T0).effects
+
+
 def test_events_added_during_a_turn_stay_in_the_inbox() -> None:
     state = fanned_out(2)
     state = add_events(state, [done(1)])

@@ -19,9 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 
-from actorflow.fuzzing import INTS, STRINGS, fill
+from actorflow.fuzzing import STRINGS, workflow_response
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.effects import decode_dispatch, encode_dispatch
 from sidecar.engine.status import instance_response
@@ -65,63 +64,11 @@ APP, TYPE = "app", "dapr.internal.default.app.workflow"
 PREFIX = store_key(APP, TYPE, ID, "")
 TURNS = 12
 SEEDS = 400
-_KINDS = ["scheduleTask"] * 6 + ["createTimer"] * 3 + ["createChildWorkflow"] * 2 + [
-    "sendEvent", "terminateWorkflow", "completeWorkflow", "workflowVersionNotAvailable",
-    "createDetachedWorkflow", "",
-]  # fmt: skip
-_STATUSES = [pb.ORCHESTRATION_STATUS_COMPLETED, pb.ORCHESTRATION_STATUS_FAILED,
-             pb.ORCHESTRATION_STATUS_TERMINATED, pb.ORCHESTRATION_STATUS_RUNNING, 99,
-             *[pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW] * 4]  # fmt: skip
-
-
-def _fire_at(rnd: random.Random, now: int) -> Timestamp:
-    ts = Timestamp()
-    choice = rnd.random()
-    if choice < 0.6:
-        ts.CopyFrom(to_timestamp(now + rnd.randint(-1_000, 100_000)))
-    elif choice < 0.8:
-        ts.seconds = OPTIONAL_TIMER_SECONDS  # the SDK's "never" timer
-        ts.nanos = 999_999_999
-    else:
-        ts.seconds = rnd.choice([-(2**40), -62135596801, 2**40, 0])
-        ts.nanos = rnd.choice([0, -1, 10**9])
-    return ts
-
-
-def _action(rnd: random.Random, next_id: int, now: int) -> pb.WorkflowAction:
-    action = pb.WorkflowAction(id=rnd.choice([next_id, next_id, next_id, 1, *INTS]))
-    kind = rnd.choice(_KINDS)
-    if not kind:  # anything the message can hold
-        fill(action, rnd, share=0.3)
-        return action
-    body = getattr(action, kind)
-    body.SetInParent()
-    fill(body, rnd, share=0.5)
-    if kind == "createTimer":
-        body.fireAt.CopyFrom(_fire_at(rnd, now))
-    elif kind == "completeWorkflow":
-        body.workflowStatus = rnd.choice(_STATUSES)
-        for _ in range(rnd.randint(0, 2)):
-            carried = body.carryoverEvents.add()
-            if rnd.random() < 0.5:
-                carried.CopyFrom(client_raised_event(rnd.choice(STRINGS), "1", now * 10**6))
-            else:
-                fill(carried, rnd)
-    if rnd.random() < 0.15:
-        fill(action.router, rnd)
-    return action
 
 
 def _response(rnd: random.Random, state: WorkflowState, now: int) -> pb.WorkflowResponse:
-    res = pb.WorkflowResponse(instanceId=rnd.choice([ID] * 12 + ["", "other"]))
-    next_id = len(state.history) + 1
-    for i in range(rnd.choice([0, 1, 1, 2, 3, 5])):
-        res.actions.append(_action(rnd, next_id + i, now))
-    if rnd.random() < 0.3:
-        res.customStatus.value = rnd.choice(STRINGS)
-    if rnd.random() < 0.1:
-        fill(res.version, rnd)
-    return res
+    instance_id = rnd.choice([ID] * 12 + ["", "other"])
+    return workflow_response(rnd, instance_id, len(state.history) + 1, now)
 
 
 def _arrivals(rnd: random.Random, state: WorkflowState, now: int) -> WorkflowState:
@@ -209,7 +156,7 @@ def _one_turn(
         return None
     answer = _response(rnd, state, now)
     try:
-        result = apply_response(state, planned, answer, now)
+        result = apply_response(state, planned, answer, now, own_app=APP)
     except InvalidResponseError as exc:  # as the shell does: the instance fails
         seen["refused"] += 1
         return failed_answer(state, str(exc), now)
