@@ -55,6 +55,16 @@ class WorkItemTooLargeError(Exception):
         self.size, self.limit = size, limit
 
 
+class AnswerKindError(Exception):
+    """An answer under the token of a work item of the other kind."""
+
+    def __init__(self, token: str, workflow: bool) -> None:
+        mine, other = (
+            ("a workflow turn", "an activity") if workflow else ("an activity", "a workflow turn")
+        )
+        super().__init__(f"completion token {token!r} names {mine}, not {other}")
+
+
 @dataclass(eq=False, slots=True)
 class _Pending:
     item: pb.WorkItem  # a workflow item without its pastEvents: they are `past`
@@ -231,11 +241,15 @@ class AppConnections:
         for conn in self._idle:
             conn.wake.set()
 
-    def complete(self, token: str, response: Any) -> bool:
-        """Resolve the caller waiting on `token`; False when nobody is (a duplicate)."""
+    def complete(self, token: str, response: pb.WorkflowResponse | pb.ActivityResponse) -> bool:
+        """Resolve the caller waiting on `token`; False when nobody is (a duplicate).
+        `AnswerKindError` when `token` names an item of the other kind (an activity's
+        outcome given for a turn, say): the item waits for its right answer."""
         pending = self._by_token.get(token)
         if pending is None or pending.reply.done():
             return False
+        if isinstance(response, pb.WorkflowResponse) != pending.workflow:
+            raise AnswerKindError(token, pending.workflow)
         pending.reply.set_result(response)
         return True
 

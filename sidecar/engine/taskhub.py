@@ -30,6 +30,7 @@ from google.protobuf import empty_pb2
 
 from sidecar.actors.base import ActorCallError, ActorUnavailableError, UnknownActorTypeError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine.apps import AnswerKindError
 from sidecar.engine.arrivals import arrival_ns
 from sidecar.engine.naming import (
     index_prefix,
@@ -263,13 +264,22 @@ class TaskHubService:
     async def CompleteActivityTask(
         self, request: pb.ActivityResponse, context: Context
     ) -> pb.CompleteTaskResponse:
-        self._s.apps.complete(request.completionToken, request)
-        return pb.CompleteTaskResponse()
+        return await self._complete(request, context)
 
     async def CompleteOrchestratorTask(
         self, request: pb.WorkflowResponse, context: Context
     ) -> pb.CompleteTaskResponse:
-        self._s.apps.complete(request.completionToken, request)
+        return await self._complete(request, context)
+
+    async def _complete(
+        self, request: pb.WorkflowResponse | pb.ActivityResponse, context: Context
+    ) -> pb.CompleteTaskResponse:
+        """An answer to the work item its token names (one for an item no one waits
+        for, a duplicate say, is taken and dropped)."""
+        try:
+            self._s.apps.complete(request.completionToken, request)
+        except AnswerKindError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return pb.CompleteTaskResponse()
 
     CompleteWorkflowTask = CompleteOrchestratorTask

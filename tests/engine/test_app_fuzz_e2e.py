@@ -36,21 +36,28 @@ STREAM_S = 20.0  # how long this test serves as the app
 BAD = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
 
+def _turn_answer(rnd: random.Random, request: pb.WorkflowRequest) -> pb.WorkflowResponse:
+    instance_id = request.instanceId if rnd.random() < 0.9 else "another"
+    next_id = len(request.pastEvents) + len(request.newEvents)
+    return workflow_response(rnd, instance_id, next_id, time.time_ns() // 1_000_000)
+
+
 def _answer(calls: Any, item: pb.WorkItem, rnd: random.Random, codes: Counter[str]) -> None:
-    """One answer to `item` under its token (or, now and then, a token of nothing)."""
+    """One answer to `item` under its token (or, now and then, a token of nothing),
+    sometimes after an answer of the other kind under the same token."""
     token = item.completionToken if rnd.random() < 0.95 else f"nothing-{rnd.random()}"
+    answer: Any
+    other: Any = fill(pb.ActivityResponse(), rnd, share=0.6)
     if item.HasField("workflowRequest"):
-        request = item.workflowRequest
-        instance_id = request.instanceId if rnd.random() < 0.9 else "another"
-        next_id = len(request.pastEvents) + len(request.newEvents)
-        now_ms = time.time_ns() // 1_000_000
-        answer: Any = workflow_response(rnd, instance_id, next_id, now_ms)
-        answer.completionToken = token
-        name = "CompleteOrchestratorTask"
+        answer, name = _turn_answer(rnd, item.workflowRequest), "CompleteOrchestratorTask"
+        wrong = "CompleteActivityTask"
     else:
-        answer = fill(pb.ActivityResponse(), rnd, share=0.6)
-        answer.completionToken = token
-        name = "CompleteActivityTask"
+        answer, name = other, "CompleteActivityTask"
+        other, wrong = _turn_answer(rnd, pb.WorkflowRequest()), "CompleteOrchestratorTask"
+    if rnd.random() < 0.05:
+        other.completionToken = token
+        _call(calls, wrong, other, codes)
+    answer.completionToken = token
     for _ in range(2 if rnd.random() < 0.1 else 1):  # some answered twice
         _call(calls, name, answer, codes)
 

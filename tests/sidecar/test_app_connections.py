@@ -10,7 +10,7 @@ from collections.abc import AsyncGenerator
 import pytest
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.engine.apps import AppConnections, WorkItemTooLargeError
+from sidecar.engine.apps import AnswerKindError, AppConnections, WorkItemTooLargeError
 
 
 def _event(i: int, kind: str = "taskScheduled", tag: str = "") -> pb.HistoryEvent:
@@ -191,6 +191,27 @@ async def test_a_connection_holds_at_most_its_window_of_activities() -> None:
     apps.complete(last.completionToken, pb.ActivityResponse())
     apps.complete(got.completionToken, pb.WorkflowResponse())
     await asyncio.gather(*calls, turn)
+    await app.close()
+
+
+async def test_an_answer_of_the_other_kind_is_refused_and_the_item_waits() -> None:
+    """A turn's token answered with an activity outcome (or the other way round) would
+    hand the caller a message it cannot read: refused, and the right answer still
+    lands."""
+    apps = AppConnections()
+    app = _Puller(apps)
+    (call,) = _activities(apps, 1)
+    turn = asyncio.create_task(apps.run_workflow(_request("w"), _history(1)))
+    first, second = await app.next(), await app.next()
+    activity, workflow = (first, second) if first.HasField("activityRequest") else (second, first)
+    with pytest.raises(AnswerKindError, match="names an activity, not a workflow turn"):
+        apps.complete(activity.completionToken, pb.WorkflowResponse())
+    with pytest.raises(AnswerKindError, match="names a workflow turn, not an activity"):
+        apps.complete(workflow.completionToken, pb.ActivityResponse())
+    assert not call.done() and not turn.done()
+    assert apps.complete(activity.completionToken, pb.ActivityResponse(taskId=7))
+    assert apps.complete(workflow.completionToken, pb.WorkflowResponse(instanceId="w"))
+    assert (await call).taskId == 7 and (await turn).instanceId == "w"
     await app.close()
 
 
