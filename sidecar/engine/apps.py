@@ -9,7 +9,8 @@ the app's CompleteOrchestratorTask / CompleteActivityTask answers resolve the wa
 caller by that token. When a stream ends, the items it had taken and not answered go
 back to the front of their queue for the next connection (the same app reconnecting, or
 another replica). Answers for unknown tokens (duplicates, or items re-dispatched and
-answered twice) are acknowledged and dropped.
+answered twice) are acknowledged and dropped; an answer of the other kind under an
+item's token (an activity outcome for a turn) is refused, and the item waits on.
 
 Stateful history: an app whose GetWorkItems request announces
 `WORKER_CAPABILITY_STATEFUL_HISTORY` keeps, per instance and per stream, the committed
