@@ -78,6 +78,13 @@ MAX_CONFLICTS_IN_A_ROW = 2
 # none may come (a fan-out's last outcome was in it).
 STORE_RETRY_MIN_S = 0.1
 STORE_RETRY_MAX_S = 5.0
+# A turn that failed in a way the engine does not expect (a bug: every failure it knows
+# of has its own handling above) is tried again from the stored state after
+# TURN_RETRY_MIN_S, doubling up to TURN_RETRY_MAX_S, while the activation lives: the
+# instance goes on once the failure does not recur, instead of waiting for an event
+# that may never come (the fuzz tests found two such failures, both fixed).
+TURN_RETRY_MIN_S = 1.0
+TURN_RETRY_MAX_S = 60.0
 
 # A finished instance's actor leaves after this long with nothing to do (or after the
 # sidecar's idle timeout when that is shorter), instead of holding its whole history in
@@ -117,12 +124,18 @@ class WorkflowRunner(SavedWorkflow):
         # Runs the first turn of a start scheduled for later, on time, while this
         # activation lives; the start's reminder is the durable wake-up (`_wake_at`).
         self._wake: asyncio.TimerHandle | None = None
+        # The next try after a turn failed unexpectedly (`_retry_later`).
+        self._retry: asyncio.TimerHandle | asyncio.Task[None] | None = None
+        self._retry_s = TURN_RETRY_MIN_S
 
     async def on_deactivate(self) -> None:
         self.waits.release()  # their callers ask again, wherever the instance lives next
         if self._wake is not None:
             self._wake.cancel()
             self._wake = None
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
         early, self._early = self._early, None
         cancel_early(early)
         if self._runner is not None:
@@ -168,7 +181,7 @@ class WorkflowRunner(SavedWorkflow):
                 try:
                     if not await self._one_turn():
                         return
-                    conflicts = 0
+                    conflicts, self._retry_s = 0, TURN_RETRY_MIN_S
                 except (ConflictError, StaleTurnError):
                     # Reloaded, its pending work re-issued (`_save`): plan from the stored
                     # state (an answer to a turn planned before the reload is stale, and
@@ -180,7 +193,35 @@ class WorkflowRunner(SavedWorkflow):
                     continue
                 self._plan_gather(time.monotonic() - started)
         except Exception:
-            log.exception("workflow %s: turn failed", self.id)
+            log.exception(
+                "workflow %s: turn failed; trying again from the stored state in %.0f s",
+                self.id, self._retry_s,
+            )  # fmt: skip
+            self._retry_later()
+
+    def _retry_later(self) -> None:
+        """After `_retry_s`: read the stored state again, re-issue what it has pending
+        (the failed turn's effects may never have gone out), and run the next turn."""
+        delay, self._retry_s = self._retry_s, min(self._retry_s * 2, TURN_RETRY_MAX_S)
+
+        async def again() -> None:
+            try:
+                async with self._lock:
+                    cancel_early(self._early)
+                    self._early = None
+                    await self._load()
+                    self._reissue()
+            except Exception as exc:  # the store, say: later again
+                log.warning("workflow %s: reload failed (%s); trying again", self.id, exc)
+                self._retry_later()
+                return
+            self._retry = None
+            self.kick()
+
+        def start() -> None:
+            self._retry = asyncio.get_running_loop().create_task(again())
+
+        self._retry = asyncio.get_running_loop().call_later(delay, start)  # retry backoff
 
     def _plan_gather(self, last_turn_s: float) -> None:
         """How long completions may gather before the next turn (see COALESCE_MIN_OPEN):

@@ -7,15 +7,24 @@ failed, and its outcome ran the turn again, for ever)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import msgpack
+import pytest
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
+from sidecar.engine import workflow_runner
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.testing import workflow_actor
 from sidecar.engine.workflow_actor import WorkflowActor
 from sidecar.store.memory import MemoryConfig, MemoryStore
-from sidecar.workflow import INVALID_RESPONSE_ERROR_TYPE, PAYLOAD_ERROR_TYPE, WorkflowState
+from sidecar.workflow import (
+    INVALID_RESPONSE_ERROR_TYPE,
+    PAYLOAD_ERROR_TYPE,
+    WorkflowState,
+    apply_response,
+)
+from sidecar.workflow.effects import TurnResult
 from sidecar.workflow.events import execution_started_event
 from sidecar.workflow.testing import complete_action, response, schedule_task_action
 
@@ -100,3 +109,44 @@ async def test_a_turn_no_transaction_can_hold_fails_the_instance_and_sends_nothi
     assert again.state is not None and again.state.is_terminal
     assert _failure(again).errorType == PAYLOAD_ERROR_TYPE
     await again.on_deactivate()
+
+
+async def test_a_turn_that_fails_unexpectedly_is_tried_again_from_the_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failure the engine does not expect (a bug) does not leave the instance waiting
+    for an event that may never come: the runner reads the stored state again and sends
+    the turn anew."""
+    monkeypatch.setattr(workflow_runner, "TURN_RETRY_MIN_S", 0.05)
+    calls: list[str] = []
+
+    def fails_once(*args: Any, **kwargs: Any) -> TurnResult:
+        calls.append(args[2].completionToken)
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return apply_response(*args, **kwargs)
+
+    monkeypatch.setattr(workflow_runner, "apply_response", fails_once)
+    apps, router = AppConnections(), RecordingRouter()
+    actor = _actor(MemoryStore(), apps, router)
+    await actor.on_activate()
+    stream = apps.stream()
+    event = execution_started_event(
+        name="flow", instance_id=ID, execution_id="", input=None, now_ms=1, parent=None
+    )
+    await actor.invoke("start", msgpack.packb({"e": event.SerializeToString()}))
+    done = response(ID, complete_action(1, pb.ORCHESTRATION_STATUS_COMPLETED, '"ok"'))
+    for _ in range(2):  # the turn, then the same turn again
+        turn = await asyncio.wait_for(anext(stream), 10)
+        assert turn.workflowRequest.newEvents[1].HasField("executionStarted")
+        done.completionToken = turn.completionToken
+        apps.complete(turn.completionToken, done)
+
+    def finished(state: WorkflowState | None) -> bool:
+        return state is not None and state.is_terminal
+
+    assert await asyncio.wait_for(actor.waits.until(finished, actor.state, 10), 11)
+    assert actor.state is not None and actor.state.metadata.output == '"ok"'
+    assert len(calls) == 2 and calls[0] != calls[1]
+    await stream.aclose()
+    await actor.on_deactivate()
