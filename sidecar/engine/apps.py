@@ -4,13 +4,15 @@ Apps pull work: each `GetWorkItems` stream is a connection that takes work items
 two shared queues (workflow turns, activities), so several replicas of an app share the
 load. A connection may be limited to a window of unanswered items per kind (see
 `DEFAULT_ACTIVITY_WINDOW`); the rest wait here and go to whichever connection frees a
-slot first. A work item carries a completion token;
-the app's CompleteOrchestratorTask / CompleteActivityTask answers resolve the waiting
-caller by that token. When a stream ends, the items it had taken and not answered go
-back to the front of their queue for the next connection (the same app reconnecting, or
-another replica). Answers for unknown tokens (duplicates, or items re-dispatched and
-answered twice) are acknowledged and dropped; an answer of the other kind under an
-item's token (an activity outcome for a turn) is refused, and the item waits on.
+slot first. A work item carries a completion token; the app's CompleteOrchestratorTask /
+CompleteActivityTask answers resolve the waiting caller by that token, which is unique
+to this sidecar process (an app that outlived an earlier one may still answer that
+one's items here). When a stream ends, the items it had taken and not answered go back
+to the front of their queue for the next connection (the same app reconnecting, or
+another replica). Answers for unknown tokens (duplicates, items re-dispatched and
+answered twice, items of an earlier process) are acknowledged and dropped; an answer of
+the other kind under an item's token (an activity outcome for a turn) is refused, and
+the item waits on.
 
 Stateful history: an app whose GetWorkItems request announces
 `WORKER_CAPABILITY_STATEFUL_HISTORY` keeps, per instance and per stream, the committed
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
@@ -186,6 +189,12 @@ class AppConnections:
     _idle: set[_Connection] = field(default_factory=set)  # streams waiting for work
     _by_token: dict[str, _Pending] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Begins every completion token: an app that outlives this sidecar answers the
+    # items it took from it on the next connection, maybe to the next incarnation of
+    # this sidecar, whose counter starts again at 1. With the prefix such an answer
+    # names no item there and is dropped; without it, it was given to whichever item
+    # had drawn the same number (another activity's result, another workflow's turn).
+    _token_prefix: str = field(default_factory=lambda: secrets.token_hex(6))
     connections: int = 0
     dispatched_workflows: int = 0  # work items handed to apps, per kind
     dispatched_activities: int = 0
@@ -224,7 +233,7 @@ class AppConnections:
         return result
 
     async def _submit(self, item: pb.WorkItem, *, workflow: bool, past: History = ()) -> Any:
-        token = f"t{next(self._ids)}"
+        token = f"{self._token_prefix}-{next(self._ids)}"
         item.completionToken = token
         pending = _Pending(item, asyncio.get_running_loop().create_future(), workflow, past)
         self._by_token[token] = pending

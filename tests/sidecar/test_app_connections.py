@@ -215,6 +215,25 @@ async def test_an_answer_of_the_other_kind_is_refused_and_the_item_waits() -> No
     await app.close()
 
 
+async def test_an_answer_to_an_earlier_sidecar_process_is_dropped() -> None:
+    """An app that outlived its sidecar answers what it took from it on its next
+    connection, to the sidecar's next process: there the token names nothing, though
+    that process numbers its items from 1 again."""
+    earlier, later = AppConnections(), AppConnections()
+    old_app, new_app = _Puller(earlier), _Puller(later)
+    (old_call,) = _activities(earlier, 1)
+    (new_call,) = _activities(later, 1)
+    old_item, new_item = await old_app.next(), await new_app.next()
+    assert old_item.completionToken != new_item.completionToken
+    assert not later.complete(old_item.completionToken, pb.ActivityResponse(taskId=1))
+    assert not new_call.done()
+    assert later.complete(new_item.completionToken, pb.ActivityResponse(taskId=2))
+    assert (await new_call).taskId == 2
+    old_call.cancel()
+    await old_app.close()
+    await new_app.close()
+
+
 async def test_a_closed_connection_gives_its_window_to_another() -> None:
     apps = AppConnections(activity_window=2)
     one, two = _Puller(apps), _Puller(apps)
