@@ -60,8 +60,7 @@ def test_outcomes_sent_to_a_dead_sidecar_reach_no_item_of_its_successor(cluster:
         c.schedule_new_workflow("long_step", input=STEP_S, instance_id=iid)
     for iid in before + after:
         state = c.wait_for_workflow_completion(iid, timeout_in_seconds=90)
-        assert state is not None and state.runtime_status == WorkflowStatus.COMPLETED, (
-            iid,
-            state,
-        )
+        assert state is not None, iid
+        failure = state.failure_details.message if state.failure_details else None
+        assert state.runtime_status == WorkflowStatus.COMPLETED, (iid, failure)
         assert json.loads(state.serialized_output) == STEP_S
