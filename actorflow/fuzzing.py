@@ -126,7 +126,7 @@ def workflow_action(rnd: random.Random, next_id: int, now_ms: int) -> pb.Workflo
         body.workflowStatus = rnd.choice(_STATUSES)
         for _ in range(rnd.randint(0, 2)):
             carried = body.carryoverEvents.add()
-            if rnd.random() < 0.5:
+            if rnd.random() < 0.9:  # the SDK carries raised events only
                 carried.CopyFrom(client_raised_event(rnd.choice(STRINGS), "1", now_ms * 10**6))
             else:
                 fill(carried, rnd)

@@ -36,7 +36,13 @@ from sidecar.workflow.effects import (
     TurnResult,
 )
 from sidecar.workflow.errors import InvalidResponseError, StaleTurnError, WorkflowError
-from sidecar.workflow.events import event_kind, terminated_event, timestamp_ms, to_timestamp
+from sidecar.workflow.events import (
+    event_kind,
+    terminated_event,
+    timestamp_ms,
+    timestamp_problem,
+    to_timestamp,
+)
 from sidecar.workflow.finish import continue_as_new, finish, notify_parent
 from sidecar.workflow.state import WorkflowState
 
@@ -272,6 +278,7 @@ def _complete(
 ) -> TurnResult:
     status = completion.workflowStatus
     if status == pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
+        _check_carryover(completion)
         return TurnResult(continue_as_new(state, completion, now_ms), tuple(effects))
     if status not in (
         pb.ORCHESTRATION_STATUS_COMPLETED,
@@ -283,6 +290,22 @@ def _complete(
     failure = completion.failureDetails if completion.HasField("failureDetails") else None
     result = finish(state, status, output, failure, now_ms)
     return TurnResult(result.state, (*effects, *result.effects))
+
+
+def _check_carryover(completion: pb.CompleteWorkflowAction) -> None:
+    """The SDK carries over the raised events the workflow had not taken yet, and
+    nothing else: any other event would enter the next generation's history unasked (a
+    task or a timer it never scheduled, a second start)."""
+    for event in completion.carryoverEvents:
+        kind = event_kind(event)
+        if kind != "eventRaised":
+            raise InvalidResponseError(
+                f"continue-as-new carries over a {kind or 'empty'} event: only raised "
+                "events are carried over"
+            )
+        problem = timestamp_problem(event.timestamp)
+        if problem is not None:
+            raise InvalidResponseError(f"a carried-over event's timestamp has {problem}")
 
 
 def _terminate_other(action: pb.TerminateWorkflowAction, now_ms: int) -> TerminateInstance:

@@ -30,6 +30,7 @@ from sidecar.workflow import (
     task_completed_event,
     terminated_event,
 )
+from sidecar.workflow.errors import InvalidResponseError
 from sidecar.workflow.events import event_kind, failure_details
 from sidecar.workflow.testing import complete_action, response, schedule_task_action
 
@@ -157,6 +158,32 @@ def test_continue_as_new_resets_history_and_bumps_generation() -> None:
     assert pending_work(new) == [RunTurn(ID)]
     running = turn(new)
     assert running.status == pb.ORCHESTRATION_STATUS_RUNNING
+
+
+def _carrying(event: pb.HistoryEvent) -> pb.WorkflowAction:
+    action = complete_action(1, pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW, result='"next"')
+    action.completeWorkflow.carryoverEvents.append(event)
+    return action
+
+
+def test_continue_as_new_carries_over_raised_events_only() -> None:
+    """Anything else would enter the next generation unasked: a timer or a task it never
+    scheduled (its recovery would arm or dispatch it), a second start."""
+    state = started()
+    planned = plan_turn(state, T0 + 1)
+    assert planned is not None
+    timer = pb.HistoryEvent(eventId=5)
+    timer.timerCreated.fireAt.seconds = -(2**40)  # no Timestamp conversion takes it
+    task = pb.HistoryEvent(eventId=6, taskScheduled={"name": "never"})
+    for wrong in (timer, task, started().inbox[0], pb.HistoryEvent()):
+        with pytest.raises(InvalidResponseError, match="only raised events are carried over"):
+            apply_response(state, planned, response(ID, _carrying(wrong)), T0 + 2)
+    late = raised_event("e", None, T0)
+    late.timestamp.seconds = 2**40
+    with pytest.raises(InvalidResponseError, match="timestamp has seconds"):
+        apply_response(state, planned, response(ID, _carrying(late)), T0 + 2)
+    ok = apply_response(state, planned, response(ID, _carrying(raised_event("e", None, 0))), 9)
+    assert kinds(ok.state.inbox) == ["executionStarted", "eventRaised"]
 
 
 def test_terminated_during_a_turn_discards_the_answer() -> None:

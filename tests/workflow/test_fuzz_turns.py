@@ -63,7 +63,7 @@ from .engine_helpers import ID, T0, started
 APP, TYPE = "app", "dapr.internal.default.app.workflow"
 PREFIX = store_key(APP, TYPE, ID, "")
 TURNS = 12
-SEEDS = 400
+SEEDS = 800
 
 
 def _response(rnd: random.Random, state: WorkflowState, now: int) -> pb.WorkflowResponse:
