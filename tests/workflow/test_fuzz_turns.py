@@ -7,9 +7,9 @@ events, suspends, resumes and terminations arriving between the turns.
 Whatever the app answers, the engine either applies it or fails the instance as the
 shell does (`failed_answer`), and the state it reaches is one the sidecar can serve:
 its checkpoint saves and loads back to the same state, the recovery work derived from
-the loaded state is the same, GetInstance answers it with timestamps the SDK can
-convert, and every effect can be sent (dispatches encode and decode, timers and
-starts carry valid times)."""
+the loaded state is the same, GetInstance and the next turn's request carry only
+timestamps the SDK can convert, and every effect, fresh or recovered, can be sent
+(dispatches encode and decode, timers and starts carry valid times)."""
 
 from __future__ import annotations
 
@@ -139,8 +139,15 @@ def _servable(store: DictStore, layout: StoredLayout, result: TurnResult) -> Sto
     assert pending_work(loaded) == pending_work(state)
     answer = instance_response(loaded, True)
     _check_timestamps(pb.GetInstanceResponse.FromString(answer.SerializeToString()))
-    for effect in result.effects:
+    for effect in (*result.effects, *pending_work(loaded)):
         _check_effect(effect)
+    planned = plan_turn(loaded, T0) if settle(loaded, T0) is None else None
+    if planned is not None:  # the next turn, as the app would get it
+        request = planned.full_request()
+        for event in (*request.pastEvents, *request.newEvents):
+            if event.timerCreated.fireAt.seconds < OPTIONAL_TIMER_SECONDS:  # else "never",
+                _check_timestamps(event)  # kept as the app gave it (test_engine_turns)
+        pb.WorkflowRequest.FromString(request.SerializeToString())
     return plan.layout
 
 
