@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
-from sidecar.workflow import WorkflowState, start_at_ms
+from sidecar.workflow import WorkflowState, scheduled_start_at
 from sidecar.workflow.events import to_timestamp
 
 
@@ -15,9 +15,9 @@ def instance_response(state: WorkflowState | None, with_io: bool) -> pb.GetInsta
     ws.workflowStatus = state.status  # type: ignore[assignment]  # an OrchestrationStatus value
     ws.createdTimestamp.CopyFrom(to_timestamp(m.created_ms))
     ws.lastUpdatedTimestamp.CopyFrom(to_timestamp(m.updated_ms or m.created_ms))
-    start_at = start_at_ms(state)
+    start_at = scheduled_start_at(state)
     if start_at is not None:
-        ws.scheduledStartTimestamp.CopyFrom(to_timestamp(start_at))
+        ws.scheduledStartTimestamp.CopyFrom(start_at)
     if m.completed_ms:
         ws.completedTimestamp.CopyFrom(to_timestamp(m.completed_ms))
     if m.execution_id:

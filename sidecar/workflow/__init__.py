@@ -121,6 +121,7 @@ from sidecar.workflow.turn import (
     pending_work,
     plan_turn,
     scheduled_start,
+    scheduled_start_at,
     start_at_ms,
 )
 
@@ -193,6 +194,7 @@ __all__ = [
     "rerun_from",
     "resumed_event",
     "scheduled_start",
+    "scheduled_start_at",
     "settle",
     "start_at_ms",
     "store_key",

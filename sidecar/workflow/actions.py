@@ -21,6 +21,7 @@ from sidecar.workflow.effects import (
 from sidecar.workflow.errors import InvalidResponseError
 from sidecar.workflow.events import (
     OPTIONAL_TIMER_SECONDS,
+    due_ms,
     event_kind,
     execution_started_event,
     raised_event,
@@ -168,7 +169,7 @@ def effect_for(
             instance_id=state.instance_id,
             generation=state.generation,
             timer_id=event.eventId,
-            fire_at_ms=timestamp_ms(fire_at),
+            fire_at_ms=due_ms(fire_at),
         )
     if kind == "childWorkflowInstanceCreated":
         return _start_child(state, event)

@@ -19,6 +19,7 @@ __all__ = [
     "child_completed_event",
     "child_failed_event",
     "client_raised_event",
+    "due_ms",
     "event_kind",
     "execution_started_event",
     "failure_details",
@@ -66,6 +67,13 @@ def timestamp_problem(ts: Timestamp) -> str | None:
 
 def timestamp_ms(ts: Timestamp) -> int:
     return ts.seconds * 1000 + ts.nanos // 1_000_000
+
+
+def due_ms(ts: Timestamp) -> int:
+    """The first millisecond at or after `ts`: a time something is due. The SDK's timers
+    carry microseconds (its clock plus a timedelta); one fired at `timestamp_ms`, rounded
+    down, could show the workflow a clock up to 1 ms short of what it asked for."""
+    return ts.seconds * 1000 + -(-ts.nanos // 1_000_000)
 
 
 def event_kind(event: pb.HistoryEvent) -> str:

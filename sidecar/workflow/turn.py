@@ -12,10 +12,11 @@ The shell's loop for a workflow actor, after `add_events`:
 `turn.request` so that the committed history is not copied into a message on every turn:
 the app connection adds it, or only the part an app does not hold yet, when the turn is
 sent; `turn.full_request()` is the whole request) and, as `newEvents`, a
-WorkflowStarted stamped `now_ms` followed by the longest inbox prefix the app can act
-on. While suspended, events stay in the inbox; once a resume arrives, everything up to
-it goes to the app in arrival order, suspend and resume included, so the SDK buffers
-and releases exactly as it will on every later replay.
+WorkflowStarted stamped `now_ms` (or the due time of a timer it delivers, if later)
+followed by the longest inbox prefix the app can act on. While suspended, events stay
+in the inbox; once a resume arrives, everything up to it goes to the app in arrival
+order, suspend and resume included, so the SDK buffers and releases exactly as it will
+on every later replay.
 
 `apply_response` moves the delivered prefix into the history, appends one event per
 action (eventId = action id), and returns effects: N scheduleTask actions give N
@@ -25,6 +26,8 @@ action (eventId = action id), and returns effects: N scheduleTask actions give N
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.workflow.actions import effect_for, is_recorded, record_action
@@ -37,6 +40,7 @@ from sidecar.workflow.effects import (
 )
 from sidecar.workflow.errors import InvalidResponseError, StaleTurnError, WorkflowError
 from sidecar.workflow.events import (
+    due_ms,
     event_kind,
     terminated_event,
     timestamp_ms,
@@ -52,6 +56,7 @@ __all__ = [
     "pending_work",
     "plan_turn",
     "scheduled_start",
+    "scheduled_start_at",
     "start_at_ms",
 ]
 
@@ -98,9 +103,9 @@ def _deliverable(state: WorkflowState) -> int:
     return useful if start_seen else 0
 
 
-def start_at_ms(state: WorkflowState) -> int | None:
-    """The scheduled start time (ms) of a start still waiting in the inbox, or None: no
-    start waits, or it carries no `scheduledStartTimestamp`."""
+def scheduled_start_at(state: WorkflowState) -> Timestamp | None:
+    """The scheduled start time of a start still waiting in the inbox, as the client gave
+    it, or None: no start waits, or it carries no `scheduledStartTimestamp`."""
     if state.started or state.is_terminal:
         return None
     for event in state.inbox:
@@ -108,8 +113,15 @@ def start_at_ms(state: WorkflowState) -> int | None:
             started = event.executionStarted
             if not started.HasField("scheduledStartTimestamp"):
                 return None
-            return timestamp_ms(started.scheduledStartTimestamp)
+            return started.scheduledStartTimestamp
     return None
+
+
+def start_at_ms(state: WorkflowState) -> int | None:
+    """The millisecond from which a scheduled start may run (`scheduled_start_at`,
+    rounded up), or None."""
+    at = scheduled_start_at(state)
+    return None if at is None else due_ms(at)
 
 
 def scheduled_start(state: WorkflowState, now_ms: int) -> ScheduleStart | None:
@@ -133,7 +145,11 @@ def plan_turn(state: WorkflowState, now_ms: int) -> AppTurn | None:
     at = start_at_ms(state)
     if at is not None and at > now_ms:
         return None
-    started = pb.HistoryEvent(eventId=-1, timestamp=to_timestamp(now_ms))
+    # Never before a timer it delivers was due: the workflow reads its clock from this
+    # stamp, and the reminder that fired the timer may run on a clock a little ahead.
+    fired = (e.timerFired.fireAt for e in state.inbox[:delivered] if e.HasField("timerFired"))
+    stamp = max([now_ms, *(timestamp_ms(at) for at in fired)])
+    started = pb.HistoryEvent(eventId=-1, timestamp=to_timestamp(stamp))
     started.workflowStarted.SetInParent()
     request = pb.WorkflowRequest(instanceId=state.instance_id)
     request.executionId.value = state.metadata.execution_id

@@ -158,6 +158,36 @@ def test_timers_schedule_and_fire_once() -> None:
     assert 1 not in state.open.timers and 2 in state.open.timers
 
 
+def test_the_workflow_never_sees_its_timer_fire_before_it_was_due() -> None:
+    """The SDK's timers carry microseconds (its clock plus a timedelta): one due 1733.757
+    ms after the turn is armed for the next whole millisecond, and the turn that
+    delivers it is stamped no earlier than that, even if the reminder fired by a clock
+    ahead of this one (found by a chaos run: a 1.7337 s timer read 1.733 s)."""
+    state = started()
+    planned = plan_turn(state, T0)
+    assert planned is not None
+    action = create_timer_action(1, 0)
+    action.createTimer.fireAt.seconds, action.createTimer.fireAt.nanos = T0 // 1000 + 1, 733_757_338
+    result = apply_response(state, planned, response(ID, action), T0)
+    assert result.effects == (ScheduleTimer(ID, 1, 1, T0 + 1734),)
+    assert pending_work(result.state) == [ScheduleTimer(ID, 1, 1, T0 + 1734)]
+    fired = add_events(result.state, [timer_fired_event(1, T0 + 1734, T0 + 1700)], generation=1)
+    for now, stamp in ((T0 + 1700, T0 + 1734), (T0 + 1800, T0 + 1800)):
+        nxt = plan_turn(fired, now)
+        assert nxt is not None and nxt.request.newEvents[0].timestamp.ToMilliseconds() == stamp
+
+
+def test_a_start_scheduled_between_two_milliseconds_waits_for_the_later() -> None:
+    event = execution_started_event(
+        name="flow", instance_id=ID, execution_id="e1", input=None, now_ms=T0
+    )
+    at = event.executionStarted.scheduledStartTimestamp
+    at.seconds, at.nanos = T0 // 1000, 500_000  # T0 + 0.5 ms
+    state = add_events(new_state(ID), [event])
+    assert start_at_ms(state) == T0 + 1
+    assert plan_turn(state, T0) is None and plan_turn(state, T0 + 1) is not None
+
+
 @pytest.mark.parametrize(
     ("seconds", "nanos", "valid"),
     [
