@@ -82,7 +82,8 @@ STORE_RETRY_MAX_S = 5.0
 # of has its own handling above) is tried again from the stored state after
 # TURN_RETRY_MIN_S, doubling up to TURN_RETRY_MAX_S, while the activation lives: the
 # instance goes on once the failure does not recur, instead of waiting for an event
-# that may never come (the fuzz tests found two such failures, both fixed).
+# that may never come (tests/engine/test_app_fuzz_e2e.py found one such, now fixed: an
+# activity's outcome given for a turn).
 TURN_RETRY_MIN_S = 1.0
 TURN_RETRY_MAX_S = 60.0
 

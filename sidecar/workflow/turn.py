@@ -43,7 +43,6 @@ from sidecar.workflow.events import (
     due_ms,
     event_kind,
     terminated_event,
-    timestamp_ms,
     timestamp_problem,
     to_timestamp,
 )
@@ -148,7 +147,7 @@ def plan_turn(state: WorkflowState, now_ms: int) -> AppTurn | None:
     # Never before a timer it delivers was due: the workflow reads its clock from this
     # stamp, and the reminder that fired the timer may run on a clock a little ahead.
     fired = (e.timerFired.fireAt for e in state.inbox[:delivered] if e.HasField("timerFired"))
-    stamp = max([now_ms, *(timestamp_ms(at) for at in fired)])
+    stamp = max([now_ms, *(due_ms(at) for at in fired)])
     started = pb.HistoryEvent(eventId=-1, timestamp=to_timestamp(stamp))
     started.workflowStarted.SetInParent()
     request = pb.WorkflowRequest(instanceId=state.instance_id)
