@@ -2,7 +2,8 @@
 
 Asks each placement node (`GetPlacementInfo`) and each reminders node
 (`GetRemindersInfo`) for its role, Raft term and quorum, each sidecar for
-`/v1.0/healthz`, and the state store: each etcd member for its status and alarms, or
+`/v1.0/healthz` and its app gauges (`/metrics`: apps connected, work queued for one), and
+the state store: each etcd member for its status and alarms, or
 the SQLite file's size and free disk (`actorflow.store_status`). Addresses come from
 `--cluster DIR/cluster.json` (what `actorflow up` writes) or from `--placement`,
 `--reminders`, `--sidecars` (comma separated) and `--store` (the sidecars' store URL). Over
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import sys
@@ -88,12 +90,53 @@ async def _raft_node(
     }
 
 
+# The sidecar's gauges `actorflow status` shows, by the field it shows them under.
+_APP_GAUGES = {
+    "apps": "actorflow_app_connections",
+    "queued_turns": "actorflow_workflow_work_items_queued",
+    "queued_activities": "actorflow_activity_work_items_queued",
+}
+
+
+def app_gauges(metrics_text: str) -> dict[str, int]:
+    """The app connections and the queued work, from a sidecar's `/metrics` text."""
+    values: dict[str, int] = {}
+    by_metric = {metric: field for field, metric in _APP_GAUGES.items()}
+    for line in metrics_text.splitlines():
+        name, _, value = line.partition(" ")
+        field = by_metric.get(name)
+        if field is not None:
+            with contextlib.suppress(ValueError):
+                values[field] = int(float(value))
+    return values
+
+
 async def _sidecar(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    base = url.rstrip("/")
     try:
-        async with session.get(f"{url.rstrip('/')}/v1.0/healthz") as resp:
-            return {"address": url, "ok": resp.status == 204, "status": resp.status}
+        async with session.get(f"{base}/v1.0/healthz") as resp:
+            node: dict[str, Any] = {"address": url, "ok": resp.status == 204, "status": resp.status}
+        async with session.get(f"{base}/metrics") as resp:
+            if resp.status == 200:
+                node.update(app_gauges(await resp.text()))
     except (aiohttp.ClientError, TimeoutError) as exc:
         return {"address": url, "ok": False, "error": str(exc) or type(exc).__name__}
+    return node
+
+
+def sidecar_line(node: dict[str, Any]) -> str:
+    """One sidecar in `actorflow status`'s table: its health, then its apps."""
+    if not node["ok"]:
+        return f"{'sidecar':<10} {node['address']:<22} DOWN {node.get('error', node.get('status'))}"
+    apps = node.get("apps")
+    if apps is None:
+        extra = ""
+    elif apps:
+        extra = f"{apps} app{'s' if apps != 1 else ''} connected"
+    else:
+        waiting = node.get("queued_turns", 0) + node.get("queued_activities", 0)
+        extra = f"NO APP connected, {waiting} work item{'s' if waiting != 1 else ''} waiting"
+    return f"{'sidecar':<10} {node['address']:<22} ok    {extra}".rstrip()
 
 
 async def collect(
@@ -154,9 +197,7 @@ def _table(report: dict[str, list[dict[str, Any]]]) -> str:
                 f"{kind:<10} {n['address']:<22} {n['node_id']:<6} {role:<8} "
                 f"term {n['term']:<4} {quorum:<9} {extra}"
             )
-    for s in report["sidecars"]:
-        state = "ok" if s["ok"] else f"DOWN {s.get('error', s.get('status'))}"
-        lines.append(f"{'sidecar':<10} {s['address']:<22} {state}")
+    lines += [sidecar_line(s) for s in report["sidecars"]]
     lines += [store_line(n) for n in report.get("store", [])]
     return "\n".join(lines)
 

@@ -41,6 +41,7 @@ from sidecar.counter import ACTOR_TYPE as COUNTER_TYPE
 from sidecar.counter import CounterActor, open_turn_log
 from sidecar.engine.activity_actor import ActivityActor
 from sidecar.engine.activity_sweep import ActivitySweep
+from sidecar.engine.app_wait import AppWait
 from sidecar.engine.apps import AppConnections
 from sidecar.engine.metrics import EngineMetrics
 from sidecar.engine.naming import activity_type, index_prefix, workflow_type
@@ -54,6 +55,13 @@ log = logging.getLogger(__name__)
 
 API_LEVEL = 1
 HEALTH_CACHE_S = 1.0
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,7 @@ class Sidecar:
         self.grpc_port = 0
         self.sweep: ActivitySweep | None = None
         self._sweep_task: asyncio.Task[None] | None = None
+        self._app_wait_task: asyncio.Task[None] | None = None
 
     # ---- lifecycle
 
@@ -155,6 +164,7 @@ class Sidecar:
             self.reminders = RemindersClient(cfg.reminders, tls=cfg.tls)
         self.sweep = ActivitySweep(self.store, cfg.activity_sweep_s)
         self._sweep_task = asyncio.create_task(self.sweep.run(), name="activity sweep")
+        self._app_wait_task = asyncio.create_task(self._watch_apps(), name="app wait")
         self.services = ActorServices(
             self.store, self.router, cfg.app_id, cfg.namespace, self._turn_log, self.apps,
             self.reminders, activity_sweep=self.sweep, cluster_apps=self._cluster_apps,
@@ -225,14 +235,12 @@ class Sidecar:
             await self.host.deactivate_all()
         if self.placement is not None:
             await self.placement.stop()
-        if self._subscriber_task is not None:
-            self._subscriber_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._subscriber_task
+        await _cancelled(self._subscriber_task)
         for server in (self._grpc, self._peer_grpc):
             if server is not None:
                 await server.stop(grace=1.0)
         await self.peers.close()
+        await _cancelled(self._app_wait_task)
         if self.reminders is not None:
             await self.reminders.close()
         await self._stop_sweep()
@@ -247,6 +255,25 @@ class Sidecar:
             return frozenset()
         ns = self.config.namespace
         return frozenset(h.app_id for h in table.hosts if h.namespace == ns)
+
+    async def _watch_apps(self) -> None:
+        """Warn while work waits with no app connected (`sidecar.engine.app_wait`)."""
+        watch = AppWait(warn_after_s=self.config.app_wait_warn_s)
+        apps = self.apps
+        while True:
+            await asyncio.sleep(min(1.0, watch.warn_after_s / 4))  # a periodic check
+            notice = watch.observe(
+                time.monotonic(), apps.connections, apps.queued_workflows, apps.queued_activities
+            )
+            if notice is None:
+                continue
+            if notice.warning:
+                log.warning(
+                    "%s; start one with DAPR_GRPC_ENDPOINT=%s", notice.message,
+                    self.config.grpc_address,
+                )  # fmt: skip
+            else:
+                log.info("%s", notice.message)
 
     async def _stop_sweep(self) -> None:
         """Stop the activity sweep, after one last pass over every row it holds."""

@@ -58,6 +58,9 @@ _NUMBER_FLAGS: tuple[tuple[str, type, str, str, str], ...] = (
      "activity work items one app connection may hold unanswered (0: no limit)"),
     ("--app-workflow-window", int, "APP_WORKFLOW_WINDOW", "0",
      "workflow work items one app connection may hold unanswered (0: no limit)"),
+    ("--app-wait-warn", float, "APP_WAIT_WARN", "10",
+     "seconds work may wait with no app connected before the sidecar logs a warning "
+     "(again each minute while it lasts)"),
     ("--call-timeout", float, "CALL_TIMEOUT", "30",
      "seconds an actor call (and so an HTTP or gRPC request on a workflow) may take to "
      "find and reach its owner; then 503 / UNAVAILABLE"),
@@ -127,6 +130,7 @@ def config_from_args(args: argparse.Namespace) -> SidecarConfig:
         app_workflow_window=args.app_workflow_window,
         call_timeout_s=args.call_timeout,
         activity_sweep_s=args.activity_sweep,
+        app_wait_warn_s=args.app_wait_warn,
         idle_timeout_s=args.idle_timeout,
         max_payload_bytes=args.max_payload_bytes,
     )

@@ -37,6 +37,9 @@ class SidecarConfig:
     # Seconds between the checks of saved activity outcomes that may have landed after
     # their instance was purged (sidecar.engine.activity_sweep).
     activity_sweep_s: float = 5.0
+    # Seconds work may wait with no app connected before the sidecar warns of it
+    # (sidecar.engine.app_wait); again each minute while it lasts.
+    app_wait_warn_s: float = 10.0
     max_payload_bytes: int = 4 * 1024 * 1024
     # Work items one app connection may hold unanswered, 0: no limit (sidecar.engine.apps).
     app_activity_window: int = 0
@@ -84,7 +87,10 @@ class SidecarConfig:
             )
 
     def _check_limits(self) -> None:
-        for name in ("idle_timeout_s", "drain_timeout_s", "call_timeout_s", "activity_sweep_s"):
+        for name in (
+            "idle_timeout_s", "drain_timeout_s", "call_timeout_s", "activity_sweep_s",
+            "app_wait_warn_s",
+        ):  # fmt: skip
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value}")

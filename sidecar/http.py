@@ -71,6 +71,7 @@ async def metrics(request: web.Request) -> web.Response:
         # SDK apps with a work-item stream open here, and turns waiting for one of them.
         "actorflow_app_connections": ("gauge", sidecar.apps.connections),
         "actorflow_workflow_work_items_queued": ("gauge", sidecar.apps.queued_workflows),
+        "actorflow_activity_work_items_queued": ("gauge", sidecar.apps.queued_activities),
     }
     lines = []
     for name, (kind, value) in values.items():

@@ -110,3 +110,27 @@ def require_etcd() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+
+
+def test_app_gauges_from_metrics_text() -> None:
+    text = (
+        "# TYPE actorflow_app_connections gauge\n"
+        "actorflow_app_connections 0\n"
+        "actorflow_workflow_work_items_queued 3\n"
+        "actorflow_workflow_work_items_total 12\n"
+        "actorflow_activity_work_items_queued 2.0\n"
+        'actorflow_workflows_finished_total{status="COMPLETED"} 5\n'
+    )
+    assert status.app_gauges(text) == {"apps": 0, "queued_turns": 3, "queued_activities": 2}
+    assert status.app_gauges("actorflow_app_connections nan?\n") == {}
+
+
+def test_sidecar_lines() -> None:
+    up = {"address": "http://s:1", "ok": True, "status": 204}
+    assert status.sidecar_line(up).split() == ["sidecar", "http://s:1", "ok"]
+    one = status.sidecar_line({**up, "apps": 1, "queued_turns": 0, "queued_activities": 0})
+    assert one.endswith("ok    1 app connected")
+    none = status.sidecar_line({**up, "apps": 0, "queued_turns": 1, "queued_activities": 2})
+    assert none.endswith("NO APP connected, 3 work items waiting")
+    down = status.sidecar_line({"address": "http://s:1", "ok": False, "error": "refused"})
+    assert down.endswith("DOWN refused")

@@ -213,6 +213,11 @@ class AppConnections:
         """Turns waiting for an app to take them."""
         return len(self._workflows)
 
+    @property
+    def queued_activities(self) -> int:
+        """Activities waiting for an app to take them."""
+        return len(self._activities)
+
     def _queue(self, pending: _Pending) -> deque[_Pending]:
         return self._workflows if pending.workflow else self._activities
 
