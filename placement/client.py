@@ -46,6 +46,23 @@ _REFUSALS = frozenset(
     }
 )
 
+# The stream's keepalive, tighter than the other clients' (raftkit.service): a host cut
+# off without a word (a partition, a black hole) learns it only from an unanswered ping,
+# and must have locked itself before the leader evicts it and gives its actors to others.
+# Worst case: the link dies just after a ping was answered, and the last heartbeat that
+# got through left `heartbeat_interval_s` before that. The host locks at most
+# keepalive time + keepalive timeout + `disconnect_lock_after_s` = 3 s after the cut;
+# the leader evicts it no sooner than its host timeout (5 s) - `heartbeat_interval_s`
+# = 4 s after. With the shared 2 s + 2 s the host locked up to 1 s after its eviction.
+# Ping answers come from gRPC's core, not from the servers' Python, so a busy node does
+# not miss them; the server takes pings this often (KEEPALIVE_SERVER_OPTIONS).
+STREAM_KEEPALIVE: list[tuple[str, int]] = [
+    *(o for o in KEEPALIVE_CLIENT_OPTIONS if o[0] not in ("grpc.keepalive_time_ms",
+                                                           "grpc.keepalive_timeout_ms")),
+    ("grpc.keepalive_time_ms", 1000),
+    ("grpc.keepalive_timeout_ms", 1000),
+]  # fmt: skip
+
 UpdateHook = Callable[[Table | None, Table], Awaitable[None]]
 LostHook = Callable[[], Awaitable[None]]
 
@@ -264,7 +281,7 @@ class PlacementClient:
             while (report := await outbox.get()) is not None:
                 yield report
 
-        async with tls_channel(target, self._config.tls, KEEPALIVE_CLIENT_OPTIONS) as channel:
+        async with tls_channel(target, self._config.tls, STREAM_KEEPALIVE) as channel:
             call = pb_grpc.PlacementStub(channel).ReportHost(reports())
             heartbeat = asyncio.create_task(self._heartbeat(outbox))
             try:

@@ -5,7 +5,7 @@ lives in the test's own namespace with the .1 address, so the test reaches every
 and every host reaches every other one through a real network stack. `isolate` takes a
 host's link down (its processes stay up and can still be reached from inside the
 namespace); `heal` brings it back. Everything is removed on `close`, also after a
-failure. Needs root and `ip` (iproute2).
+failure. Needs root and `ip` (iproute2); `block` (a partial partition) needs `iptables`.
 """
 
 from __future__ import annotations
@@ -83,6 +83,28 @@ class NetLab:
     def heal(self, name: str) -> None:
         host = self.hosts[name]
         _ip("link", "set", host.link, "up", netns=host.netns)
+
+    def block(self, name: str, peers: list[str]) -> None:
+        """Drop every packet between host `name` and `peers` (iptables inside `name`'s
+        namespace) while its link stays up: a black hole for those peers only. Nothing
+        resets or refuses; only timeouts tell either side. Needs `iptables`."""
+        self._filter(name, peers, "-A")
+
+    def unblock(self, name: str, peers: list[str]) -> None:
+        self._filter(name, peers, "-D")
+
+    def _filter(self, name: str, peers: list[str], action: str) -> None:
+        if shutil.which("iptables") is None:
+            raise NetLabUnavailable("`iptables` is not installed")
+        host = self.hosts[name]
+        for peer in peers:
+            address = self.hosts[peer].address
+            for chain, side in (("OUTPUT", "-d"), ("INPUT", "-s")):
+                argv = ["ip", "netns", "exec", host.netns, "iptables", action, chain, side,
+                        address, "-j", "DROP"]  # fmt: skip
+                done = subprocess.run(argv, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
 
     def close(self) -> None:
         for host in self.hosts.values():

@@ -15,7 +15,12 @@ a cluster across machines should. The test:
 3. heals both links: the cluster converges (one leader per service, every node at the
    leader's term, the same table version on all placement nodes) and runs workflows.
 
-Needs root and iproute2: skipped with the reason elsewhere, a failure under CI=true.
+A second test black-holes one sidecar from placement only (iptables in its namespace):
+it must lock its table before the leader evicts it, its workflows finish on the other
+sidecar, and it rejoins once the packets flow again.
+
+Needs root, iproute2 and iptables: skipped with the reason elsewhere, a failure under
+CI=true.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dapr.ext.workflow import DaprWorkflowClient
 
 from actorflow.certs import write_cluster_certs
 from actorflow.procs import Proc
@@ -216,6 +222,34 @@ def _rounds_after(log: Path, since_wall: float) -> list[str]:
     return done
 
 
+def _stamps(log: Path, pattern: str, since_wall: float) -> list[float]:
+    """When this process logged a line matching `pattern`, at or after `since_wall`."""
+    found = []
+    for line in log.read_text(errors="replace").splitlines():
+        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", line)
+        if m and re.search(pattern, line):
+            stamp = time.mktime(time.strptime(m[1], "%Y-%m-%d %H:%M:%S")) + int(m[2]) / 1000
+            if stamp >= since_wall:
+                found.append(stamp)
+    return found
+
+
+async def _first_logged(logs: list[Path], pattern: str, since_wall: float) -> float:
+    """The first time any of `logs` matched `pattern` after `since_wall` (waits up to 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        stamps = [t for log in logs for t in _stamps(log, pattern, since_wall)]
+        if stamps:
+            return min(stamps)
+        assert time.monotonic() < deadline, f"nothing logged matches {pattern!r}"
+        await asyncio.sleep(0.2)  # polling other processes' logs, bounded
+
+
+def _client(address: str) -> DaprWorkflowClient:
+    host, port = address.rsplit(":", 1)
+    return DaprWorkflowClient(host=host, port=port)
+
+
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     try:
@@ -288,3 +322,51 @@ async def test_partition_leaders_then_heal(cluster: Cluster) -> None:
         await asyncio.sleep(0.2)  # polling other processes' state over the network
     assert len(versions) == 1, versions
     await _run_examples(cluster.sidecars[0])
+
+
+@pytest.mark.timeout(300)
+async def test_a_sidecar_black_holed_from_placement_locks_before_its_eviction(
+    cluster: Cluster,
+) -> None:
+    """s1 loses placement only (a partial partition: its app and the store still answer,
+    and no packet comes back to say anything is wrong). It must lock its table and let
+    its actors go before the leader evicts it and s0 may take them; the workflows it held
+    then finish on s0 while s1 is still cut off, and once back it rejoins the table."""
+    client = _client(cluster.sidecars[0])
+    ids = [f"black-hole-{i}-{time.time_ns()}" for i in range(8)]
+    for iid in ids:  # about 7 s each: five checks, 1.5 s apart (continue-as-new)
+        await asyncio.to_thread(
+            client.schedule_new_workflow, "monitor", input={"check": 0, "interval_s": 1.5},
+            instance_id=iid,
+        )  # fmt: skip
+    peers = ["p0", "p1", "p2"]
+    cut_wall = time.time()
+    try:
+        cluster.lab.block("s1", peers)
+    except NetLabUnavailable as exc:
+        _unavailable(str(exc))
+    try:
+        logs = cluster.root / "logs"
+        locked = await _first_logged([logs / "s1.log"], "cut off from placement", cut_wall)
+        evicted = await _first_logged(
+            [logs / f"{p}.log" for p in peers], r"round v\d+ term \d+ done: 1 hosts", cut_wall
+        )
+        print(
+            f"s1 locked its table {locked - cut_wall:.2f}s after the cut; the round that "
+            f"removed it was done at {evicted - cut_wall:.2f}s"
+        )
+        assert locked < evicted - 0.3, (locked - cut_wall, evicted - cut_wall)
+        for iid in ids:
+            state = await asyncio.to_thread(
+                client.wait_for_workflow_completion, iid, timeout_in_seconds=60
+            )
+            assert state is not None and state.runtime_status.name == "COMPLETED", iid
+            assert json.loads(state.serialized_output or "null") == {"done_after_checks": 4}
+    finally:
+        cluster.lab.unblock("s1", peers)
+    await cluster.wait_healthy(sidecars=True, timeout_s=60)
+    deadline = time.monotonic() + 30
+    while _leader((await cluster.status())["placement"])["hosts"] != 2:
+        assert time.monotonic() < deadline, "s1 did not rejoin the table"
+        await asyncio.sleep(0.2)  # polling placement's state over the network
+    await _run_examples(cluster.sidecars[1])
