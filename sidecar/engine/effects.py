@@ -28,6 +28,7 @@ from reminders.api.v1 import reminders_pb2 as rpb
 from sidecar.actors.base import ActorCallError, UnknownActorTypeError
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 from sidecar.engine.naming import activity_type, workflow_type
+from sidecar.engine.outages import store_outage
 from sidecar.workflow import (
     Completed,
     DispatchActivity,
@@ -194,6 +195,9 @@ class EffectRunner:
             else:
                 log.warning("effect %s refused, not retried: %s", type(effect).__name__, exc)
         except ActorCallError as exc:
+            if store_outage(exc):  # the target's store, out of reach: no answer yet
+                log.info("effect %s met a store outage (%s); retrying", type(effect).__name__, exc)
+                return False
             log.warning("effect %s refused, not retried: %s", type(effect).__name__, exc)
             if isinstance(effect, StartChild):
                 # The child's actor said no: its parent is told, or it would wait forever.
@@ -230,10 +234,14 @@ class EffectRunner:
                 )
             case SendEvent() | TerminateInstance():
                 payload = msgpack.packb({"e": effect.event.SerializeToString(), "durable": True})
-                with contextlib.suppress(ActorCallError):  # unknown or finished: dropped
+                try:
                     await router.call(
                         self._wf(effect.target_app_id), effect.instance_id, "event", payload
                     )
+                except ActorCallError as exc:
+                    if store_outage(exc):
+                        raise
+                    # unknown or finished: dropped
             case NotifyParent():
                 parent = effect.parent
                 payload = msgpack.packb(

@@ -38,7 +38,7 @@ from sidecar.engine.naming import (
     name_problem,
     workflow_type,
 )
-from sidecar.store import StoreUnavailableError, TransactionOutcomeUnknownError
+from sidecar.engine.outages import STORE_OUTAGES, store_outage, unwrapped
 from sidecar.workflow.events import (
     client_raised_event,
     execution_started_event,
@@ -56,12 +56,6 @@ TERMINAL = {
     pb.ORCHESTRATION_STATUS_TERMINATED,
 }
 WAIT_CHUNK_S = 10.0  # a waiting call asks the instance's actor again this often
-_WRAPPED = f"{ActorCallError.__name__}: "
-# An actor whose store failed answers with the error's type name (the actor host's
-# `Type: message`): a store out of reach, or a disk full. UNAVAILABLE says "try again",
-# which the SDK's waits do for a while on their own.
-_STORE_OUTAGES = frozenset(e.__name__ for e in (StoreUnavailableError,
-                                                TransactionOutcomeUnknownError))  # fmt: skip
 
 
 def _now_ms() -> int:
@@ -71,11 +65,11 @@ def _now_ms() -> int:
 def actor_status(error: ActorCallError) -> tuple[grpc.StatusCode, str]:
     """The status code an actor's error names (its message starts with one, after the
     `ActorCallError: ` the actor host prefixes to whatever an actor raises)."""
-    text = str(error)
-    while text.startswith(_WRAPPED):
-        text = text[len(_WRAPPED) :]
+    text = unwrapped(error)
     code, _, message = text.partition(": ")
-    if code in _STORE_OUTAGES:
+    if store_outage(error):
+        if code not in STORE_OUTAGES:  # the actor's activation met it: say so
+            message = text
         return grpc.StatusCode.UNAVAILABLE, f"the state store is unavailable: {message}"
     status = getattr(grpc.StatusCode, code, None)
     if not isinstance(status, grpc.StatusCode) or status is grpc.StatusCode.OK:

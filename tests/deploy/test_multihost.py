@@ -15,9 +15,11 @@ a cluster across machines should. The test:
 3. heals both links: the cluster converges (one leader per service, every node at the
    leader's term, the same table version on all placement nodes) and runs workflows.
 
-A second test black-holes one sidecar from placement only (iptables in its namespace):
-it must lock its table before the leader evicts it, its workflows finish on the other
-sidecar, and it rejoins once the packets flow again.
+Two more tests cut one sidecar off from part of the cluster (iptables in its namespace):
+from placement only, it must lock its table before the leader evicts it, its workflows
+finish on the other sidecar, and it rejoins once the packets flow again; from the store
+only, the child workflows it owns start once it reaches the store again, and their
+parents on the other sidecar complete.
 
 Needs root, iproute2 and iptables: skipped with the reason elsewhere, a failure under
 CI=true.
@@ -370,3 +372,49 @@ async def test_a_sidecar_black_holed_from_placement_locks_before_its_eviction(
         assert time.monotonic() < deadline, "s1 did not rejoin the table"
         await asyncio.sleep(0.2)  # polling placement's state over the network
     await _run_examples(cluster.sidecars[1])
+
+
+@pytest.mark.timeout(300)
+async def test_children_whose_sidecar_cannot_reach_the_store_start_once_it_can(
+    cluster: Cluster,
+) -> None:
+    """s1 loses the store only (etcd's packets dropped; placement, s0 and its app still
+    answer) for longer than its store client waits. Trees started through s0 while it
+    lasts schedule children, some of them s1's: their starts fail there with the store
+    out of reach, an outage and not an answer, so s0 tries them again and the trees
+    complete once s1 reaches the store. (Each such start used to be taken as the child's
+    refusal: ChildWorkflowNotStarted failed the parent; a partition chaos run found it.)"""
+    client = _client(cluster.sidecars[0])
+    cluster.lab.block("s1", ["etcd"])
+    blocked_wall = time.time()
+    try:
+        ids = [f"tree-{i}-{time.time_ns()}" for i in range(10)]
+
+        def start(iid: str) -> str | None:
+            try:
+                client.schedule_new_workflow(
+                    "tree", input={"depth": 1, "width": 4}, instance_id=iid
+                )
+            except Exception:  # an instance s1 owns cannot be saved now
+                return None
+            return iid
+
+        started = [
+            iid for iid in await asyncio.gather(*(asyncio.to_thread(start, i) for i in ids)) if iid
+        ]
+        # Hold the cut past the store client's 10 s, so that a child start fails on s1.
+        await asyncio.sleep(max(0.0, blocked_wall + 15 - time.time()))  # the outage itself
+    finally:
+        cluster.lab.unblock("s1", ["etcd"])
+    assert started, "no tree could be started through s0"
+    outages = _stamps(cluster.root / "logs" / "s0.log", "met a store outage", blocked_wall)
+    for iid in started:
+        state = await asyncio.to_thread(
+            client.wait_for_workflow_completion, iid, timeout_in_seconds=90
+        )
+        assert state is not None, iid
+        failure = state.failure_details.message if state.failure_details else None
+        assert state.runtime_status.name == "COMPLETED", (iid, failure)
+        assert json.loads(state.serialized_output or "null") == 5
+    print(f"{len(started)} trees started during the cut; s0 met {len(outages)} store outages")
+    assert outages, "no child start met the outage: the test did not test it"

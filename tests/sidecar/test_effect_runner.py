@@ -1,8 +1,9 @@
 """`EffectRunner`: at most MAX_IN_FLIGHT effects of an activation at a time, so a big
 fan-out streams to the app instead of routing every dispatch before the first runs; a
 failing effect backs off without holding a worker; `close` stops everything; a child
-whose start is refused fails its task in the parent; effects not carried out yet keep
-their actor busy (the idle sweep would drop them)."""
+whose start is refused fails its task in the parent, but one whose target met a store
+outage is tried again; effects not carried out yet keep their actor busy (the idle sweep
+would drop them)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,15 @@ from sidecar.engine.apps import AppConnections
 from sidecar.engine.effects import MAX_IN_FLIGHT, EffectRunner
 from sidecar.engine.testing import workflow_actor
 from sidecar.store.memory import MemoryStore
-from sidecar.workflow import DispatchActivity, ParentInfo, ScheduleTimer, StartChild
+from sidecar.workflow import (
+    DispatchActivity,
+    NotifyParent,
+    ParentInfo,
+    ScheduleTimer,
+    SendEvent,
+    StartChild,
+    TerminateInstance,
+)
 
 
 def _dispatch(task_id: int) -> DispatchActivity:
@@ -207,4 +216,56 @@ async def test_a_refused_child_start_fails_the_childs_task_in_its_parent() -> No
     assert failed.taskScheduledId == 5
     assert failed.failureDetails.errorType == "ChildWorkflowNotStarted"
     assert "RESOURCE_EXHAUSTED" in failed.failureDetails.errorMessage
+    await runner.close()
+
+
+@dataclass
+class OutageRouter:
+    """Every call fails `outages` times as a target whose store is out of reach does
+    (the actor host's `Type: message`, through a peer sidecar, or from its activation),
+    then succeeds; records the calls that succeed."""
+
+    outages: int = 2
+    seen: dict[str, int] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def call(self, actor_type: str, actor_id: str, method: str, payload: bytes) -> bytes:
+        self.changed.set()
+        n = self.seen[actor_id] = self.seen.get(actor_id, 0) + 1
+        if n == 1:
+            raise ActorCallError(
+                "ActorCallError: StoreUnavailableError: etcd txn: no endpoint answered"
+            )
+        if n <= self.outages:
+            raise ActorCallError("activation failed: StoreUnavailableError('etcd range')")
+        self.calls.append((actor_id, method))
+        return b""
+
+
+async def test_a_target_whose_store_is_out_of_reach_is_tried_again(monkeypatch: Any) -> None:
+    """A child's start, an event, a terminate and a parent's notification whose target
+    could not reach its store are carried out once it can: no failure is made of it
+    (the partition chaos of 2026-11-29 failed two parents with ChildWorkflowNotStarted)."""
+    monkeypatch.setattr(effects_module, "RETRY_MAX_S", 0.05)
+    router = OutageRouter()
+    runner = EffectRunner(Services(router), Owner())  # type: ignore[arg-type]
+    parent = ParentInfo(instance_id="p", execution_id="pe", task_scheduled_id=5, app_id="app")
+    start = pb.HistoryEvent()
+    start.executionStarted.name = "child"
+    event = pb.HistoryEvent()
+    event.eventRaised.name = "go"
+    runner.start([
+        StartChild(instance_id="c", name="child", event=start, parent=parent),
+        SendEvent(instance_id="e", event=event),
+        TerminateInstance(instance_id="t", event=event),
+        NotifyParent(parent=parent, event=event),
+    ])  # fmt: skip
+    async with asyncio.timeout(10):
+        while len(router.calls) < 4:
+            router.changed.clear()
+            await router.changed.wait()
+    await _settled(runner)
+    assert sorted(router.calls) == [("c", "start"), ("e", "event"), ("p", "event"), ("t", "event")]
+    assert router.seen == {"c": 3, "e": 3, "t": 3, "p": 3}  # no failure sent to the parent
     await runner.close()
