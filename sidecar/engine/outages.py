@@ -3,9 +3,12 @@
 An actor whose store failed answers its caller with the error's type name (the actor
 host's `Type: message`, behind one `ActorCallError: ` per sidecar it crossed), or, when
 the store failed while the actor was being activated, `activation failed: Type(...)`.
-A store out of reach, or one that lost a transaction's answer, says nothing about the
-request: the same call may succeed a moment later. Every other error is the actor's
-answer (a refusal such as NOT_FOUND or RESOURCE_EXHAUSTED, or its own failure).
+A store out of reach or unable to write (etcd members down or out of space, a full
+disk), or one that lost a transaction's answer, says nothing about the request: the
+same call may succeed a moment later (the gRPC API answers UNAVAILABLE for it, which
+the SDK's waits retry on their own; a workflow's messages are sent again). Every other
+error is the actor's answer (a refusal such as NOT_FOUND or RESOURCE_EXHAUSTED, or its
+own failure).
 """
 
 from __future__ import annotations
