@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
 import json
 import sys
@@ -37,6 +36,7 @@ from placement.api.v1 import placement_pb2 as ppb
 from raftkit.tls import TlsError, TlsFiles
 from raftkit.tls import channel as tls_channel
 from reminders.api.v1 import reminders_pb2 as rpb
+from sidecar.engine.metrics import samples
 from sidecar.store import StoreConfigError
 
 __all__ = ["collect", "healthy", "main"]
@@ -100,15 +100,8 @@ _APP_GAUGES = {
 
 def app_gauges(metrics_text: str) -> dict[str, int]:
     """The app connections and the queued work, from a sidecar's `/metrics` text."""
-    values: dict[str, int] = {}
-    by_metric = {metric: field for field, metric in _APP_GAUGES.items()}
-    for line in metrics_text.splitlines():
-        name, _, value = line.partition(" ")
-        field = by_metric.get(name)
-        if field is not None:
-            with contextlib.suppress(ValueError):
-                values[field] = int(float(value))
-    return values
+    found = samples(metrics_text)
+    return {field: int(found[name]) for field, name in _APP_GAUGES.items() if name in found}
 
 
 async def _sidecar(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:

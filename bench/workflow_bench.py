@@ -60,6 +60,7 @@ from bench.report import (
     result,
     status_printer,
 )
+from sidecar.engine.metrics import samples
 
 APP = Path(__file__).resolve().parent / "bench_app.py"
 
@@ -99,12 +100,12 @@ def work_items(info: dict[str, Any]) -> dict[str, int]:
     url = f"{info['sidecars'][0]['http']}/metrics"
     with urllib.request.urlopen(url, timeout=10) as reply:
         text = reply.read().decode()
-    found = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in ("actorflow_workflow_work_items_total", "actorflow_activity_work_items_total"):
-            found[name.split("_")[1]] = int(value)
-    return found
+    found = samples(text)
+    return {
+        kind: int(found[name])
+        for kind in ("workflow", "activity")
+        if (name := f"actorflow_{kind}_work_items_total") in found
+    }
 
 
 def run_one(client: Any, name: str, arg: Any, timeout: int = 600) -> tuple[float, Any]:

@@ -56,12 +56,10 @@ _REFUSALS = frozenset(
 # = 4 s after. With the shared 2 s + 2 s the host locked up to 1 s after its eviction.
 # Ping answers come from gRPC's core, not from the servers' Python, so a busy node does
 # not miss them; the server takes pings this often (KEEPALIVE_SERVER_OPTIONS).
-STREAM_KEEPALIVE: list[tuple[str, int]] = [
-    *(o for o in KEEPALIVE_CLIENT_OPTIONS if o[0] not in ("grpc.keepalive_time_ms",
-                                                           "grpc.keepalive_timeout_ms")),
-    ("grpc.keepalive_time_ms", 1000),
-    ("grpc.keepalive_timeout_ms", 1000),
-]  # fmt: skip
+STREAM_KEEPALIVE: list[tuple[str, int]] = list(
+    {**dict(KEEPALIVE_CLIENT_OPTIONS),
+     "grpc.keepalive_time_ms": 1000, "grpc.keepalive_timeout_ms": 1000}.items()
+)  # fmt: skip
 
 UpdateHook = Callable[[Table | None, Table], Awaitable[None]]
 LostHook = Callable[[], Awaitable[None]]

@@ -11,12 +11,26 @@ from dataclasses import dataclass, field
 
 from sidecar.api.taskhub.v1 import taskhub_pb2 as pb
 
-__all__ = ["CHECKPOINT_BUCKETS_S", "EngineMetrics", "Histogram"]
+__all__ = ["CHECKPOINT_BUCKETS_S", "EngineMetrics", "Histogram", "samples"]
 
 # A checkpoint is one store transaction: ~0.3 ms on a quiet SQLite, ms on etcd, up to
 # hundreds of ms when the disk stalls.
 CHECKPOINT_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _STATUS_PREFIX = "ORCHESTRATION_STATUS_"
+
+
+def samples(text: str) -> dict[str, float]:
+    """What a `/metrics` text says: each sample's name (its labels included) and value;
+    comments and lines without a number are skipped. For the tools that read a sidecar."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name and not name.startswith("#"):
+            try:
+                found[name] = float(value)
+            except ValueError:
+                continue
+    return found
 
 
 @dataclass(slots=True)

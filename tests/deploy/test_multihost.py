@@ -212,28 +212,25 @@ async def _run_examples(address: str) -> None:
     assert not bad, bad
 
 
-def _rounds_after(log: Path, since_wall: float) -> list[str]:
-    """Placement rounds this node logged as done at or after `since_wall`."""
-    done = []
-    for line in log.read_text(errors="replace").splitlines():
-        m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) .*round v\d+ term \d+ done", line)
-        if m:
-            stamp = time.mktime(time.strptime(m[1], "%Y-%m-%d %H:%M:%S")) + int(m[2]) / 1000
-            if stamp >= since_wall:
-                done.append(line)
-    return done
-
-
-def _stamps(log: Path, pattern: str, since_wall: float) -> list[float]:
-    """When this process logged a line matching `pattern`, at or after `since_wall`."""
+def _logged(log: Path, pattern: str, since_wall: float) -> list[tuple[float, str]]:
+    """This process's log lines matching `pattern` at or after `since_wall`, stamped."""
     found = []
     for line in log.read_text(errors="replace").splitlines():
         m = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ", line)
         if m and re.search(pattern, line):
             stamp = time.mktime(time.strptime(m[1], "%Y-%m-%d %H:%M:%S")) + int(m[2]) / 1000
             if stamp >= since_wall:
-                found.append(stamp)
+                found.append((stamp, line))
     return found
+
+
+def _rounds_after(log: Path, since_wall: float) -> list[str]:
+    """Placement rounds this node logged as done at or after `since_wall`."""
+    return [line for _, line in _logged(log, r"round v\d+ term \d+ done", since_wall)]
+
+
+def _stamps(log: Path, pattern: str, since_wall: float) -> list[float]:
+    return [stamp for stamp, _ in _logged(log, pattern, since_wall)]
 
 
 async def _first_logged(logs: list[Path], pattern: str, since_wall: float) -> float:
