@@ -10,6 +10,12 @@ and tells its runtime (`on_lost`) to deactivate every actor, because by the time
 leader evicts it (the host timeout, which must be longer) others may take its actors.
 The next round from a leader unlocks it again.
 
+Going back: orders refused for an older term or table version, in a row for
+`regression_grace_s` with none taken between, come from a placement group that went
+back in time (restored from an older copy, or started empty), not from a deposed
+leader: the client drops its table and its memory of the newer term, and follows it
+(`raftkit.regression`).
+
 `on_update(old, new)` is awaited on UPDATE before the acknowledgement: the actor runtime
 uses it to drain and deactivate the actors the new table moves elsewhere.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -29,7 +36,8 @@ from placement.api.v1 import placement_pb2_grpc as pb_grpc
 from placement.dissemination import Operation
 from placement.errors import LookupTimeoutError
 from placement.ring import DEFAULT_VNODES
-from placement.table import Accepted, Table, TableHost, TableView
+from placement.table import Accepted, Ignored, Outcome, Table, TableHost, TableView
+from raftkit.regression import REGRESSION_GRACE_S, Regression
 from raftkit.service import KEEPALIVE_CLIENT_OPTIONS
 from raftkit.tls import TlsFiles
 from raftkit.tls import channel as tls_channel
@@ -74,6 +82,7 @@ class ClientConfig:
     reconnect_min_s: float = 0.05
     reconnect_max_s: float = 1.0
     tls: TlsFiles | None = None  # mutual TLS to the placement API (raftkit.tls)
+    regression_grace_s: float = REGRESSION_GRACE_S
 
 
 def host_to_proto(host: TableHost) -> pb.Host:
@@ -130,6 +139,7 @@ class PlacementClient:
         self._on_update = on_update
         self._on_lost = on_lost
         self._view = TableView()
+        self._regression = Regression(config.regression_grace_s)
         self._changed = asyncio.Condition()
         self._connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -297,6 +307,36 @@ class PlacementClient:
                 outbox.put_nowait(None)
         return None
 
+    async def _went_back(
+        self, order: pb.PlacementOrder, outcome: Outcome, table: Table | None
+    ) -> Outcome:
+        """`outcome` again after following placement back in time, if refusals for an
+        older term or version have lasted the grace (see the module docstring)."""
+        if isinstance(outcome, Accepted):
+            self._regression.accepted()
+            return outcome
+        if not (isinstance(outcome, Ignored) and outcome.stale):
+            return outcome
+        if not self._regression.refused(time.monotonic()):
+            return outcome
+        log.warning(
+            "placement went back to term %d, table v%d (this host saw term %d, v%d) for "
+            "%.3gs: restored from an older copy or started empty; following it",
+            order.term, order.version, self._view.max_term, self._view.version,
+            self._regression.grace_s,
+        )  # fmt: skip
+        async with self._changed:
+            self._view.forget()
+            self._changed.notify_all()
+        if self._on_lost is not None:
+            await self._on_lost()
+        if order.HasField("delta"):
+            return outcome  # its base is gone with the table: the next round sends it whole
+        async with self._changed:
+            outcome = self._view.apply(Operation(order.operation), order.version, order.term, table)
+            self._changed.notify_all()
+        return outcome
+
     async def _heartbeat(self, outbox: asyncio.Queue[pb.HostReport | None]) -> None:
         while True:
             await asyncio.sleep(self._config.heartbeat_interval_s)  # periodic, by design
@@ -316,6 +356,7 @@ class PlacementClient:
         async with self._changed:
             outcome = self._view.apply(op, order.version, order.term, new_table)
             self._changed.notify_all()
+        outcome = await self._went_back(order, outcome, new_table)
         if not isinstance(outcome, Accepted):
             log.warning(
                 "refused placement order %s v%d term %d: %s",

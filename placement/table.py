@@ -58,6 +58,7 @@ class Accepted:
 @dataclass(frozen=True, slots=True)
 class Ignored:
     reason: str
+    stale: bool = False  # from an older term, or an older table version
 
 
 Outcome = Accepted | Ignored
@@ -78,9 +79,9 @@ class TableView:
         self, operation: Operation, version: int, term: int, table: Table | None = None
     ) -> Outcome:
         if term < self.max_term:
-            return Ignored(f"term {term} is older than term {self.max_term} already seen")
+            return Ignored(f"term {term} is older than term {self.max_term} already seen", True)
         if version < self.version:
-            return Ignored(f"version {version} is older than held version {self.version}")
+            return Ignored(f"version {version} is older than held version {self.version}", True)
         self.max_term = term
         match operation:
             case Operation.LOCK:
@@ -97,6 +98,13 @@ class TableView:
             case _:
                 return Ignored(f"unknown operation {operation!r}")
         return Accepted(operation, version, term)
+
+    def forget(self) -> None:
+        """Drop the table and the newest term seen, and lock: placement went back in
+        time (see `raftkit.regression`); its next orders are taken as if first heard."""
+        self.table = None
+        self.locked = True
+        self.max_term = 0
 
     def lock_out(self) -> None:
         """Cut off from placement: stop serving lookups until a leader brings us back."""

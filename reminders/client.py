@@ -11,7 +11,12 @@ Term fencing. `TriggerSubscriber` remembers the highest Raft term of any batch i
 accepted and sends it in `subscribe.known_term`; it refuses (does not deliver nor
 acknowledge) a batch from an older term, counting it in `refused_batches` and
 `refused_triggers`. A deposed leader that still believes it leads can therefore not
-reach the actors once the subscriber has heard from its successor.
+reach the actors once the subscriber has heard from its successor. Refused in a row
+for `regression_grace_s` by a service at an older term (the leader itself refusing the
+known term, or its batches), the subscriber takes the service to have gone back in time
+(restored from an older copy, or started empty): it adopts the older term, counts it in
+`regressions`, and awaits `on_regress(old_term, new_term)`, since timers armed after
+that copy are missing (`raftkit.regression`).
 
 Delivery. `handler(term, triggers)` is awaited once per batch; it returns None (all
 delivered) or one boolean per trigger (False: failed, the service retries it with
@@ -24,12 +29,14 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
 
+from raftkit.regression import REGRESSION_GRACE_S, Regression
 from raftkit.service import KEEPALIVE_CLIENT_OPTIONS
 from raftkit.tls import TlsFiles
 from raftkit.tls import channel as tls_channel
@@ -60,6 +67,7 @@ _CHANNEL_OPTIONS = [
 
 R = TypeVar("R")
 TriggerHandler = Callable[[int, list[pb.Trigger]], Awaitable[Sequence[bool] | None]]
+RegressHook = Callable[[int, int], Awaitable[None]]
 
 
 def _leader_hint(error: grpc.aio.AioRpcError) -> str | None:
@@ -276,6 +284,7 @@ class SubscriberStats:
     refused_batches: int = 0
     refused_triggers: int = 0
     connects: int = 0
+    regressions: int = 0  # times the service was followed back to an older term
     terms: dict[int, int] = field(default_factory=dict)  # triggers delivered per term
 
 
@@ -298,8 +307,12 @@ class TriggerSubscriber:
         retry_max_s: float = RECONNECT_MAX_S,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         tls: TlsFiles | None = None,
+        regression_grace_s: float = REGRESSION_GRACE_S,
+        on_regress: RegressHook | None = None,
     ) -> None:
         self._channels = _Channels(addresses, tls)
+        self._regression = Regression(regression_grace_s)
+        self._on_regress = on_regress
         self._sleep = sleep  # the reconnect pacing (tests record it)
         self._subscribe = pb.Subscribe(
             host=host, namespace=namespace, app_id=app_id, actor_types=list(actor_types)
@@ -355,7 +368,10 @@ class TriggerSubscriber:
                     return delivered
                 assert isinstance(batch, pb.TriggerBatch)
                 if batch.HasField("not_leader"):
-                    self._channels.moved(batch.not_leader.leader_address or None)
+                    hint = batch.not_leader.leader_address or None
+                    if hint is None and batch.term < self.highest_term:
+                        await self._older(batch.term)
+                    self._channels.moved(hint)
                     return delivered
                 self._channels.moved(address)
                 if await self._deliver(call, batch):
@@ -363,12 +379,28 @@ class TriggerSubscriber:
         finally:
             call.cancel()
 
+    async def _older(self, term: int) -> None:
+        """Refused for an older `term`: follow the service there once that has lasted."""
+        if not self._regression.refused(time.monotonic()):
+            return
+        old, self.highest_term = self.highest_term, term
+        self.stats.regressions += 1
+        log.warning(
+            "reminders went back to term %d (this subscriber saw term %d) for %.3gs: "
+            "restored from an older copy or started empty; following it",
+            term, old, self._regression.grace_s,
+        )  # fmt: skip
+        if self._on_regress is not None:
+            await self._on_regress(old, term)
+
     async def _deliver(self, call: Any, batch: pb.TriggerBatch) -> bool:
         triggers = list(batch.triggers)
         if batch.term < self.highest_term:
             self.stats.refused_batches += 1
             self.stats.refused_triggers += len(triggers)
+            await self._older(batch.term)
             return False
+        self._regression.accepted()
         self.highest_term = batch.term
         try:
             outcome = await self._handler(batch.term, triggers)

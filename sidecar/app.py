@@ -181,6 +181,7 @@ class Sidecar:
                 actor_types=sorted(self.factories),
                 handler=self._on_triggers,
                 tls=cfg.tls,
+                on_regress=self._on_reminders_back,
             )
             self._subscriber_task = asyncio.create_task(subscriber.run(), name="reminders")
         log.info(
@@ -302,6 +303,15 @@ class Sidecar:
     async def _on_table(self, old: Table | None, new: Table) -> None:
         assert self.host is not None
         await self.host.deactivate_unowned()
+        self._wake_owned()
+
+    async def _on_reminders_back(self, _old_term: int, _term: int) -> None:
+        """The reminders service went back in time (restored from an older copy, or
+        started empty): the timers armed since are missing there. Waking the running
+        workflows arms each one's timers again from the store."""
+        self._wake_owned()
+
+    def _wake_owned(self) -> None:
         self._resume_again = True
         if self._resume_task is None or self._resume_task.done():
             self._resume_task = asyncio.get_running_loop().create_task(self._resume())

@@ -43,6 +43,38 @@ def test_older_term_or_version_is_refused() -> None:
     assert isinstance(view.apply(Operation.LOCK, 5, 4), Accepted)
 
 
+def test_refusals_for_an_older_term_or_version_are_marked_stale() -> None:
+    view = TableView()
+    for op, t in ((Operation.LOCK, None), (Operation.UPDATE, table(5, 3, "a"))):
+        view.apply(op, 5, 3, t)
+    older_term = view.apply(Operation.LOCK, 9, 2)
+    older_version = view.apply(Operation.LOCK, 4, 3)
+    other = view.apply(Operation.UNLOCK, 6, 3)  # not the held table: refused, not stale
+    assert isinstance(older_term, Ignored) and older_term.stale
+    assert isinstance(older_version, Ignored) and older_version.stale
+    assert isinstance(other, Ignored) and not other.stale
+
+
+def test_a_forgotten_view_takes_a_group_gone_back_as_if_first_heard() -> None:
+    """Placement restored from an older copy or started empty (see raftkit.regression)."""
+    view = TableView()
+    for op, t in (
+        (Operation.LOCK, None),
+        (Operation.UPDATE, table(7, 4, "a")),
+        (Operation.UNLOCK, None),
+    ):
+        view.apply(op, 7, 4, t)
+    view.forget()
+    assert view.locked and view.table is None and view.version == 0
+    for op, t in (
+        (Operation.LOCK, None),
+        (Operation.UPDATE, table(2, 1, "b")),
+        (Operation.UNLOCK, None),
+    ):
+        assert isinstance(view.apply(op, 2, 1, t), Accepted)
+    assert not view.locked and view.table == table(2, 1, "b")
+
+
 def test_unlock_without_the_matching_table_is_refused() -> None:
     view = TableView()
     view.apply(Operation.LOCK, 2, 1)
