@@ -25,6 +25,9 @@ Kept separate so that `reminders` never imports `placement`.
 - `service`: `RaftServiceConfig`, the settings every replicated service node shares.
 - `outbox`: `OutboxWriter`, which writes a server stream's queued messages and stops
   without cutting a write short (placement's host streams, reminders' trigger streams).
+- `regression`: `Regression`, which tells a client refused by a deposed leader from one
+  refused by a group that went back in time (restored from an older copy, or started
+  empty).
 - `errors`: `RaftError` and its subclasses.
 """
 
