@@ -307,18 +307,16 @@ class PlacementClient:
                 outbox.put_nowait(None)
         return None
 
-    async def _went_back(
-        self, order: pb.PlacementOrder, outcome: Outcome, table: Table | None
-    ) -> Outcome:
-        """`outcome` again after following placement back in time, if refusals for an
-        older term or version have lasted the grace (see the module docstring)."""
+    async def _follows_back(self, order: pb.PlacementOrder, outcome: Outcome) -> bool:
+        """Counts `outcome` toward a placement group gone back in time (see the module
+        docstring); True when the view was just forgotten to follow it."""
         if isinstance(outcome, Accepted):
             self._regression.accepted()
-            return outcome
+            return False
         if not (isinstance(outcome, Ignored) and outcome.stale):
-            return outcome
+            return False
         if not self._regression.refused(time.monotonic()):
-            return outcome
+            return False
         log.warning(
             "placement went back to term %d, table v%d (this host saw term %d, v%d) for "
             "%.3gs: restored from an older copy or started empty; following it",
@@ -330,10 +328,11 @@ class PlacementClient:
             self._changed.notify_all()
         if self._on_lost is not None:
             await self._on_lost()
-        if order.HasField("delta"):
-            return outcome  # its base is gone with the table: the next round sends it whole
+        return True
+
+    async def _take(self, op: Operation, order: pb.PlacementOrder, table: Table | None) -> Outcome:
         async with self._changed:
-            outcome = self._view.apply(Operation(order.operation), order.version, order.term, table)
+            outcome = self._view.apply(op, order.version, order.term, table)
             self._changed.notify_all()
         return outcome
 
@@ -353,10 +352,11 @@ class PlacementClient:
                 new_table = table_from_delta(old_table, order)
             else:
                 new_table = table_from_proto(order.table)
-        async with self._changed:
-            outcome = self._view.apply(op, order.version, order.term, new_table)
-            self._changed.notify_all()
-        outcome = await self._went_back(order, outcome, new_table)
+        outcome = await self._take(op, order, new_table)
+        # After following placement back, a delta's base is gone with the table: the
+        # next round sends that table whole.
+        if await self._follows_back(order, outcome) and not order.HasField("delta"):
+            outcome = await self._take(op, order, new_table)
         if not isinstance(outcome, Accepted):
             log.warning(
                 "refused placement order %s v%d term %d: %s",

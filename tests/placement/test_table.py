@@ -18,6 +18,18 @@ def table(version: int, term: int, *names: str) -> Table:
     return Table.build(version, term, [th(n) for n in names])
 
 
+def whole_round(view: TableView, version: int, term: int, *names: str) -> list[object]:
+    """LOCK, UPDATE to a table of `names`, UNLOCK: each outcome."""
+    return [
+        view.apply(op, version, term, t)
+        for op, t in (
+            (Operation.LOCK, None),
+            (Operation.UPDATE, table(version, term, *names)),
+            (Operation.UNLOCK, None),
+        )
+    ]
+
+
 def test_round_applies_in_order_and_unlocks() -> None:
     view = TableView()
     assert view.locked and view.table is None
@@ -30,12 +42,7 @@ def test_round_applies_in_order_and_unlocks() -> None:
 
 def test_older_term_or_version_is_refused() -> None:
     view = TableView()
-    for op, t in (
-        (Operation.LOCK, None),
-        (Operation.UPDATE, table(5, 3, "a")),
-        (Operation.UNLOCK, None),
-    ):
-        view.apply(op, 5, 3, t)
+    whole_round(view, 5, 3, "a")
     assert isinstance(view.apply(Operation.LOCK, 6, 2), Ignored)  # deposed leader
     assert isinstance(view.apply(Operation.UPDATE, 4, 3, table(4, 3, "x")), Ignored)
     assert view.version == 5 and not view.locked
@@ -58,20 +65,10 @@ def test_refusals_for_an_older_term_or_version_are_marked_stale() -> None:
 def test_a_forgotten_view_takes_a_group_gone_back_as_if_first_heard() -> None:
     """Placement restored from an older copy or started empty (see raftkit.regression)."""
     view = TableView()
-    for op, t in (
-        (Operation.LOCK, None),
-        (Operation.UPDATE, table(7, 4, "a")),
-        (Operation.UNLOCK, None),
-    ):
-        view.apply(op, 7, 4, t)
+    whole_round(view, 7, 4, "a")
     view.forget()
     assert view.locked and view.table is None and view.version == 0
-    for op, t in (
-        (Operation.LOCK, None),
-        (Operation.UPDATE, table(2, 1, "b")),
-        (Operation.UNLOCK, None),
-    ):
-        assert isinstance(view.apply(op, 2, 1, t), Accepted)
+    assert all(isinstance(o, Accepted) for o in whole_round(view, 2, 1, "b"))
     assert not view.locked and view.table == table(2, 1, "b")
 
 
