@@ -144,7 +144,8 @@ class Steer:
     """One instance steered by a seeded sequence of operations."""
 
     def __init__(self, cluster: Any, seed: int, tally: Counter[str]) -> None:
-        self.rnd = random.Random(seed)
+        self.rnd = random.Random(seed)  # the operations: the same sequence every run
+        self.route = random.Random(-seed)  # which sidecar: as many draws as polls
         self.iid = f"life-{seed}-{time.time_ns()}"
         self.clients = [cluster.client(i) for i in range(len(cluster.info["sidecars"]))]
         self.http = [s["http"] for s in cluster.info["sidecars"]]
@@ -183,7 +184,7 @@ class Steer:
     def settle(self) -> None:
         deadline = time.monotonic() + SETTLE_S
         while True:
-            state = self.rnd.choice(self.clients).get_workflow_state(self.iid)
+            state = self.route.choice(self.clients).get_workflow_state(self.iid)
             if shown(self.model, state):
                 return
             if time.monotonic() > deadline:
@@ -206,7 +207,7 @@ class Steer:
         return "OK"
 
     def grpc_call(self, op: str, arg: Any) -> Callable[[], Any]:
-        c, iid = self.rnd.choice(self.clients), self.iid
+        c, iid = self.route.choice(self.clients), self.iid
         calls: dict[str, Callable[[], Any]] = {
             "start": lambda: c.schedule_new_workflow(
                 "counter", input={"total": 0, "gens": 0, "target": arg}, instance_id=iid
@@ -220,7 +221,7 @@ class Steer:
         return calls[op]
 
     def http_call(self, op: str, arg: Any, form: str) -> None:
-        base = self.rnd.choice(self.http) + "/v1.0/workflows"
+        base = self.route.choice(self.http) + "/v1.0/workflows"
         iid = urllib.parse.quote(self.iid, safe="")
         dapr = f"{base}/dapr/{iid}"
         body = None if arg is None else json.dumps(arg)
